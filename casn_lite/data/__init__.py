@@ -1,0 +1,1 @@
+"""Data: the SynthPeople generator, re-ID dataset loaders, transforms and samplers."""
