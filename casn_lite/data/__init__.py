@@ -1,1 +1,22 @@
 """Data: the SynthPeople generator, re-ID dataset loaders, transforms and samplers."""
+
+from .datasets import (
+    DATASETS,
+    DatasetLayoutError,
+    ImageDataset,
+    ImageReadError,
+    PairDataset,
+    ReIDData,
+    Sample,
+    detect_dataset,
+    load_dataset,
+)
+from .samplers import IdentitySampler, PairSampler
+from .synth import PRESETS, SynthConfig, generate
+from .transforms import build_transforms, denormalize
+
+__all__ = [
+    "DATASETS", "DatasetLayoutError", "ImageDataset", "ImageReadError", "PairDataset", "ReIDData",
+    "Sample", "detect_dataset", "load_dataset", "IdentitySampler", "PairSampler", "PRESETS",
+    "SynthConfig", "generate", "build_transforms", "denormalize",
+]

@@ -192,11 +192,13 @@ def _draw_identities(rng: np.random.Generator, count: int, family_size: int, fir
         coarse = _draw_family(rng)
         members: list[dict] = []
         for _ in range(min(family_size, count - len(people))):
-            for _attempt in range(200):
+            for _attempt in range(1000):
                 cues = _draw_cues(rng, coarse["upper"])
                 sig = _cue_signature(cues)
-                if all(sum(a != b for a, b in zip(sig, _cue_signature(m))) >= 2 for m in members):
+                if all(sum(a != b for a, b in zip(sig, _cue_signature(m), strict=True)) >= 2 for m in members):
                     break
+            else:
+                raise ValueError(f"cannot make {family_size} look-alikes that differ in two cues; use fewer")
             members.append({**coarse, **cues, "family": family_id})
         people.extend(members)
         family_id += 1
@@ -408,7 +410,7 @@ def _paint_person(label: np.ndarray, u: np.ndarray, v: np.ndarray, view: np.ndar
     bag = att["bag"]
     pack_back = back & _box(au, v, 0, 0.085 * bw, 0.19, 0.44)
     pack_side = side & _box(u, v, -0.075 * bw - 0.06, -0.075 * bw + 0.004, 0.19, 0.44)
-    straps = front & (np.abs(au - 0.07 * bw) < 0.011) & (v >= 0.16) & (v < 0.38)
+    straps = front & (np.abs(au - 0.07 * bw) < 0.009) & (v >= 0.16) & (v < 0.38)
     strap_line = -0.1 + (v - 0.17) * (0.22 / 0.29)
     sling = ~side & torso & (np.abs(u - strap_line) < 0.011) & (v < 0.46)
     sling_side = side & (np.abs(u) < 0.01) & (v >= 0.17) & (v < 0.42)

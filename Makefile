@@ -1,0 +1,42 @@
+# casn-lite: every target creates .venv on first use, so a fresh clone needs only `make test`
+# or `make reproduce`. Running them again is safe: the install is redone only when
+# pyproject.toml changes.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SYNTH  := data/synthpeople
+
+.PHONY: install test lint reproduce data clean
+
+install: $(STAMP)
+
+# torch is not pinned: torchvision's wheel pins the torch it was built for, and pip resolves
+# the pair from the registry (a CUDA build; it runs on CPU too).
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[notebooks,dev]"
+	$(BIN)/python -m ipykernel install --user --name casn-lite --display-name "Python (casn-lite)"
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check casn_lite tests benchmarks
+
+test: lint
+	$(BIN)/python -m pytest
+
+data: $(SYNTH)/meta.json
+
+$(SYNTH)/meta.json: | $(STAMP)
+	$(BIN)/python -m casn_lite data synth --out $(SYNTH)
+
+# For now: the data every notebook will start from. The notebooks and the papermill
+# runner come next (see README, "Status").
+reproduce: data
+	@echo "SynthPeople is ready in $(SYNTH). The notebooks that train on it are not written yet;"
+	@echo "until they are, 'make reproduce' stops here."
+
+clean:
+	rm -rf $(VENV) $(SYNTH) .pytest_cache .ruff_cache

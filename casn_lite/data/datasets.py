@@ -1,0 +1,273 @@
+"""Re-ID dataset folders: Market-1501, DukeMTMC-reID, CUHK03-NP and SynthPeople.
+
+All four share the Market-1501 layout::
+
+    <root>/bounding_box_train/   training images
+    <root>/query/                query images
+    <root>/bounding_box_test/    gallery images
+
+with file names that start ``<pid>_c<camera>``, e.g. ``0002_c1s1_000451_03.jpg``
+(Market-1501), ``0005_c2_f0046985.jpg`` (DukeMTMC-reID), ``0001_c1_1.png``
+(CUHK03-NP, under ``labeled/`` or ``detected/``). As in the community's loaders
+(torchreid, fast-reid): junk images (pid -1) are dropped, distractors (pid 0)
+stay in the gallery, camera ids become 0-based and training pids are relabelled
+0..N-1 in sorted order. Query and gallery keep their original pids.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+
+__all__ = [
+    "DATASETS",
+    "DatasetLayoutError",
+    "ImageReadError",
+    "Sample",
+    "ReIDData",
+    "load_dataset",
+    "detect_dataset",
+    "ImageDataset",
+    "PairDataset",
+    "read_image",
+]
+
+SPLITS = ("bounding_box_train", "query", "bounding_box_test")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+NAME_PATTERN = re.compile(r"^([-\d]+)_c(\d)")
+
+
+class DatasetLayoutError(ValueError):
+    """A dataset folder is missing, empty or not in the expected layout."""
+
+
+class ImageReadError(OSError):
+    """An image file exists in the dataset but cannot be decoded."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image: its path, identity (pid) and 0-based camera id."""
+
+    path: Path
+    pid: int
+    camid: int
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where a dataset's three split folders live, relative to the folder a user points at."""
+
+    name: str
+    subdirs: tuple[str, ...]  # tried in order; "" means the root itself
+    max_cameras: int
+    note: str
+
+
+DATASETS: dict[str, _Layout] = {
+    "market1501": _Layout("Market-1501", ("", "Market-1501-v15.09.15", "Market-1501", "market1501"), 6,
+                          "0002_c1s1_000451_03.jpg"),
+    "dukemtmc": _Layout("DukeMTMC-reID", ("", "DukeMTMC-reID", "dukemtmc-reid/DukeMTMC-reID"), 8,
+                        "0005_c2_f0046985.jpg"),
+    "cuhk03_labeled": _Layout("CUHK03-NP (labeled)", ("labeled", "cuhk03-np/labeled", ""), 2,
+                              "cuhk03-np/labeled/query/0001_c1_1.png"),
+    "cuhk03_detected": _Layout("CUHK03-NP (detected)", ("detected", "cuhk03-np/detected", ""), 2,
+                               "cuhk03-np/detected/query/0001_c1_1.png"),
+    "synthpeople": _Layout("SynthPeople", ("",), 9, "0002_c1s1_000015_00.jpg (python -m casn_lite data synth)"),
+}
+
+
+def _expected_layout(layout: _Layout, root: Path) -> str:
+    """A short description of the folders we looked for, for error messages."""
+    roots = [str(root / d) if d else str(root) for d in layout.subdirs]
+    return (
+        f"{layout.name} expects three folders of images named '<pid>_c<camera>...' "
+        f"(e.g. {layout.note}):\n"
+        + "".join(f"    <root>/{s}/\n" for s in SPLITS)
+        + "  with <root> one of:\n"
+        + "".join(f"    {r}\n" for r in roots)
+    )
+
+
+def _find_root(layout: _Layout, root: Path) -> Path | None:
+    """The first candidate folder that holds all three splits."""
+    for sub in layout.subdirs:
+        cand = root / sub if sub else root
+        if all((cand / s).is_dir() for s in SPLITS):
+            return cand
+    return None
+
+
+def _parse_split(folder: Path, max_cameras: int) -> list[Sample]:
+    """Samples of one split folder, junk (pid -1) dropped, camera ids 0-based."""
+    samples = []
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+        m = NAME_PATTERN.match(path.name)
+        if m is None:
+            raise DatasetLayoutError(
+                f"{path} does not start with '<pid>_c<camera>' (e.g. 0002_c1s1_000451_03.jpg); "
+                "is this a re-ID dataset folder?"
+            )
+        pid, cam = int(m.group(1)), int(m.group(2))
+        if pid == -1:
+            continue  # junk: a bad detection, ignored by the protocol
+        if not 1 <= cam <= max_cameras:
+            raise DatasetLayoutError(f"{path}: camera {cam} is outside 1..{max_cameras} for this dataset")
+        samples.append(Sample(path, pid, cam - 1))
+    return samples
+
+
+@dataclass
+class ReIDData:
+    """A re-ID dataset: training, query and gallery samples, and where they came from."""
+
+    name: str
+    root: Path
+    train: list[Sample]
+    query: list[Sample]
+    gallery: list[Sample]
+    train_pids: list[int] = field(default_factory=list)  # original pid of each training label
+
+    @property
+    def num_train_pids(self) -> int:
+        return len(self.train_pids)
+
+    @property
+    def num_cameras(self) -> int:
+        return 1 + max(s.camid for s in self.train + self.query + self.gallery)
+
+    def mask_path(self, sample: Sample) -> Path:
+        """Where SynthPeople keeps the person/cue mask of ``sample``."""
+        return self.root / "masks" / sample.path.parent.name / (sample.path.stem + ".png")
+
+    def summary(self) -> str:
+        """A small table: images, identities and cameras per split."""
+        lines = [f"{self.name} at {self.root}", f"  {'split':<8}{'images':>8}{'ids':>7}{'cams':>6}"]
+        for split, items in (("train", self.train), ("query", self.query), ("gallery", self.gallery)):
+            ids = len({s.pid for s in items})
+            cams = len({s.camid for s in items})
+            lines.append(f"  {split:<8}{len(items):>8}{ids:>7}{cams:>6}")
+        return "\n".join(lines)
+
+
+def load_dataset(name: str, root: str | Path) -> ReIDData:
+    """Read a dataset folder; ``name`` is one of DATASETS or ``auto`` (detect from the layout)."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DatasetLayoutError(f"dataset folder {root} does not exist")
+    if name == "auto":
+        name = detect_dataset(root)
+    if name not in DATASETS:
+        raise DatasetLayoutError(f"unknown dataset {name!r}; choose one of: auto, {', '.join(DATASETS)}")
+    layout = DATASETS[name]
+    found = _find_root(layout, root)
+    if found is None:
+        raise DatasetLayoutError(f"{root} is not a {layout.name} folder.\n{_expected_layout(layout, root)}")
+    train, query, gallery = (_parse_split(found / s, layout.max_cameras) for s in SPLITS)
+    for split, items in (("bounding_box_train", train), ("query", query), ("bounding_box_test", gallery)):
+        if not items:
+            raise DatasetLayoutError(f"{found / split} holds no images.\n{_expected_layout(layout, root)}")
+    train_pids = sorted({s.pid for s in train})
+    label = {pid: i for i, pid in enumerate(train_pids)}
+    train = [Sample(s.path, label[s.pid], s.camid) for s in train]
+    return ReIDData(layout.name, found, train, query, gallery, train_pids)
+
+
+_DIALECTS = (  # how each dataset writes its file names after '<pid>_c<camera>'
+    ("market1501", re.compile(r"^[-\d]+_c\ds\d_")),
+    ("dukemtmc", re.compile(r"^[-\d]+_c\d_f\d+")),
+    ("cuhk03_detected", re.compile(r"^[-\d]+_c\d_\d+\.png$")),
+)
+
+
+def detect_dataset(root: str | Path) -> str:
+    """Guess which dataset a folder holds: SynthPeople by its meta.json, the others by how
+    their file names are written (CUHK03-NP defaults to the detected boxes, as in the paper)."""
+    root = Path(root)
+    if (root / "meta.json").is_file() and _find_root(DATASETS["synthpeople"], root):
+        return "synthpeople"
+    for cand in (root, root / "detected", root / "cuhk03-np" / "detected", *(root / d for d in
+                 ("Market-1501-v15.09.15", "Market-1501", "market1501", "DukeMTMC-reID"))):
+        if not all((cand / s).is_dir() for s in SPLITS):
+            continue
+        first = next((p.name for p in sorted((cand / "query").iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES), "")
+        for name, pattern in _DIALECTS:
+            if pattern.match(first):
+                return name
+    raise DatasetLayoutError(
+        f"{root} holds no known re-ID dataset. Each dataset needs the folders "
+        f"{', '.join(SPLITS)} with images named '<pid>_c<camera>...' "
+        f"(for CUHK03-NP under labeled/ or detected/); known datasets: {', '.join(DATASETS)}"
+    )
+
+
+# --------------------------------------------------------------------------- torch datasets
+def read_image(path: Path) -> Image.Image:
+    """Open an image as RGB; a file that cannot be decoded raises ImageReadError naming it."""
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (OSError, UnidentifiedImageError) as err:
+        raise ImageReadError(f"cannot read image {path}: {err}") from err
+
+
+class ImageDataset(Dataset):
+    """Samples as a torch dataset of dicts: image, pid, camid, index (and mask, if asked).
+
+    ``transform`` receives the image (and the mask as a ``tv_tensors.Mask``, so flips
+    and crops move both) and returns the same number of values.
+    """
+
+    def __init__(self, samples: list[Sample], transform: Callable | None = None,
+                 mask_of: Callable[[Sample], Path] | None = None):
+        self.samples = samples
+        self.transform = transform
+        self.mask_of = mask_of
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict:
+        s = self.samples[index]
+        image = read_image(s.path)
+        item = {"pid": s.pid, "camid": s.camid, "index": index}
+        if self.mask_of is None:
+            item["image"] = self.transform(image) if self.transform else image
+            return item
+        with Image.open(self.mask_of(s)) as m:
+            mask = tv_tensors.Mask(torch.from_numpy(np.array(m, dtype=np.uint8)))
+        if self.transform:
+            image, mask = self.transform(image, mask)
+        item["image"], item["mask"] = image, mask
+        return item
+
+    @property
+    def pids(self) -> list[int]:
+        return [s.pid for s in self.samples]
+
+    @property
+    def camids(self) -> list[int]:
+        return [s.camid for s in self.samples]
+
+
+class PairDataset(Dataset):
+    """Image pairs from an ImageDataset, indexed by ``(i, j)`` as a PairSampler yields them."""
+
+    def __init__(self, images: ImageDataset):
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, pair: tuple[int, int]) -> dict:
+        a, b = self.images[pair[0]], self.images[pair[1]]
+        return {"image1": a["image"], "image2": b["image"], "pid1": a["pid"], "pid2": b["pid"],
+                "same": int(a["pid"] == b["pid"])}
