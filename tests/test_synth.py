@@ -144,3 +144,30 @@ def test_bad_settings_are_refused():
         SynthConfig(images_per_camera=1)
     with pytest.raises(ValueError, match="cameras"):
         SynthConfig(cameras=12)
+
+
+def test_regenerating_replaces_the_old_set_and_never_touches_other_data(tmp_path):
+    small = dataclasses.replace(TINY, train_ids=3, test_ids=3, distractors=1, junk=1)
+    generate(tmp_path / "s", small, progress=False)
+    generate(tmp_path / "s", dataclasses.replace(small, seed=99), progress=False)
+    meta = json.loads((tmp_path / "s" / "meta.json").read_text())
+    on_disk = {f"{p.parent.name}/{p.name}" for p in (tmp_path / "s").glob("*/*.jpg")}
+    assert on_disk == set(meta["images"]), "no stale files from the first set"
+
+    (tmp_path / "real" / "query").mkdir(parents=True)
+    (tmp_path / "real" / "query" / "0001_c1s1_000001_00.jpg").write_bytes(b"precious")
+    with pytest.raises(ValueError, match="did not write"):
+        generate(tmp_path / "real", small, progress=False)
+    assert (tmp_path / "real" / "query" / "0001_c1s1_000001_00.jpg").read_bytes() == b"precious"
+
+
+def test_ensure_synthpeople_reuses_a_matching_set(tmp_path):
+    from casn_lite.data import ensure_synthpeople
+
+    small = dataclasses.replace(TINY, train_ids=3, test_ids=3, distractors=1, junk=1)
+    ensure_synthpeople(tmp_path, small, progress=False)
+    stamp = (tmp_path / "meta.json").stat().st_mtime_ns
+    ensure_synthpeople(tmp_path, small, progress=False)
+    assert (tmp_path / "meta.json").stat().st_mtime_ns == stamp
+    ensure_synthpeople(tmp_path, dataclasses.replace(small, seed=5), progress=False)
+    assert json.loads((tmp_path / "meta.json").read_text())["seed"] == 5

@@ -12,11 +12,11 @@ from .datasets import (
     load_dataset,
 )
 from .samplers import IdentitySampler, PairSampler
-from .synth import PRESETS, SynthConfig, generate
+from .synth import PRESETS, SynthConfig, ensure_synthpeople, generate
 from .transforms import build_transforms, denormalize
 
 __all__ = [
     "DATASETS", "DatasetLayoutError", "ImageDataset", "ImageReadError", "PairDataset", "ReIDData",
     "Sample", "detect_dataset", "load_dataset", "IdentitySampler", "PairSampler", "PRESETS",
-    "SynthConfig", "generate", "build_transforms", "denormalize",
+    "SynthConfig", "ensure_synthpeople", "generate", "build_transforms", "denormalize",
 ]

@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,7 @@ __all__ = [
     "PRESETS",
     "SynthConfig",
     "generate",
+    "ensure_synthpeople",
     "render_batch",
     "MASK_BACKGROUND",
     "MASK_PERSON",
@@ -595,10 +597,24 @@ def _file_name(pid: int, cam: int, frame: int) -> str:
     return f"{pid:04d}_c{cam + 1}s1_{frame:06d}_00.jpg" if pid >= 0 else f"-1_c{cam + 1}s1_{frame:06d}_00.jpg"
 
 
+def _clear_previous_set(out: Path) -> None:
+    """Remove the images of an earlier SynthPeople set in ``out``; never touch other data."""
+    existing = [out / d for d in (*SPLITS, "masks") if (out / d).exists()]
+    if not existing:
+        return
+    meta = out / "meta.json"
+    if not (meta.is_file() and json.loads(meta.read_text()).get("generator") == "SynthPeople"):
+        raise ValueError(f"{out} already holds {existing[0].name}/ that SynthPeople did not write; "
+                         "choose an empty or new folder")
+    for d in existing:
+        shutil.rmtree(d)
+
+
 def generate(out: str | Path, config: SynthConfig | None = None, progress: bool = True) -> dict:
     """Generate a SynthPeople set under ``out`` and return its meta data (also saved as meta.json)."""
     cfg = config or SynthConfig()
     out = Path(out)
+    _clear_previous_set(out)
     root_seq = np.random.SeedSequence(cfg.seed)
     seq_people, seq_cams, seq_plan, seq_params, seq_pixels, seq_pids = root_seq.spawn(6)
     rng_people = np.random.default_rng(seq_people)
@@ -667,3 +683,17 @@ def generate(out: str | Path, config: SynthConfig | None = None, progress: bool 
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
     return meta
+
+
+def ensure_synthpeople(out: str | Path, config: SynthConfig | None = None, progress: bool = True) -> Path:
+    """Generate a SynthPeople set at ``out`` unless one with the same settings and generator
+    version is already there; return ``out``. Notebooks call this so that they share data."""
+    cfg = config or SynthConfig()
+    out = Path(out)
+    meta_path = out / "meta.json"
+    if meta_path.is_file():
+        head = json.loads(meta_path.read_text())
+        if head.get("version") == GENERATOR_VERSION and head.get("config") == dataclasses.asdict(cfg):
+            return out
+    generate(out, cfg, progress=progress)
+    return out

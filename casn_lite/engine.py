@@ -1,0 +1,243 @@
+"""Training and evaluation: one visible training loop, checkpoints, feature extraction.
+
+``fit`` is the whole training loop. The loss is a function ``loss_fn(model, batch,
+device) -> (loss, terms)`` so that IDE, IDE+IA, IDE+SA and CASN share this loop and
+differ only in the loss they pass. Each epoch ends with a checkpoint; ``resume=True``
+continues an interrupted run and reaches the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .evaluation import evaluate_ranking, pairwise_distance
+
+__all__ = [
+    "TrainConfig", "TrainingDiverged", "default_device", "seed_everything", "ide_loss", "fit",
+    "make_optimizer", "make_scheduler", "extract_features", "evaluate", "load_training_state",
+]
+
+LossFn = Callable[[nn.Module, dict, torch.device], tuple[torch.Tensor, dict[str, float]]]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of the training loop (paper, v1: SGD 0.9, lr 0.03, 40 epochs, x0.1 at 30)."""
+
+    epochs: int = 40
+    optimizer: str = "sgd"  # "sgd" or "adam"
+    lr: float = 0.03
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 0.0  # linear warm-up from lr/10
+    schedule: str = "step"  # "step", "cosine" or "constant"
+    step_epochs: tuple[int, ...] = (30,)
+    gamma: float = 0.1
+    amp: bool = True  # bf16 autocast, CUDA only
+    channels_last: bool = True  # CUDA only
+    checkpoint_dir: str | None = None
+    resume: bool = False
+    progress: bool = True
+    extra: dict = field(default_factory=dict)  # anything a notebook wants saved with the run
+
+
+def default_device() -> torch.device:
+    """CUDA when present, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) from one number."""
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002  the global RNG that notebook cells may use
+    torch.manual_seed(seed)
+
+
+def ide_loss(model: nn.Module, batch: dict, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+    """L_ide: softmax cross-entropy of the identity logits."""
+    out = model(batch["image"].to(device, non_blocking=True))
+    loss = F.cross_entropy(out.logits, batch["pid"].to(device, non_blocking=True))
+    return loss, {"ide": loss.item()}
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with momentum (the paper's) or Adam; no weight decay on biases and norm layers."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose 'sgd' or 'adam'")
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    """Per-step learning-rate factor: linear warm-up, then step decay or cosine."""
+    warmup = cfg.warmup_epochs * steps_per_epoch
+    total = cfg.epochs * steps_per_epoch
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return 0.1 + 0.9 * step / warmup
+        if cfg.schedule == "step":
+            return cfg.gamma ** sum(step >= e * steps_per_epoch for e in cfg.step_epochs)
+        if cfg.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+        if cfg.schedule == "constant":
+            return 1.0
+        raise ValueError(f"unknown schedule {cfg.schedule!r}; choose 'step', 'cosine' or 'constant'")
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(),  # noqa: NPY002
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _save_atomically(obj: dict, path: Path) -> None:
+    """Write to a temporary file, then rename: an interrupted save never leaves a broken file."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_training_state(checkpoint_dir: str | Path) -> dict | None:
+    """The last checkpoint of a run (or None): weights, optimizer, scheduler, history, RNG."""
+    path = Path(checkpoint_dir) / "last.pt"
+    return torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
+
+
+def fit(model: nn.Module, loader, cfg: TrainConfig, loss_fn: LossFn = ide_loss,
+        device: torch.device | None = None,
+        eval_fn: Callable[[nn.Module], dict] | None = None) -> list[dict]:
+    """Train ``model`` for ``cfg.epochs`` epochs; return the history (one dict per epoch).
+
+    ``eval_fn(model) -> metrics`` (optional) runs after every epoch and its metrics join
+    the history. With ``cfg.checkpoint_dir`` set, each epoch ends by saving ``last.pt``;
+    with ``cfg.resume`` the run continues from it.
+    """
+    device = device or default_device()
+    on_cuda = device.type == "cuda"
+    model.to(device)
+    if on_cuda and cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg, len(loader))
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda and cfg.amp else nullcontext()
+    history: list[dict] = []
+    start_epoch = 0
+
+    ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
+    if ckpt_dir and cfg.resume and (state := load_training_state(ckpt_dir)) is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"])
+        history, start_epoch = state["history"], state["epoch"] + 1
+
+    sampler = getattr(loader, "batch_sampler", None)
+    sampler = sampler if hasattr(sampler, "set_epoch") else getattr(loader, "sampler", None)
+    bar = tqdm(total=(cfg.epochs - start_epoch) * len(loader), desc="training", unit="batch",
+               disable=not cfg.progress)
+    for epoch in range(start_epoch, cfg.epochs):
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        model.train()
+        sums: dict[str, float] = {}
+        seen, tic = 0, time.perf_counter()
+        for step, batch in enumerate(loader):
+            # ---- the training step: forward + loss, backward, update --------------------
+            with autocast:
+                loss, terms = loss_fn(model, batch, device)
+            if not torch.isfinite(loss):
+                bar.close()
+                raise TrainingDiverged(
+                    f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
+                    f"(terms: {terms}); try a lower learning rate (now {scheduler.get_last_lr()[0]:.2e})")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            # -------------------------------------------------------------------------------
+            n = len(next(iter(v for v in batch.values() if torch.is_tensor(v))))
+            seen += n
+            for k, v in {"loss": loss.item(), **terms}.items():
+                sums[k] = sums.get(k, 0.0) + v * n
+            bar.update()
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}",
+                            img_s=f"{seen / (time.perf_counter() - tic):.0f}")
+        seconds = time.perf_counter() - tic
+        record = {"epoch": epoch + 1, **{k: v / seen for k, v in sums.items()},
+                  "lr": scheduler.get_last_lr()[0], "seconds": seconds, "images_per_s": seen / seconds}
+        if eval_fn is not None:
+            record.update(eval_fn(model))
+        history.append(record)
+        if ckpt_dir:
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+            _save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                              "scheduler": scheduler.state_dict(), "rng": _rng_state(), "epoch": epoch,
+                              "history": history, "config": asdict(cfg)}, ckpt_dir / "last.pt")
+    bar.close()
+    return history
+
+
+# --------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def extract_features(model: nn.Module, loader, device: torch.device | None = None,
+                     flip: bool = False) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """Embeddings (L2-normalised, on CPU), pids and camids of every image in ``loader``.
+    With ``flip``, each embedding is the mean of the image's and its mirror image's."""
+    device = device or default_device()
+    model.to(device).eval()
+    feats, pids, camids = [], [], []
+    for batch in loader:
+        x = batch["image"].to(device)
+        f = model(x).embedding
+        if flip:
+            f = (f + model(torch.flip(x, dims=[3])).embedding) / 2
+        feats.append(F.normalize(f.float(), dim=1).cpu())
+        pids.append(batch["pid"].numpy())
+        camids.append(batch["camid"].numpy())
+    return torch.cat(feats), np.concatenate(pids), np.concatenate(camids)
+
+
+def evaluate(model: nn.Module, query_loader, gallery_loader, device: torch.device | None = None,
+             metric: str = "cosine", flip: bool = False) -> dict:
+    """Rank the gallery for every query; CMC, mAP and mINP as fractions (Market-1501 protocol)."""
+    qf, qp, qc = extract_features(model, query_loader, device, flip)
+    gf, gp, gc = extract_features(model, gallery_loader, device, flip)
+    res = evaluate_ranking(pairwise_distance(qf, gf, metric), qp, gp, qc, gc)
+    cmc = res["cmc"]
+    return {"rank1": float(cmc[0]), "rank5": float(cmc[min(4, len(cmc) - 1)]),
+            "rank10": float(cmc[min(9, len(cmc) - 1)]), "mAP": res["mAP"], "mINP": res["mINP"],
+            "cmc": cmc, "num_valid_queries": res["num_valid_queries"]}
