@@ -1,0 +1,117 @@
+"""IDE model shapes and weights loading; training loop: learning, exact resume, NaN stop."""
+
+import pytest
+import torch
+import torchvision
+from torch.utils.data import DataLoader
+
+from casn_lite.data import IdentitySampler, ImageDataset, build_transforms, load_dataset
+from casn_lite.engine import TrainConfig, TrainingDiverged, evaluate, fit, seed_everything
+from casn_lite.models import PretrainedWeightsUnavailable, build_model
+
+
+@pytest.mark.parametrize("backbone, channels", [("resnet18", 512), ("resnet50", 2048)])
+@pytest.mark.parametrize("last_stride, map_size", [(1, (4, 2)), (2, (2, 1))])
+def test_forward_returns_map_embedding_logits(backbone, channels, last_stride, map_size):
+    model = build_model(backbone=backbone, num_classes=7, last_stride=last_stride, embed_dim=32).eval()
+    out = model(torch.randn(2, 3, 64, 32))
+    assert out.feature_map.shape == (2, channels, *map_size)
+    assert out.embedding.shape == (2, 32) and out.logits.shape == (2, 7)
+
+
+def test_pretrained_weights_load_from_torch_hub_cache(tmp_path, monkeypatch):
+    # stand in for ImageNet weights: a file where torchvision's weights API looks for them
+    torch.hub.set_dir(str(tmp_path))
+    try:
+        weights = torchvision.models.get_model_weights("resnet18").DEFAULT
+        reference = torchvision.models.resnet18()
+        (tmp_path / "checkpoints").mkdir()
+        torch.save(reference.state_dict(), tmp_path / "checkpoints" / weights.url.rsplit("/", 1)[-1])
+        model = build_model(backbone="resnet18", num_classes=3, pretrained=True, last_stride=2)
+        torch.testing.assert_close(model.trunk[0].weight, reference.conv1.weight)
+    finally:
+        torch.hub.set_dir(torch.hub._get_torch_home() + "/hub")
+
+
+def test_missing_pretrained_weights_explain_the_fix(tmp_path, monkeypatch):
+    torch.hub.set_dir(str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    try:
+        with pytest.raises(PretrainedWeightsUnavailable, match="Download https://") as err:
+            build_model(backbone="resnet18", num_classes=3, pretrained=True)
+        assert str(tmp_path) in str(err.value) and "pretrained=False" in str(err.value)
+        with pytest.warns(UserWarning, match="from scratch"):
+            build_model(backbone="resnet18", num_classes=3, pretrained=True, fallback_to_scratch=True)
+    finally:
+        torch.hub.set_dir(torch.hub._get_torch_home() + "/hub")
+
+
+def tiny_loaders(root):
+    data = load_dataset("synthpeople", root)
+    train = ImageDataset(data.train, build_transforms(32, 16, train=True, pad=2))
+    loader = DataLoader(train, batch_size=8, sampler=IdentitySampler(train.pids, 8, 2, seed=0), drop_last=True)
+    tf = build_transforms(32, 16)
+    return data, loader, DataLoader(ImageDataset(data.query, tf), 64), DataLoader(ImageDataset(data.gallery, tf), 64)
+
+
+def small_model(data):
+    return build_model(backbone="resnet18", num_classes=data.num_train_pids, embed_dim=16, dropout=0.1)
+
+
+def test_training_lowers_the_loss_and_records_history(tiny_synth):
+    seed_everything(0)
+    data, loader, ql, gl = tiny_loaders(tiny_synth[0])
+    model = small_model(data)
+    history = fit(model, loader, TrainConfig(epochs=4, optimizer="adam", lr=1e-3, schedule="cosine",
+                                             progress=False), eval_fn=lambda m: evaluate(m, ql, gl))
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert {"rank1", "mAP", "mINP", "lr", "images_per_s"} <= set(history[-1])
+
+
+def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tiny_synth, tmp_path):
+    cfg = dict(epochs=3, optimizer="sgd", lr=0.01, warmup_epochs=1, schedule="step", step_epochs=(2,),
+               progress=False)
+
+    def run(checkpoint_dir, interrupt_at_epoch=None):
+        seed_everything(1)
+        data, loader, _, _ = tiny_loaders(tiny_synth[0])
+        model = small_model(data)
+        calls = {"n": 0}
+
+        def loss_fn(m, batch, device):
+            calls["n"] += 1
+            if interrupt_at_epoch and calls["n"] == interrupt_at_epoch * len(loader) + 2:
+                raise KeyboardInterrupt  # the user stops the run in the middle of an epoch
+            out = m(batch["image"].to(device))
+            loss = torch.nn.functional.cross_entropy(out.logits, batch["pid"].to(device))
+            return loss, {"ide": loss.item()}
+
+        try:
+            history = fit(model, loader, TrainConfig(checkpoint_dir=str(checkpoint_dir), **cfg), loss_fn)
+        except KeyboardInterrupt:
+            seed_everything(123)  # a new session: nothing in memory survives
+            data, loader, _, _ = tiny_loaders(tiny_synth[0])
+            model = small_model(data)
+            history = fit(model, loader, TrainConfig(checkpoint_dir=str(checkpoint_dir), resume=True, **cfg))
+        return model, history
+
+    straight, h1 = run(tmp_path / "a")
+    resumed, h2 = run(tmp_path / "b", interrupt_at_epoch=2)
+    assert [h["loss"] for h in h1] == [h["loss"] for h in h2]
+    for (name, p), q in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+
+
+def test_nan_loss_stops_with_a_clear_error(tiny_synth):
+    data, loader, _, _ = tiny_loaders(tiny_synth[0])
+
+    def nan_loss(m, batch, device):
+        return m(batch["image"]).logits.sum() * float("nan"), {}
+
+    with pytest.raises(TrainingDiverged, match="lower learning rate"):
+        fit(small_model(data), loader, TrainConfig(epochs=1, progress=False), nan_loss)
