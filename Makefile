@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SYNTH  := data/synthpeople
 
-.PHONY: install test lint reproduce data clean
+.PHONY: install test lint reproduce data notebooks clean
 
 install: $(STAMP)
 
@@ -24,8 +24,15 @@ $(STAMP): pyproject.toml
 lint: $(STAMP)
 	$(BIN)/ruff check casn_lite tests benchmarks
 
+# unit tests, then every committed notebook re-executed by nbval; cells marked
+# NBVAL_CHECK_OUTPUT must print what the committed notebook shows
 test: lint
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks/[0-9]*.ipynb
+
+# re-execute the .py sources of truth into their paired, committed .ipynb
+notebooks: $(STAMP)
+	cd notebooks && for nb in [0-9]*.py; do ../$(BIN)/jupytext --to ipynb --execute $$nb || exit 1; done
 
 data: $(SYNTH)/meta.json
 

@@ -75,6 +75,7 @@ print(data.summary())
 # `0002_c1s1_000451_03.jpg` → person 0002, camera 1 (sequence 1, frame 451, box 3).
 
 # %%
+# NBVAL_CHECK_OUTPUT
 for sample in data.query[:3]:
     print(sample.path.name, "→ pid", sample.pid, "camera", sample.camid + 1)
 
@@ -150,6 +151,7 @@ toy_dist = np.array([[0.1, 0.2, 0.3, 0.4, 0.5, 0.6]])
 # **mAP** is its mean over queries: it rewards finding *all* matches early, not only the first.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 by_hand = {"cmc": [0, 1, 1, 1, 1], "AP": (1 / 2 + 2 / 4) / 2}
 res = evaluate_ranking(toy_dist, q_pids, g_pids, q_cams, g_cams, max_rank=5)
 print("by hand:", by_hand)

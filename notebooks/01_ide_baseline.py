@@ -103,6 +103,7 @@ gallery_loader = DataLoader(ImageDataset(data.gallery, test_tf), batch_size=128,
 # matters later for attention.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 model = build_model("ide", backbone, num_classes=data.num_train_pids, pretrained=pretrained,
                     last_stride=last_stride, embed_dim=embed_dim)
 with torch.no_grad():

@@ -1,0 +1,35 @@
+"""The notebooks' sources of truth (.py, jupytext percent) and their executed .ipynb twins agree."""
+
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("[0-9][0-9]_*.py"))
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS
+
+
+@pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda p: p.stem)
+def test_py_and_ipynb_have_the_same_cells(source):
+    paired = source.with_suffix(".ipynb")
+    assert paired.is_file(), f"{paired.name} is missing: run `make notebooks`"
+    text = jupytext.read(source)
+    executed = nbformat.read(paired, as_version=4)
+    cells = lambda nb: [(c.cell_type, c.source.strip()) for c in nb.cells]  # noqa: E731
+    assert cells(text) == cells(executed), f"{source.name} and {paired.name} differ: run `make notebooks`"
+
+
+@pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_shape(source):
+    nb = jupytext.read(source)
+    tags = [set(c.metadata.get("tags", [])) for c in nb.cells]
+    assert sum("parameters" in t for t in tags) == 1, "one cell tagged 'parameters' (papermill)"
+    assert "metrics" in tags[-1], "the last cell, tagged 'metrics', reports the results"
+    assert any("solution" in t for t in tags), "exercises have answers in a cell tagged 'solution'"
+    executed = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
+    errors = [o for c in executed.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, "the committed notebook ran without errors"
