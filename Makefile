@@ -39,11 +39,9 @@ data: $(SYNTH)/meta.json
 $(SYNTH)/meta.json: | $(STAMP)
 	$(BIN)/python -m casn_lite data synth --out $(SYNTH)
 
-# For now: the data every notebook will start from. The notebooks and the papermill
-# runner come next (see README, "Status").
+# every notebook, executed by papermill with the cpu profile; results in runs/cpu/
 reproduce: data
-	@echo "SynthPeople is ready in $(SYNTH). The notebooks that train on it are not written yet;"
-	@echo "until they are, 'make reproduce' stops here."
+	$(BIN)/python -m casn_lite reproduce --profile cpu
 
 clean:
 	rm -rf $(VENV) $(SYNTH) .pytest_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""Command line: ``python -m casn_lite data synth --out DIR``, ``python -m casn_lite data info DIR``."""
+"""Command line: ``data synth``, ``data info`` and ``reproduce`` (see ``python -m casn_lite -h``)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,14 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import run  # papermill is imported only when needed
+
+    only = [n.strip() for n in args.only.split(",")] if args.only else None
+    results = run(args.profile, only, args.data_root, args.out)
+    return 0 if all(r["status"] == "ok" for r in results) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m casn_lite", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -55,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("root", help="dataset folder")
     info.add_argument("--dataset", default="auto", choices=["auto", *DATASETS], help="layout (default: detect)")
     info.set_defaults(run=_info)
+
+    rep = commands.add_parser("reproduce", help="run the notebooks with papermill under a profile")
+    rep.add_argument("--profile", default="ci", help="profiles/<name>.yaml: ci, cpu, gpu (default: ci)")
+    rep.add_argument("--only", help="comma-separated notebook numbers, e.g. 00,01 (default: all)")
+    rep.add_argument("--data-root", help="a real dataset folder instead of SynthPeople")
+    rep.add_argument("--out", help="where executed notebooks and metrics go (default: runs/<profile>)")
+    rep.set_defaults(run=_reproduce)
     return parser
 
 
@@ -62,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (DatasetLayoutError, ImageReadError, ValueError) as err:
+    except (DatasetLayoutError, ImageReadError, ValueError) as err:  # ReproduceError is a ValueError
         print(f"error: {err}", file=sys.stderr)
         return 2
 

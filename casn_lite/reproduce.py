@@ -1,0 +1,144 @@
+"""Batch reproduction: run the notebooks with papermill under a named profile.
+
+    python -m casn_lite reproduce --profile {ci,cpu,gpu} [--only 00,01] [--data-root DIR] [--out DIR]
+
+Each notebook's source of truth (``notebooks/NN_name.py``) is converted by jupytext,
+executed by papermill with the profile's parameters, and saved with its outputs in
+``runs/<profile>/NN_name.ipynb``, beside ``NN_name.metrics.json``: the JSON shown by
+the notebook's last cell (tagged ``metrics``), read back from the executed notebook.
+Profile, notebook and parameter names are checked before anything runs: papermill
+would inject a misspelt parameter without a word.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jupytext
+import nbformat
+import papermill
+import yaml
+
+__all__ = ["NOTEBOOK_DIR", "PROFILE_DIR", "notebooks", "profiles", "plan", "run", "ReproduceError"]
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+PROFILE_DIR = ROOT / "profiles"
+
+
+class ReproduceError(ValueError):
+    """A profile, notebook or parameter name that does not exist."""
+
+
+def notebooks() -> dict[str, Path]:
+    """Notebook number ("00") -> its .py source of truth."""
+    return {p.name[:2]: p for p in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.py"))}
+
+
+def profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+
+
+def _parameters(source: Path) -> set[str]:
+    """Names in the notebook's cell tagged 'parameters', as papermill reads them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / (source.stem + ".ipynb")
+        nbformat.write(jupytext.read(source), path)
+        return set(papermill.inspect_notebook(str(path)))
+
+
+@dataclass
+class Job:
+    number: str
+    source: Path
+    parameters: dict = field(default_factory=dict)
+
+
+def plan(profile: str, only: list[str] | None = None, data_root: str | None = None) -> list[Job]:
+    """The notebooks to run and their parameters; refuses unknown names with the valid ones."""
+    if profile not in profiles():
+        raise ReproduceError(f"unknown profile {profile!r}; choose one of: {', '.join(profiles())}")
+    spec = yaml.safe_load((PROFILE_DIR / f"{profile}.yaml").read_text()) or {}
+    available = notebooks()
+    chosen = only or list(available)
+    per_notebook = spec.get("notebooks") or {}
+    for number in [*chosen, *per_notebook]:
+        if number not in available:
+            raise ReproduceError(f"unknown notebook {number!r}; choose from: {', '.join(available)}")
+    defaults = dict(spec.get("defaults") or {})
+    if data_root is not None:
+        defaults["data_root"] = str(Path(data_root).expanduser().resolve())
+    names = {n: _parameters(available[n]) for n in available}
+    every_name = set().union(*names.values())
+    for key in defaults:
+        if key not in every_name:
+            raise ReproduceError(f"profile {profile!r}: no notebook has a parameter {key!r}; "
+                                 f"known: {', '.join(sorted(every_name))}")
+    jobs = []
+    for number in chosen:
+        own = dict(per_notebook.get(number) or {})
+        unknown = set(own) - names[number]
+        if unknown:
+            raise ReproduceError(f"profile {profile!r}: notebook {number} has no parameter "
+                                 f"{', '.join(sorted(unknown))}; it has: {', '.join(sorted(names[number]))}")
+        params = {k: v for k, v in defaults.items() if k in names[number]}
+        jobs.append(Job(number, available[number], {**params, **own}))
+    return jobs
+
+
+def _metrics(executed: Path) -> dict:
+    """The JSON displayed by the cell tagged 'metrics' of an executed notebook."""
+    nb = nbformat.read(executed, as_version=4)
+    for cell in nb.cells:
+        if "metrics" in cell.metadata.get("tags", []):
+            for output in cell.get("outputs", []):
+                if "application/json" in output.get("data", {}):
+                    return dict(output["data"]["application/json"])
+    return {}
+
+
+def run(profile: str, only: list[str] | None = None, data_root: str | None = None,
+        out: str | Path | None = None, kernel: str = "python3") -> list[dict]:
+    """Run the planned notebooks one after the other; a failure is recorded and the rest still run."""
+    jobs = plan(profile, only, data_root)
+    out = Path(out) if out else ROOT / "runs" / profile
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for job in jobs:
+        executed = out / f"{job.source.stem}.ipynb"
+        source_nb = out / f"{job.source.stem}.source.ipynb"
+        nbformat.write(jupytext.read(job.source), source_nb)
+        print(f"[{job.number}] {job.source.stem} {job.parameters or '(defaults)'}", flush=True)
+        start = time.perf_counter()
+        result = {"notebook": job.source.stem, "parameters": job.parameters, "status": "ok"}
+        try:
+            papermill.execute_notebook(source_nb, executed, parameters=job.parameters, kernel_name=kernel,
+                                       cwd=str(NOTEBOOK_DIR), progress_bar=False)
+        except papermill.PapermillExecutionError as err:
+            result.update(status="failed", cell=err.exec_count, error=f"{err.ename}: {err.evalue}")
+        finally:
+            source_nb.unlink(missing_ok=True)
+        result["seconds"] = round(time.perf_counter() - start, 1)
+        result["metrics"] = _metrics(executed) if executed.is_file() and result["status"] == "ok" else {}
+        (out / f"{job.source.stem}.metrics.json").write_text(json.dumps(result, indent=1, default=str))
+        results.append(result)
+    print(summary_table(results, out))
+    return results
+
+
+def summary_table(results: list[dict], out: Path) -> str:
+    """One line per notebook: status, time and its headline metrics."""
+    lines = [f"\nreproduce: {len(results)} notebook(s), results in {out}",
+             f"{'notebook':<28}{'status':<8}{'seconds':>8}  metrics"]
+    for r in results:
+        if r["status"] == "ok":
+            shown = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                              for k, v in r["metrics"].items() if isinstance(v, (int, float)))
+        else:
+            shown = f"failed in cell {r['cell']}: {r['error']}"
+        lines.append(f"{r['notebook']:<28}{r['status']:<8}{r['seconds']:>8.1f}  {shown}")
+    return "\n".join(lines)

@@ -1,0 +1,73 @@
+"""The papermill runner: names checked up front, metrics read back, failures reported by name."""
+
+import json
+
+import pytest
+
+from casn_lite import reproduce
+
+HEADER = "# ---\n# jupyter:\n#   kernelspec:\n#     display_name: Python 3\n#     language: python\n#     name: python3\n# ---\n\n"
+OK = HEADER + """# %% tags=["parameters"]
+x = 1
+data_root = None
+
+# %%
+y = x * 2
+
+# %% tags=["metrics"]
+from IPython.display import JSON, display
+display(JSON({"y": y}))
+"""
+FAILS = HEADER + """# %% tags=["parameters"]
+x = 1
+
+# %%
+raise RuntimeError(f"broken on purpose, x={x}")
+
+# %% tags=["metrics"]
+print("never reached")
+"""
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    nbs, profiles = tmp_path / "notebooks", tmp_path / "profiles"
+    nbs.mkdir()
+    profiles.mkdir()
+    (nbs / "00_ok.py").write_text(OK)
+    (nbs / "01_fails.py").write_text(FAILS)
+    (profiles / "good.yaml").write_text('defaults: {x: 5}\nnotebooks: {"00": {data_root: null}}\n')
+    (profiles / "typo.yaml").write_text("defaults: {xx: 5}\n")
+    (profiles / "wrong_notebook.yaml").write_text('notebooks: {"01": {data_root: null}}\n')
+    monkeypatch.setattr(reproduce, "NOTEBOOK_DIR", nbs)
+    monkeypatch.setattr(reproduce, "PROFILE_DIR", profiles)
+    return tmp_path
+
+
+def test_unknown_names_are_refused_with_the_valid_choices(project):
+    with pytest.raises(reproduce.ReproduceError, match="choose one of: good, typo, wrong_notebook"):
+        reproduce.plan("nope")
+    with pytest.raises(reproduce.ReproduceError, match="choose from: 00, 01"):
+        reproduce.plan("good", only=["02"])
+    with pytest.raises(reproduce.ReproduceError, match="no notebook has a parameter 'xx'"):
+        reproduce.plan("typo")
+    with pytest.raises(reproduce.ReproduceError, match="notebook 01 has no parameter data_root"):
+        reproduce.plan("wrong_notebook")
+
+
+def test_profile_parameters_reach_each_notebook_that_has_them(project):
+    jobs = {j.number: j.parameters for j in reproduce.plan("good", data_root=str(project))}
+    assert jobs["00"] == {"x": 5, "data_root": None}  # the notebook's own entry wins
+    assert jobs["01"] == {"x": 5}  # 01 has no data_root parameter
+
+
+def test_run_reads_metrics_back_and_reports_a_failing_notebook(project, capsys):
+    results = reproduce.run("good", out=project / "runs")
+    ok, failed = results
+    assert ok["status"] == "ok" and ok["metrics"] == {"y": 10}
+    assert json.loads((project / "runs" / "00_ok.metrics.json").read_text())["metrics"] == {"y": 10}
+    assert (project / "runs" / "00_ok.ipynb").is_file()
+    assert failed["status"] == "failed" and "broken on purpose, x=5" in failed["error"]
+    assert failed["cell"] is not None
+    table = capsys.readouterr().out
+    assert "01_fails" in table and "failed in cell" in table and "y=10" in table
