@@ -44,9 +44,8 @@ import numpy as np
 from IPython.display import JSON, display
 from PIL import Image
 
-import casn_lite
 from casn_lite import viz
-from casn_lite.data import SynthConfig, ensure_synthpeople, load_dataset, read_image
+from casn_lite.data import SynthConfig, load_or_generate, read_image
 from casn_lite.engine import seed_everything
 from casn_lite.evaluation import evaluate_ranking, pairwise_distance
 
@@ -58,13 +57,9 @@ seed_everything(seed)
 # Without a `data_root`, we generate SynthPeople (a few seconds; reused when it exists).
 
 # %%
-if data_root is None:
-    config = SynthConfig(train_ids=train_ids, test_ids=test_ids, cameras=cameras,
-                         images_per_camera=images_per_camera, height=height, width=width, seed=seed)
-    root = ensure_synthpeople(casn_lite.DATA_DIR / f"synthpeople-{train_ids}-{test_ids}-{cameras}-s{seed}", config)
-else:
-    root = data_root
-data = load_dataset("auto", root)
+config = SynthConfig(train_ids=train_ids, test_ids=test_ids, cameras=cameras,
+                     images_per_camera=images_per_camera, height=height, width=width, seed=seed)
+data = load_or_generate(data_root, config)
 print(data.summary())
 
 # %% [markdown]

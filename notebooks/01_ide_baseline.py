@@ -56,10 +56,8 @@ import torch
 from IPython.display import JSON, display
 from torch.utils.data import DataLoader
 
-import casn_lite
 from casn_lite import viz
-from casn_lite.data import (IdentitySampler, ImageDataset, SynthConfig, build_transforms,
-                            ensure_synthpeople, load_dataset)
+from casn_lite.data import IdentitySampler, ImageDataset, SynthConfig, build_transforms, load_or_generate
 from casn_lite.engine import TrainConfig, default_device, evaluate, extract_features, fit, seed_everything
 from casn_lite.evaluation import pairwise_distance
 from casn_lite.models import build_model
@@ -75,13 +73,9 @@ print("device:", device)
 # flips, pad-and-crop and random erasing. Query and gallery images are only resized.
 
 # %%
-if data_root is None:
-    config = SynthConfig(train_ids=train_ids, test_ids=test_ids, cameras=cameras,
-                         images_per_camera=images_per_camera, seed=seed)
-    root = ensure_synthpeople(casn_lite.DATA_DIR / f"synthpeople-{train_ids}-{test_ids}-{cameras}-s{seed}", config)
-else:
-    root = data_root
-data = load_dataset("auto", root)
+config = SynthConfig(train_ids=train_ids, test_ids=test_ids, cameras=cameras,
+                     images_per_camera=images_per_camera, seed=seed)
+data = load_or_generate(data_root, config)
 print(data.summary())
 
 train_set = ImageDataset(data.train, build_transforms(height, width, train=True, pad=height // 16))

@@ -10,6 +10,7 @@ from .datasets import (
     Sample,
     detect_dataset,
     load_dataset,
+    load_or_generate,
     read_image,
 )
 from .samplers import IdentitySampler, PairSampler
@@ -18,6 +19,6 @@ from .transforms import build_transforms, denormalize
 
 __all__ = [
     "DATASETS", "DatasetLayoutError", "ImageDataset", "ImageReadError", "PairDataset", "ReIDData",
-    "Sample", "detect_dataset", "load_dataset", "read_image", "IdentitySampler", "PairSampler", "PRESETS",
+    "Sample", "detect_dataset", "load_dataset", "load_or_generate", "read_image", "IdentitySampler", "PairSampler", "PRESETS",
     "SynthConfig", "ensure_synthpeople", "generate", "build_transforms", "denormalize",
 ]

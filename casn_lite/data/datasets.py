@@ -34,6 +34,7 @@ __all__ = [
     "Sample",
     "ReIDData",
     "load_dataset",
+    "load_or_generate",
     "detect_dataset",
     "ImageDataset",
     "PairDataset",
@@ -271,3 +272,16 @@ class PairDataset(Dataset):
         a, b = self.images[pair[0]], self.images[pair[1]]
         return {"image1": a["image"], "image2": b["image"], "pid1": a["pid"], "pid2": b["pid"],
                 "same": int(a["pid"] == b["pid"])}
+
+
+def load_or_generate(data_root: str | Path | None, config=None) -> ReIDData:
+    """What every notebook starts with: the dataset at ``data_root`` or, when it is None,
+    SynthPeople with ``config``, generated once under ``casn_lite.DATA_DIR`` and reused."""
+    if data_root is not None:
+        return load_dataset("auto", data_root)
+    from .. import DATA_DIR
+    from .synth import SynthConfig, ensure_synthpeople
+
+    cfg = config or SynthConfig()
+    name = f"synthpeople-{cfg.train_ids}-{cfg.test_ids}-{cfg.cameras}-{cfg.images_per_camera}-{cfg.height}x{cfg.width}-s{cfg.seed}"
+    return load_dataset("synthpeople", ensure_synthpeople(DATA_DIR / name, cfg))
