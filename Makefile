@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SYNTH  := data/synthpeople
 
-.PHONY: install test lint reproduce data notebooks clean
+.PHONY: install test lint reproduce data notebooks lab clean
 
 install: $(STAMP)
 
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check casn_lite tests benchmarks
+	$(BIN)/ruff check casn_lite tests benchmarks notebooks
 
 # unit tests, then every committed notebook re-executed by nbval; cells marked
 # NBVAL_CHECK_OUTPUT must print what the committed notebook shows
@@ -33,6 +33,14 @@ test: lint
 # re-execute the .py sources of truth into their paired, committed .ipynb
 notebooks: $(STAMP)
 	cd notebooks && for nb in [0-9]*.py; do ../$(BIN)/jupytext --to ipynb --execute $$nb || exit 1; done
+
+# JupyterLab on the project's environment, opened at notebooks/. jupytext's contents manager
+# reads the .py sources as notebooks; jupyter-config/ makes a double click open them so.
+# Extra options: make lab LAB_ARGS="--port 8899 --no-browser"
+lab: $(STAMP)
+	JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter-config $(BIN)/jupyter lab \
+		--ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks \
+		$(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 data: $(SYNTH)/meta.json
 

@@ -57,8 +57,21 @@ from IPython.display import JSON, display
 from torch.utils.data import DataLoader
 
 from casn_lite import viz
-from casn_lite.data import IdentitySampler, ImageDataset, SynthConfig, build_transforms, load_or_generate
-from casn_lite.engine import TrainConfig, default_device, evaluate, extract_features, fit, seed_everything
+from casn_lite.data import (
+    IdentitySampler,
+    ImageDataset,
+    SynthConfig,
+    build_transforms,
+    load_or_generate,
+)
+from casn_lite.engine import (
+    TrainConfig,
+    default_device,
+    evaluate,
+    extract_features,
+    fit,
+    seed_everything,
+)
 from casn_lite.evaluation import pairwise_distance
 from casn_lite.models import build_model
 
