@@ -28,6 +28,7 @@ from .evaluation import evaluate_ranking, pairwise_distance
 __all__ = [
     "TrainConfig", "TrainingDiverged", "default_device", "seed_everything", "ide_loss", "fit",
     "make_optimizer", "make_scheduler", "extract_features", "evaluate", "load_training_state",
+    "JointLoader",
 ]
 
 LossFn = Callable[[nn.Module, dict, torch.device], tuple[torch.Tensor, dict[str, float]]]
@@ -79,8 +80,9 @@ def ide_loss(model: nn.Module, batch: dict, device: torch.device) -> tuple[torch
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD with momentum (the paper's) or Adam; no weight decay on biases and norm layers."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
@@ -148,10 +150,12 @@ def fit(model: nn.Module, loader, cfg: TrainConfig, loss_fn: LossFn = ide_loss,
     """
     device = device or default_device()
     on_cuda = device.type == "cuda"
-    model.to(device)
+    # a loss with weights of its own (CASN's Siamese head) is trained and saved with the model
+    trained = nn.ModuleDict({"model": model, "loss": loss_fn if isinstance(loss_fn, nn.Module) else nn.Identity()})
+    trained.to(device)
     if on_cuda and cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, cfg)
+    optimizer = make_optimizer(trained, cfg)
     scheduler = make_scheduler(optimizer, cfg, len(loader))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda and cfg.amp else nullcontext()
     history: list[dict] = []
@@ -160,19 +164,20 @@ def fit(model: nn.Module, loader, cfg: TrainConfig, loss_fn: LossFn = ide_loss,
     ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
     if ckpt_dir and cfg.resume and (state := load_training_state(ckpt_dir)) is not None:
         model.load_state_dict(state["model"])
+        trained["loss"].load_state_dict(state.get("loss", {}))
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         _set_rng_state(state["rng"])
         history, start_epoch = state["history"], state["epoch"] + 1
 
-    sampler = getattr(loader, "batch_sampler", None)
+    sampler = loader if hasattr(loader, "set_epoch") else getattr(loader, "batch_sampler", None)
     sampler = sampler if hasattr(sampler, "set_epoch") else getattr(loader, "sampler", None)
     bar = tqdm(total=(cfg.epochs - start_epoch) * len(loader), desc="training", unit="batch",
                disable=not cfg.progress)
     for epoch in range(start_epoch, cfg.epochs):
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
-        model.train()
+        trained.train()
         sums: dict[str, float] = {}
         seen, tic = 0, time.perf_counter()
         for step, batch in enumerate(loader):
@@ -204,11 +209,43 @@ def fit(model: nn.Module, loader, cfg: TrainConfig, loss_fn: LossFn = ide_loss,
         history.append(record)
         if ckpt_dir:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
-            _save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            _save_atomically({"model": model.state_dict(), "loss": trained["loss"].state_dict(),
+                              "optimizer": optimizer.state_dict(),
                               "scheduler": scheduler.state_dict(), "rng": _rng_state(), "epoch": epoch,
                               "history": history, "config": asdict(cfg)}, ckpt_dir / "last.pt")
     bar.close()
     return history
+
+
+class JointLoader:
+    """Identity batches and pair batches side by side, as CASN trains: each step gets an
+    identity batch (``image``, ``pid``, ...) and a pair batch (``image1``, ``image2``,
+    ``same``, ...) in one dict. An epoch is one pass over the identity loader; the pair
+    loader starts again whenever it runs out."""
+
+    def __init__(self, identity_loader, pair_loader):
+        self.identity_loader, self.pair_loader = identity_loader, pair_loader
+        self._pair_epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.identity_loader)
+
+    def set_epoch(self, epoch: int) -> None:
+        for loader in (self.identity_loader, self.pair_loader):
+            for sampler in (getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)):
+                if hasattr(sampler, "set_epoch"):
+                    sampler.set_epoch(epoch)
+                    break
+
+    def __iter__(self):
+        pairs = iter(self.pair_loader)
+        for batch in self.identity_loader:
+            try:
+                pair = next(pairs)
+            except StopIteration:
+                pairs = iter(self.pair_loader)
+                pair = next(pairs)
+            yield {**batch, **pair}
 
 
 # --------------------------------------------------------------------------- evaluation

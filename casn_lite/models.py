@@ -18,7 +18,7 @@ import torch
 import torchvision
 from torch import nn
 
-__all__ = ["ReIDOutput", "IDE", "build_model", "PretrainedWeightsUnavailable", "BACKBONES"]
+__all__ = ["ReIDOutput", "IDE", "SiameseHead", "build_model", "PretrainedWeightsUnavailable", "BACKBONES"]
 
 BACKBONES = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}  # name -> channels of conv5
 
@@ -101,3 +101,16 @@ def build_model(arch: str = "ide", backbone: str = "resnet50", num_classes: int 
     if arch != "ide":
         raise ValueError(f"unknown arch {arch!r}; available: 'ide'")
     return IDE(num_classes, backbone, pretrained, last_stride, embed_dim, dropout, fallback_to_scratch)
+
+
+class SiameseHead(nn.Module):
+    """CASN's same/different classifier on a pair's feature difference f_minus = f1 - f2:
+    FC -> ReLU -> FC to two logits z = (z_diff, z_same)."""
+
+    def __init__(self, feature_dim: int = 512, hidden_dim: int = 512):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Linear(feature_dim, hidden_dim), nn.ReLU(inplace=True),
+                                    nn.Linear(hidden_dim, 2))
+
+    def forward(self, difference: torch.Tensor) -> torch.Tensor:
+        return self.layers(difference)

@@ -1,4 +1,4 @@
-"""Figures: images by camera, training curves, CMC curves, ranked galleries."""
+"""Figures: images by camera, training curves, CMC curves, ranked galleries, attention."""
 
 from __future__ import annotations
 
@@ -9,16 +9,19 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .attention import crop_and_resize, horizontal_profile, profile_span, upsample
 from .data.datasets import ReIDData, Sample, read_image
+from .data.transforms import denormalize
 
-__all__ = ["identity_across_cameras", "sample_grid", "plot_history", "plot_cmc", "plot_ranked"]
+__all__ = ["identity_across_cameras", "sample_grid", "plot_history", "plot_cmc", "plot_ranked",
+           "show_pairs", "show_attention", "show_masking", "show_indicator", "show_profile_steps"]
 
 GREEN, RED = (0.1, 0.7, 0.2), (0.85, 0.1, 0.1)
 
 
-def _show(ax, image: Image.Image | np.ndarray, title: str = "", frame=None) -> None:
+def _show(ax, image: Image.Image | np.ndarray, title: str = "", frame=None, **imshow) -> None:
     """One picture on an axis, without ticks; an optional coloured frame."""
-    ax.imshow(image)
+    ax.imshow(image, **imshow)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title, fontsize=8)
@@ -121,5 +124,129 @@ def plot_ranked(query: Sequence[Sample], gallery: Sequence[Sample], distmat: np.
             _show(axes[row, shown], read_image(g.path), f"#{shown} id {g.pid}", frame=GREEN if g.pid == q.pid else RED)
             if shown == topk:
                 break
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- attention
+def _picture(image: torch.Tensor) -> np.ndarray:
+    """A normalised [3, H, W] image tensor as an H x W x 3 array in [0, 1]."""
+    return denormalize(image.detach().cpu().float()).permute(1, 2, 0).numpy()
+
+
+def _at_size(attention: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """A [1, h, w] (or [h, w]) map upsampled to ``size`` as an array."""
+    m = attention.detach().cpu().float().reshape(1, 1, *attention.shape[-2:])
+    return upsample(m, size)[0, 0].numpy()
+
+
+def _overlay(ax, image: torch.Tensor, attention: torch.Tensor, title: str = "") -> None:
+    """The image with its attention map on top (jet colours, half transparent)."""
+    _show(ax, _picture(image), title)
+    ax.imshow(_at_size(attention, image.shape[-2:]), cmap="jet", alpha=0.5, vmin=0, vmax=1)
+
+
+def show_pairs(images1: torch.Tensor, images2: torch.Tensor, same: Sequence[int],
+               maps1: torch.Tensor | None = None, maps2: torch.Tensor | None = None):
+    """Image pairs side by side, framed green (same person) or red; attention on top if given."""
+    n = len(images1)
+    fig, axes = plt.subplots(1, 2 * n, figsize=(1.05 * 2 * n, 2.3), squeeze=False)
+    for i in range(n):
+        for k, (imgs, maps) in enumerate(((images1, maps1), (images2, maps2))):
+            ax = axes[0, 2 * i + k]
+            if maps is None:
+                _show(ax, _picture(imgs[i]))
+            else:
+                _overlay(ax, imgs[i], maps[i])
+            for spine in ax.spines.values():
+                spine.set_visible(True)
+                spine.set_edgecolor(GREEN if same[i] else RED)
+                spine.set_linewidth(3)
+        axes[0, 2 * i].set_title(f"pair {i + 1}: {'same' if same[i] else 'different'}", fontsize=8, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def show_attention(images: torch.Tensor, maps: dict[str, torch.Tensor],
+                   labels: Sequence[str] | None = None):
+    """One column per image: the image, then each named attention map over it (rows)."""
+    n = len(images)
+    fig, axes = plt.subplots(1 + len(maps), n, figsize=(1.05 * n, 2.1 * (1 + len(maps))), squeeze=False)
+    for i in range(n):
+        _show(axes[0, i], _picture(images[i]), labels[i] if labels else "")
+        for r, (name, m) in enumerate(maps.items(), start=1):
+            _overlay(axes[r, i], images[i], m[i])
+            if i == 0:
+                axes[r, 0].set_ylabel(name, fontsize=8)
+    axes[0, 0].set_ylabel("image", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def show_masking(images: torch.Tensor, attention: torch.Tensor, mask: torch.Tensor,
+                 masked: torch.Tensor, p_image: Sequence[float] | None = None,
+                 p_masked: Sequence[float] | None = None):
+    """Identification attention step by step, one row per image: I, M, T(M), I* = I - T(M) I.
+    ``p_image`` and ``p_masked`` (optional) label I and I* with the true class's probability."""
+    n = len(images)
+    fig, axes = plt.subplots(n, 4, figsize=(5.2, 2.2 * n), squeeze=False)
+    titles = ["image I", "Grad-CAM M", "soft mask T(M)", "masked I*"]
+    for i in range(n):
+        _show(axes[i, 0], _picture(images[i]), titles[0] if i == 0 else "")
+        _overlay(axes[i, 1], images[i], attention[i], titles[1] if i == 0 else "")
+        _show(axes[i, 2], mask[i, 0].detach().cpu().numpy(), titles[2] if i == 0 else "",
+              cmap="gray", vmin=0, vmax=1)
+        _show(axes[i, 3], _picture(masked[i]), titles[3] if i == 0 else "")
+        if p_image is not None:
+            axes[i, 0].set_xlabel(f"p(true id) {p_image[i]:.2f}", fontsize=7)
+        if p_masked is not None:
+            axes[i, 3].set_xlabel(f"p(true id) {p_masked[i]:.2f}", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def show_indicator(indicators: dict[str, torch.Tensor], max_dims: int = 128):
+    """Indicator vectors alpha as pictures: one row per pair, one column per feature dimension
+    (white = 1: this dimension makes the pair look like the same person)."""
+    fig, axes = plt.subplots(len(indicators), 1, figsize=(8, 1.2 * len(indicators) + 0.4), squeeze=False)
+    for ax, (name, alpha) in zip(axes[:, 0], indicators.items(), strict=True):
+        a = alpha.detach().cpu()[:, :max_dims].numpy()
+        ax.imshow(a, cmap="gray", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+        ax.set(ylabel="pair", title=f"{name}: {100 * a.mean():.0f} % ones", xlabel="feature dimension")
+    fig.tight_layout()
+    return fig
+
+
+def show_profile_steps(image1: torch.Tensor, image2: torch.Tensor, attention1: torch.Tensor,
+                       attention2: torch.Tensor, threshold: float = 0.2, length: int = 32,
+                       title: str = ""):
+    """The paper's Fig. 5 for one pair: attention on each image, its horizontal max profile
+    M_m with the threshold and the kept span, and the two spans resized to one length M*_m."""
+    size = image1.shape[-2:]
+    fig, axes = plt.subplots(1, 5, figsize=(10, 3), gridspec_kw={"width_ratios": [1, 1.3, 1, 1.3, 2]})
+    resized = []
+    for k, (image, att) in enumerate(((image1, attention1), (image2, attention2))):
+        full = upsample(att.detach().cpu().float().reshape(1, 1, *att.shape[-2:]), size)
+        profile = horizontal_profile(full)  # [1, H]
+        first, last = (int(v) for v in profile_span(profile, threshold))
+        resized.append(crop_and_resize(profile, threshold, length)[0].numpy())
+        _overlay(axes[2 * k], image, att, f"image {k + 1}")
+        ax = axes[2 * k + 1]
+        rows = np.arange(profile.shape[1])
+        ax.plot(profile[0].numpy(), rows, color="k")
+        ax.axvline(threshold * float(profile.max()), color="tab:red", ls="--", lw=1, label="threshold")
+        ax.axhspan(first, last, color="tab:orange", alpha=0.25, label="kept span")
+        ax.set(ylim=(rows[-1], 0), xlim=(0, 1.05), xlabel="max over the row", ylabel="row",
+               title=f"profile $M_m^{k + 1}$")
+        ax.legend(fontsize=6, loc="lower right")
+    ax = axes[4]
+    for k, r in enumerate(resized):
+        ax.plot(np.arange(length), r, marker=".", label=f"$M^*_{{m{k + 1}}}$")
+    distance = float(np.linalg.norm(resized[0] - resized[1]))
+    ax.set(xlabel=f"position along the span (resized to {length})", ylim=(0, 1.05),
+           title=f"cropped and resized: $\\|M^*_{{m1}} - M^*_{{m2}}\\|_2$ = {distance:.2f}")
+    ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -1,0 +1,223 @@
+"""CASN's losses: L = L_ide + lambda_1 L_ia + lambda_2 L_sa (DESIGN.md section 2).
+
+Two forward passes build the attention the losses need, and return every intermediate so
+the notebooks can draw them:
+
+* ``identification_attention``: Grad-CAM of the true class, soft mask, masked image and
+  the network's scores on it (IA, after GAIN);
+* ``siamese_attention``: pair features, the same/different logits, the indicator vector,
+  Grad-CAM of s_i = <alpha, f_i> and the cropped horizontal profiles (SA).
+
+``CASNLoss`` combines them behind flags, so IDE, IDE+IA, IDE+SA and CASN(IDE) are one
+training loop with different arguments:
+
+    CASNLoss(ia=False, sa=False)   # IDE
+    CASNLoss(ia=True,  sa=False)   # IDE + IA
+    CASNLoss(ia=False, sa=True)    # IDE + SA
+    CASNLoss(ia=True,  sa=True)    # CASN(IDE)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import (
+    crop_and_resize,
+    erase_attended,
+    frozen_batchnorm_stats,
+    grad_cam,
+    horizontal_profile,
+    indicator_vector,
+    soft_mask,
+    upsample,
+)
+from .models import ReIDOutput, SiameseHead
+
+__all__ = [
+    "identification_loss", "attention_mining_loss", "siamese_bce_loss", "attention_distance",
+    "siamese_attention_loss", "IAResult", "SAResult", "identification_attention",
+    "siamese_attention", "CASNLoss",
+]
+
+
+# --------------------------------------------------------------------------- the loss terms
+def identification_loss(logits: torch.Tensor, pids: torch.Tensor) -> torch.Tensor:
+    """L_ide: softmax cross-entropy over the training identities."""
+    return F.cross_entropy(logits, pids)
+
+
+def attention_mining_loss(masked_logits: torch.Tensor, pids: torch.Tensor,
+                          score: str = "prob") -> torch.Tensor:
+    """L_ia: the true class's score on the masked image I*, averaged over the batch.
+
+    Minimising it leaves nothing of the identity outside the attended region, so the
+    attention has to cover all of the person. ``score="prob"`` (default) uses the softmax
+    probability, bounded in [0, 1]; ``score="logit"`` the raw class score, as in GAIN's paper.
+    """
+    if score == "prob":
+        values = masked_logits.softmax(dim=1)
+    elif score == "logit":
+        values = masked_logits
+    else:
+        raise ValueError(f"unknown score {score!r}; choose 'prob' or 'logit'")
+    return values.gather(1, pids[:, None]).mean()
+
+
+def siamese_bce_loss(pair_logits: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
+    """L_bce: two-way softmax cross-entropy on same (1) / different (0) identity."""
+    return F.cross_entropy(pair_logits, same.long())
+
+
+def attention_distance(profile1: torch.Tensor, profile2: torch.Tensor) -> torch.Tensor:
+    """||M*_m1 - M*_m2||_2 per pair ([B, L] -> [B])."""
+    return torch.linalg.vector_norm(profile1 - profile2, dim=1)
+
+
+def siamese_attention_loss(bce: torch.Tensor, distance: torch.Tensor, same: torch.Tensor,
+                           consistency_weight: float = 0.2, negative_margin: float | None = None,
+                           negative_weight: float = 0.2) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """L_sa = L_bce + 0.2 mean_{positive pairs} ||M*_m1 - M*_m2||_2 [+ a hinge on negatives].
+
+    The hinge (off by default) asks negative pairs' profiles to differ by at least
+    ``negative_margin``: mean_{negative pairs} max(0, margin - distance).
+    """
+    positive = same.bool()
+    zero = distance.sum() * 0  # keeps the graph and dtype when a batch has no such pair
+    consistency = distance[positive].mean() if positive.any() else zero
+    loss = bce + consistency_weight * consistency
+    parts = {"bce": bce, "consistency": consistency}
+    if negative_margin is not None:
+        negative = ~positive
+        hinge = F.relu(negative_margin - distance[negative]).mean() if negative.any() else zero
+        loss = loss + negative_weight * hinge
+        parts["negative_hinge"] = hinge
+    return loss, parts
+
+
+# --------------------------------------------------------------------------- attention passes
+@dataclass
+class IAResult:
+    output: ReIDOutput  # the model on the real images
+    attention: torch.Tensor  # M: Grad-CAM of the true class, [B, 1, h, w] in [0, 1]
+    mask: torch.Tensor  # T(M) at image size, [B, 1, H, W]
+    masked_images: torch.Tensor  # I* = I - T(M) * I
+    masked_logits: torch.Tensor  # the network's identity scores on I*
+
+
+def identification_attention(model: nn.Module, images: torch.Tensor, pids: torch.Tensor,
+                             sigma: float = 0.5, omega: float = 10.0, second_order: bool = False,
+                             output: ReIDOutput | None = None) -> IAResult:
+    """IA: where the network looks for the true identity, and what it sees without it.
+
+    The masked images go through the network without moving batch norm's running stats
+    (they are not images the network will meet at test time)."""
+    out = output if output is not None else model(images)
+    class_score = out.logits.gather(1, pids[:, None]).squeeze(1)  # s_c
+    attention = grad_cam(class_score, out.feature_map, create_graph=second_order)
+    mask = soft_mask(upsample(attention, images.shape[-2:]), sigma, omega)  # T(M)
+    masked = erase_attended(images, mask)  # I*
+    with frozen_batchnorm_stats(model):
+        masked_logits = model(masked).logits
+    return IAResult(out, attention, mask, masked, masked_logits)
+
+
+@dataclass
+class SAResult:
+    pair_logits: torch.Tensor  # z = (z_diff, z_same), [B, 2]
+    difference: torch.Tensor  # f_minus = f1 - f2, [B, D]
+    indicator: torch.Tensor  # alpha, binary [B, D]
+    attention1: torch.Tensor  # Grad-CAM of s_1 = <alpha, f1> on image 1, [B, 1, h, w]
+    attention2: torch.Tensor
+    profile1: torch.Tensor  # M_m: horizontal max of the attention at image height, [B, H]
+    profile2: torch.Tensor
+    cropped1: torch.Tensor  # M*_m: the profile's span above the threshold, resized, [B, L]
+    cropped2: torch.Tensor
+
+
+def siamese_attention(model: nn.Module, head: nn.Module, images1: torch.Tensor,
+                      images2: torch.Tensor, indicator: str = "gradient",
+                      second_order: bool = False, threshold: float | None = 0.2,
+                      length: int = 32) -> SAResult:
+    """SA: classify a pair as same/different, then ask where each image shows what made the
+    pair look the same, as a profile over the image's rows."""
+    out = model(torch.cat([images1, images2]))  # both sides in one batch
+    f1, f2 = out.embedding.chunk(2)
+    difference = f1 - f2  # f_minus
+    pair_logits = head(difference)  # z = (z_diff, z_same)
+    alpha = indicator_vector(pair_logits[:, 1], difference, indicator)
+    scores = torch.cat([(alpha * f1).sum(1), (alpha * f2).sum(1)])  # s_i = <alpha, f_i>
+    attention = grad_cam(scores, out.feature_map, create_graph=second_order)
+    profile = horizontal_profile(upsample(attention, images1.shape[-2:]))  # M_m
+    cropped = crop_and_resize(profile, threshold, length)  # M*_m
+    a1, a2 = attention.chunk(2)
+    p1, p2 = profile.chunk(2)
+    c1, c2 = cropped.chunk(2)
+    return SAResult(pair_logits, difference, alpha, a1, a2, p1, p2, c1, c2)
+
+
+# --------------------------------------------------------------------------- one loss for all variants
+class CASNLoss(nn.Module):
+    """L = L_ide + lambda_ia L_ia + lambda_sa L_sa, each term behind a flag.
+
+    Call it as the engine does, ``loss, terms = casn(model, batch, device)``. The batch holds
+    an identity batch (``image``, ``pid``) and, when ``sa`` is on, a pair batch (``image1``,
+    ``image2``, ``same``); ``casn_lite.engine.JointLoader`` zips the two. It is a module
+    because the Siamese head has weights: ``fit`` trains and checkpoints them with the model.
+    """
+
+    def __init__(self, ia: bool = True, sa: bool = True, *, feature_dim: int = 512,
+                 lambda_ia: float = 1.0, lambda_sa: float = 1.0,
+                 sigma: float = 0.5, omega: float = 10.0, ia_score: str = "prob",
+                 second_order: bool = False, indicator: str = "gradient",
+                 profile_threshold: float | None = 0.2, profile_length: int = 32,
+                 consistency_weight: float = 0.2, negative_margin: float | None = None,
+                 negative_weight: float = 0.2, hidden_dim: int = 512):
+        super().__init__()
+        self.ia, self.sa = ia, sa
+        self.lambda_ia, self.lambda_sa = lambda_ia, lambda_sa
+        self.sigma, self.omega, self.ia_score = sigma, omega, ia_score
+        self.second_order, self.indicator = second_order, indicator
+        self.profile_threshold, self.profile_length = profile_threshold, profile_length
+        self.consistency_weight = consistency_weight
+        self.negative_margin, self.negative_weight = negative_margin, negative_weight
+        self.head = SiameseHead(feature_dim, hidden_dim) if sa else None
+
+    @property
+    def variant(self) -> str:
+        """The paper's name for this combination (for the IDE backbone)."""
+        return {(False, False): "IDE", (True, False): "IDE+IA", (False, True): "IDE+SA",
+                (True, True): "CASN(IDE)"}[(self.ia, self.sa)]
+
+    def forward(self, model: nn.Module, batch: dict, device: torch.device
+                ) -> tuple[torch.Tensor, dict[str, float]]:
+        images = batch["image"].to(device, non_blocking=True)
+        pids = batch["pid"].to(device, non_blocking=True)
+        out = model(images)
+        loss = identification_loss(out.logits, pids)  # L_ide
+        terms = {"ide": loss.detach()}
+        if self.ia:
+            ia = identification_attention(model, images, pids, self.sigma, self.omega,
+                                          self.second_order, output=out)
+            l_ia = attention_mining_loss(ia.masked_logits, pids, self.ia_score)
+            loss = loss + self.lambda_ia * l_ia
+            terms["ia"] = l_ia.detach()
+        if self.sa:
+            if "image1" not in batch:
+                raise KeyError("CASNLoss(sa=True) needs pair batches (image1, image2, same): "
+                               "train on a JointLoader(identity_loader, pair_loader)")
+            same = batch["same"].to(device, non_blocking=True)
+            sa = siamese_attention(model, self.head, batch["image1"].to(device, non_blocking=True),
+                                   batch["image2"].to(device, non_blocking=True), self.indicator,
+                                   self.second_order, self.profile_threshold, self.profile_length)
+            l_sa, parts = siamese_attention_loss(
+                siamese_bce_loss(sa.pair_logits, same), attention_distance(sa.cropped1, sa.cropped2),
+                same, self.consistency_weight, self.negative_margin, self.negative_weight)
+            loss = loss + self.lambda_sa * l_sa
+            terms["sa"] = l_sa.detach()
+            terms.update({k: v.detach() for k, v in parts.items()})
+        values = torch.stack([v.float() for v in terms.values()]).tolist()  # one device sync
+        return loss, dict(zip(terms, values, strict=True))
