@@ -1,0 +1,364 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · Identification attention: where does the network look?
+#
+# An IDE model can tell people apart by one small part (a bag, a colour patch) and ignore
+# the rest of the person. CASN's first idea, **identification attention** (IA, after GAIN,
+# Li et al. 2018), makes it look at *all* of the person: find where the network looks for the
+# true identity, erase that region, and punish the network if it can still recognise the
+# identity in what is left.
+#
+# You will learn:
+# 1. Grad-CAM, written from its equation, and what a trained IDE model looks at;
+# 2. the soft mask $T(M)$ and the masked image $I^*$;
+# 3. the attention mining loss $L_{ia}$;
+# 4. first- versus second-order gradients through Grad-CAM;
+# 5. what a short IDE+IA training changes, in numbers and in pictures.
+
+# %% tags=["parameters"]
+seed = 0
+data_root = None  # a Market-1501 / DukeMTMC-reID / CUHK03-NP folder; None: generate SynthPeople
+train_ids = 48
+test_ids = 48
+cameras = 4
+images_per_camera = 4
+height = 64  # input size (a 64 x 32 image gives a 4 x 2 conv5 map: coarse, but fast)
+width = 32
+backbone = "resnet18"
+pretrained = False
+last_stride = 1
+embed_dim = 512
+ide_epochs = 6  # IDE first: the attention of an untrained network means nothing
+ia_epochs = 3  # then this many more epochs, once with IA and once without (the control)
+batch_size = 32
+num_instances = 4
+optimizer = "adam"
+lr = 1e-3
+sigma = 0.5  # soft-mask threshold (GAIN's public code)
+omega = 10.0  # soft-mask sharpness
+ia_score = "prob"  # L_ia on the softmax probability ("prob") or the raw logit ("logit")
+second_order = False  # back-propagate through the Grad-CAM weights too
+lambda_ia = 1.0
+num_workers = 0
+
+# %%
+import copy
+import time
+
+import matplotlib.pyplot as plt
+import torch
+from IPython.display import JSON, display
+from torch.utils.data import default_collate
+
+from casn_lite import viz
+from casn_lite.attention import erase_attended, grad_cam, mass_share, soft_mask, upsample
+from casn_lite.data import (
+    ImageDataset,
+    SynthConfig,
+    build_transforms,
+    load_or_generate,
+    reid_loaders,
+)
+from casn_lite.engine import TrainConfig, default_device, evaluate, fit, seed_everything
+from casn_lite.losses import CASNLoss, attention_mining_loss, identification_attention
+from casn_lite.models import build_model
+
+seed_everything(seed)
+device = default_device()
+print("device:", device)
+
+# %% [markdown]
+# ## 1 · Data, and a few people to watch
+#
+# The same data and loaders as notebook 01 (`reid_loaders` builds them in one call). We
+# also take one image of every *training* person to look at throughout (Grad-CAM of "the
+# true class" needs a class the network knows), and show six of them, from six different
+# look-alike families. On SynthPeople each image comes with a mask (person, identity cue),
+# so we can measure where attention falls.
+
+# %%
+config = SynthConfig(train_ids=train_ids, test_ids=test_ids, cameras=cameras,
+                     images_per_camera=images_per_camera, seed=seed)
+data = load_or_generate(data_root, config)
+loaders = reid_loaders(data, height, width, batch_size, num_instances, seed, num_workers)
+has_masks = data.name == "SynthPeople"
+
+probe_set = ImageDataset(data.train, build_transforms(height, width),
+                         mask_of=data.mask_path if has_masks else None)
+first_of = {}
+for i, s in enumerate(data.train):
+    first_of.setdefault(s.pid, i)
+probe_all = default_collate([probe_set[first_of[pid]] for pid in sorted(first_of)])  # one per person
+shown = list(range(0, len(first_of), 3))[:6]  # six people from six families
+probe = {k: v[shown] for k, v in probe_all.items()}
+images, pids = probe["image"].to(device), probe["pid"].to(device)
+print(f"{len(data.train)} training images of {data.num_train_pids} people; shown: {tuple(images.shape)}")
+
+# %% [markdown]
+# ## 2 · An IDE model to look into
+#
+# A short IDE training, as in notebook 01. `CASNLoss(ia=False, sa=False)` *is* the IDE
+# loss: the variants of the paper are flags of one loss object, not copies of the loop.
+
+# %%
+model = build_model("ide", backbone, num_classes=data.num_train_pids, pretrained=pretrained,
+                    last_stride=last_stride, embed_dim=embed_dim)
+train_config = TrainConfig(epochs=ide_epochs, optimizer=optimizer, lr=lr, schedule="cosine",
+                           warmup_epochs=1.0)
+history_ide = fit(model, loaders.train, train_config, CASNLoss(ia=False, sa=False), device)
+print(f"IDE after {ide_epochs} epochs: training loss {history_ide[-1]['loss']:.2f}")
+
+# %% [markdown]
+# ## 3 · Grad-CAM from its equation
+#
+# Take the last conv feature map $A$ ($K$ channels) and the score $s_c$ of the true class.
+# Each channel's weight is its average gradient, and the map is the weighted sum of the
+# channels, keeping the positive part:
+#
+# $$w_k = \frac{1}{hw}\sum_{i,j} \frac{\partial s_c}{\partial A_k^{ij}}, \qquad
+#   M = \mathrm{ReLU}\Big(\sum_k w_k A_k\Big), \qquad
+#   M \leftarrow \frac{M - \min M}{\max M - \min M}$$
+#
+# The gradient comes from `torch.autograd.grad`, not from hooks: the map stays part of
+# the graph, so later a loss can be trained *through* it.
+
+# %%
+model.eval()
+A = model.trunk(images)  # A: [B, K, h, w]
+s = model.forward_head(A).logits  # s: identity scores
+s_c = s.gather(1, pids[:, None]).squeeze(1)  # the true class's score
+(dA,) = torch.autograd.grad(s_c.sum(), A, retain_graph=True)  # ds_c / dA_k
+w = dA.mean(dim=(2, 3), keepdim=True)  # w_k: global average of the gradient
+M = torch.relu((w * A).sum(dim=1, keepdim=True))  # ReLU(sum_k w_k A_k)
+low, high = M.amin(dim=(2, 3), keepdim=True), M.amax(dim=(2, 3), keepdim=True)
+M = (M - low) / (high - low).clamp_min(1e-8)  # per image to [0, 1]
+
+# %%
+# NBVAL_CHECK_OUTPUT
+attention = grad_cam(s_c, A)
+print("map shape:", tuple(attention.shape))
+print("by hand == casn_lite.attention.grad_cam:", torch.allclose(M, attention, atol=1e-6))
+
+# %% [markdown]
+# What the IDE model looks at, for each of the six people (jet colours: red is where the
+# score of the right identity comes from):
+
+# %%
+fig = viz.show_attention(images, {"IDE Grad-CAM": attention}, labels=[f"id {p}" for p in probe["pid"].tolist()])
+
+# %% [markdown]
+# SynthPeople's masks turn the pictures into numbers, over one image of every training
+# person: the share of the attention mass on the person (versus the background) and on
+# the small identity cue (emblem, bag, stripes). A map can also be empty: when no channel
+# adds positively to the class score, the ReLU leaves nothing (a blue picture above).
+
+
+# %%
+def class_attention(m, probe):
+    """Grad-CAM of the true class for every image of ``probe``."""
+    out = m.eval()(probe["image"].to(device))
+    return grad_cam(out.logits.gather(1, probe["pid"].to(device)[:, None]).squeeze(1), out.feature_map).detach().cpu()
+
+
+def attention_shares(maps, probe):
+    """Mean share of attention mass on the person and on the identity cue, and the share of
+    empty maps (left out of the two means)."""
+    empty = (maps.flatten(1).amax(1) == 0).float().mean().item()
+    if not has_masks:
+        return {"on_person": float("nan"), "on_cue": float("nan"), "empty": empty}
+    full = upsample(maps, (height, width))
+    mask = probe["mask"]
+    return {"on_person": mass_share(full, mask >= 1).nanmean().item(),
+            "on_cue": mass_share(full, mask == 2).nanmean().item(), "empty": empty}
+
+
+shares_ide = attention_shares(class_attention(model, probe_all), probe_all)
+if has_masks:
+    person_area = (probe_all["mask"] >= 1).float().mean().item()
+    print(f"IDE attention: {100 * shares_ide['on_person']:.0f} % on the person "
+          f"(who covers {100 * person_area:.0f} % of the image), "
+          f"{100 * shares_ide['on_cue']:.0f} % on the identity cue; "
+          f"{100 * shares_ide['empty']:.0f} % of the maps are empty")
+
+# %% [markdown]
+# ## 4 · The soft mask and the masked image
+#
+# To erase "what the network looked at" and still train through it, CASN uses a soft
+# threshold instead of $M > \sigma$:
+#
+# $$T(M) = \frac{1}{1 + e^{-\omega (M - \sigma)}}, \qquad I^* = I - T(M) \odot I$$
+#
+# Neither paper gives $\sigma$ and $\omega$; GAIN's public code uses $\sigma = 0.5$,
+# $\omega = 10$. Images are normalised, so an erased pixel becomes 0: the mean colour.
+
+# %%
+values = torch.linspace(0, 1, 101)
+fig, ax = plt.subplots(figsize=(4.5, 2.8))
+for om in (5, 10, 30):
+    ax.plot(values, soft_mask(values, sigma, om), label=f"omega = {om}")
+ax.axvline(sigma, color="gray", ls=":", label=f"sigma = {sigma}")
+ax.set(xlabel="attention M", ylabel="T(M)", title="the soft mask")
+ax.legend(fontsize=8)
+fig.tight_layout()
+
+# %%
+mask = soft_mask(upsample(attention, (height, width)), sigma, omega)  # T(M) at image size
+masked = erase_attended(images, mask)  # I* = I - T(M) I
+with torch.no_grad():
+    p_before = model(images).logits.softmax(1).gather(1, pids[:, None]).squeeze(1)
+    p_after = model(masked).logits.softmax(1).gather(1, pids[:, None]).squeeze(1)
+fig = viz.show_masking(images, attention, mask, masked, p_before.tolist(), p_after.tolist())
+
+# %% [markdown]
+# ## 5 · The attention mining loss
+#
+# $$L_{ia} = \frac{1}{B}\sum_{b} p\big(c_b \mid I_b^*\big)$$
+#
+# the probability of the true identity on the masked image (`ia_score="logit"` uses the
+# raw score $s_c(I^*)$, as GAIN's paper writes it). Minimising it means: *after erasing
+# what you attended to, nothing of the identity may remain*. So the attention must spread
+# over every part that tells who this is. `identification_attention` does sections 3 and
+# 4 in one call and returns every intermediate.
+
+# %%
+ia = identification_attention(model, images, pids, sigma, omega, second_order=False)
+l_ia = attention_mining_loss(ia.masked_logits, pids, ia_score)
+print(f"mean p(true id): {p_before.mean():.3f} on I, {p_after.mean():.3f} on I*;  L_ia = {l_ia.item():.3f}")
+
+# %% [markdown]
+# ## 6 · First or second order?
+#
+# $L_{ia}$ reaches the network along two paths: through the masked image's forward pass,
+# and through the mask, i.e. through $M = \mathrm{ReLU}(\sum_k w_k A_k)$. With
+# `create_graph=False` (first order, as public GAIN code) the weights $w_k$ are constants
+# and only $A$ carries gradient; with `create_graph=True` (second order) the gradient also
+# flows through $w_k = \mathrm{GAP}(\partial s_c / \partial A_k)$: a derivative of a
+# derivative. Compare the two gradients on the first conv layer, and their cost.
+
+# %%
+model.train()
+first_conv = model.trunk[0].weight
+grads, seconds = {}, {}
+for order in (False, True, False, True):  # each twice: the first call of a kind warms up
+    tic = time.perf_counter()
+    model.zero_grad()
+    ia = identification_attention(model, images, pids, sigma, omega, second_order=order)
+    attention_mining_loss(ia.masked_logits, pids, ia_score).backward()
+    grads[order], seconds[order] = first_conv.grad.flatten().clone(), time.perf_counter() - tic
+cosine = torch.nn.functional.cosine_similarity(grads[False], grads[True], dim=0).item()
+ratio = (grads[True].norm() / grads[False].norm()).item()
+print(f"cosine(first-order, second-order gradient) = {cosine:.3f}; norm ratio {ratio:.2f}; "
+      f"time {1000 * seconds[False]:.0f} ms vs {1000 * seconds[True]:.0f} ms")
+
+# %% [markdown]
+# ## 7 · A short IDE+IA training, against a control
+#
+# From the same IDE weights, train `ia_epochs` more epochs twice: once with the IDE loss
+# alone (the control) and once with
+#
+# $$L = L_{ide} + \lambda_{1} L_{ia}.$$
+#
+# Same data order, same seed: the only difference is the IA term. (The masked images pass
+# through the network without moving batch norm's running statistics; they are not images
+# the network will see at test time.)
+
+# %%
+start = copy.deepcopy(model.state_dict())
+more = TrainConfig(epochs=ia_epochs, optimizer=optimizer, lr=lr, schedule="cosine", warmup_epochs=0.5)
+runs = {}
+for name, loss_fn in {"IDE": CASNLoss(ia=False, sa=False),
+                      "IDE+IA": CASNLoss(ia=True, sa=False, lambda_ia=lambda_ia, sigma=sigma, omega=omega,
+                                         ia_score=ia_score, second_order=second_order)}.items():
+    seed_everything(seed)
+    m = copy.deepcopy(model)
+    m.load_state_dict(start)
+    history = fit(m, loaders.train, more, loss_fn, device)
+    runs[name] = {"model": m, "history": history,
+                  "result": evaluate(m, loaders.query, loaders.gallery, device)}
+fig = viz.plot_history(runs["IDE+IA"]["history"], losses=("loss", "ide", "ia"), metrics=())
+
+# %% [markdown]
+# ## 8 · Before and after
+#
+# The same six people under each model's Grad-CAM; then the numbers, over one image of
+# every training person: attention on the person and on the cue (SynthPeople), empty maps,
+# the area the soft mask erases, and retrieval on the *test* identities. One seed and a few epochs: read the direction, not the decimals
+# (notebook 05 repeats this over seeds).
+
+# %%
+maps, rows = {}, []
+for name, run in runs.items():
+    every = class_attention(run["model"], probe_all)
+    maps[name] = every[shown]
+    erased = soft_mask(upsample(every, (height, width)), sigma, omega).mean().item()
+    res = run["result"]
+    rows.append({"variant": name, **attention_shares(every, probe_all), "erased_area": erased,
+                 "rank1": res["rank1"], "mAP": res["mAP"]})
+fig = viz.show_attention(images, {f"{k} Grad-CAM": v for k, v in maps.items()},
+                         labels=[f"id {p}" for p in probe["pid"].tolist()])
+print(f"{'variant':<8} {'on person':>10} {'on cue':>8} {'empty':>7} {'erased':>8} {'rank-1':>8} {'mAP':>7}")
+for r in rows:
+    print(f"{r['variant']:<8} {100 * r['on_person']:>9.0f}% {100 * r['on_cue']:>7.0f}% {100 * r['empty']:>6.0f}% "
+          f"{100 * r['erased_area']:>7.0f}% {100 * r['rank1']:>7.1f}% {100 * r['mAP']:>6.1f}%")
+
+# %% [markdown]
+# ## Summary
+#
+# - Grad-CAM is three lines: average the gradient of a score over each channel, weight the
+#   channels, keep the positive part. With `torch.autograd.grad` it stays differentiable.
+# - IA erases what the network attends to, $I^* = I - T(M) \odot I$, and trains the
+#   network so that the identity cannot be recognised in what is left ($L_{ia}$). The
+#   attention has to cover every part of the person that carries identity.
+# - First order (GAIN's code) treats the channel weights as constants; second order also
+#   differentiates through them, at a higher cost and with a different gradient.
+# - Next (notebook 03): the second half of CASN makes the attention of the *same person*
+#   agree across cameras.
+#
+# ## Exercises
+#
+# 1. Set `sigma = 0.2`, then `sigma = 0.8`. How does the erased area change, and what do
+#    you expect for $L_{ia}$ in each case?
+# 2. Run with `second_order = True`. How much slower is a training step, and do the
+#    attention maps or the scores change?
+# 3. Train IA from scratch (`ide_epochs = 0`, `ia_epochs = 9`). Why does the paper start
+#    the attention losses from a network that already classifies?
+# 4. Use `ia_score = "logit"`. Why might an unbounded score be harder to train with?
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Answers</summary>
+#
+# 1. A lower sigma erases more (everything the network glances at), so $I^*$ keeps little
+#    and $L_{ia}$ is easy to make small; a higher sigma erases only the peak, and the
+#    network must spread its attention much further before $L_{ia}$ falls.
+# 2. Second order back-propagates through the gradient of the class score: on a CPU the IA
+#    step takes noticeably longer (section 6 times one step). In short runs the maps and
+#    scores change little; the cosine in section 6 shows the gradients point in related but
+#    different directions.
+# 3. An untrained network's Grad-CAM is noise: it erases random regions, and $L_{ia}$
+#    then mostly teaches the classifier to be unsure. Attention mining needs a network
+#    that already finds *some* identity evidence, which it then pushes to find more.
+# 4. Minimising a logit has no floor: the network can drive $s_c(I^*)$ towards minus
+#    infinity, for example by making all logits of masked-looking images very negative,
+#    instead of spreading its attention. The probability is bounded by 0.
+# </details>
+
+# %% tags=["metrics"]
+metrics = {f"{r['variant']}_{k}": r[k] for r in rows
+           for k in ("rank1", "mAP", "on_person", "on_cue", "empty", "erased_area")}
+metrics.update({"ide_shares_on_person": shares_ide["on_person"], "grad_cosine_first_vs_second": cosine,
+                "train_seconds": float(sum(h["seconds"] for r in runs.values() for h in r["history"])
+                                       + sum(h["seconds"] for h in history_ide)),
+                "device": str(device), "dataset": data.name})
+display(JSON(metrics))
