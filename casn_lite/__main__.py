@@ -1,4 +1,4 @@
-"""Command line: ``data synth``, ``data info`` and ``reproduce`` (see ``python -m casn_lite -h``)."""
+"""Command line: ``data synth``, ``data info``, ``reproduce`` and ``student`` (see ``python -m casn_lite -h``)."""
 
 from __future__ import annotations
 
@@ -40,6 +40,15 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0 if all(r["status"] == "ok" for r in results) else 1
 
 
+def _student(args: argparse.Namespace) -> int:
+    from .course import student_copies
+
+    only = [n.strip() for n in args.only.split(",")] if args.only else None
+    for path in student_copies(args.out, only):
+        print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m casn_lite", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -70,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--data-root", help="a real dataset folder instead of SynthPeople")
     rep.add_argument("--out", help="where executed notebooks and metrics go (default: runs/<profile>)")
     rep.set_defaults(run=_reproduce)
+
+    student = commands.add_parser("student", help="write student copies of the notebooks (no answers, no outputs)")
+    student.add_argument("--out", required=True, help="folder for the .ipynb copies (created if missing)")
+    student.add_argument("--only", help="comma-separated notebook numbers, e.g. 02,03 (default: all)")
+    student.set_defaults(run=_student)
     return parser
 
 

@@ -1,0 +1,42 @@
+"""Student copies: no answers, no outputs, otherwise the same valid notebooks."""
+
+import jupytext
+import nbformat
+import pytest
+
+from casn_lite.__main__ import main
+from casn_lite.course import PLACEHOLDER, student_copies
+from casn_lite.reproduce import notebooks
+
+
+def test_student_copies_drop_answers_and_keep_everything_else(tmp_path):
+    written = student_copies(tmp_path)
+    assert [p.name[:2] for p in written] == list(notebooks())
+    for path, source in zip(written, notebooks().values(), strict=True):
+        copy = nbformat.read(path, as_version=4)
+        nbformat.validate(copy)
+        original = jupytext.read(source)
+        assert len(copy.cells) == len(original.cells)
+        for mine, theirs in zip(copy.cells, original.cells, strict=True):
+            if "solution" in theirs.metadata.get("tags", []):
+                assert mine.source == PLACEHOLDER
+            else:
+                assert (mine.cell_type, mine.source) == (theirs.cell_type, theirs.source)
+        assert not any("<summary>Answers" in c.source for c in copy.cells)
+        assert not any(c.get("outputs") for c in copy.cells if c.cell_type == "code")
+        tags = [set(c.metadata.get("tags", [])) for c in copy.cells]
+        assert sum("parameters" in t for t in tags) == 1, "papermill can still run it"
+        assert copy.metadata.kernelspec.name == "python3"
+
+
+def test_student_cli(tmp_path, capsys):
+    assert main(["student", "--out", str(tmp_path), "--only", "01"]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["01_ide_baseline.ipynb"]
+    assert main(["student", "--out", str(tmp_path), "--only", "42"]) == 2
+    assert "unknown notebook" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("number", list(notebooks()))
+def test_every_notebook_has_answers_to_remove(number):
+    tags = [c.metadata.get("tags", []) for c in jupytext.read(notebooks()[number]).cells]
+    assert any("solution" in t for t in tags)
