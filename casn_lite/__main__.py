@@ -36,7 +36,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     from .reproduce import run  # papermill is imported only when needed
 
     only = [n.strip() for n in args.only.split(",")] if args.only else None
-    results = run(args.profile, only, args.data_root, args.out)
+    results = run(args.profile, only, args.data_root, args.out, restart=args.restart)
     return 0 if all(r["status"] == "ok" for r in results) else 1
 
 
@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--only", help="comma-separated notebook numbers, e.g. 00,01 (default: all)")
     rep.add_argument("--data-root", help="a real dataset folder instead of SynthPeople")
     rep.add_argument("--out", help="where executed notebooks and metrics go (default: runs/<profile>)")
+    rep.add_argument("--restart", action="store_true",
+                     help="run every notebook again (default: skip those that finished, resume the rest)")
     rep.set_defaults(run=_reproduce)
 
     student = commands.add_parser("student", help="write student copies of the notebooks (no answers, no outputs)")

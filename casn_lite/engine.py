@@ -23,12 +23,19 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .attention import (
+    crop_and_resize,
+    horizontal_profile,
+    mass_share,
+    similarity_attention,
+    upsample,
+)
 from .evaluation import evaluate_ranking, pairwise_distance
 
 __all__ = [
     "TrainConfig", "TrainingDiverged", "default_device", "seed_everything", "ide_loss", "fit",
     "make_optimizer", "make_scheduler", "extract_features", "evaluate", "load_training_state",
-    "JointLoader",
+    "JointLoader", "evaluate_attention",
 ]
 
 LossFn = Callable[[nn.Module, dict, torch.device], tuple[torch.Tensor, dict[str, float]]]
@@ -56,6 +63,7 @@ class TrainConfig:
     checkpoint_dir: str | None = None
     resume: bool = False
     progress: bool = True
+    desc: str = "training"  # the progress bar's label, e.g. "CASN(IDE) seed 1"
     extra: dict = field(default_factory=dict)  # anything a notebook wants saved with the run
 
 
@@ -172,7 +180,7 @@ def fit(model: nn.Module, loader, cfg: TrainConfig, loss_fn: LossFn = ide_loss,
 
     sampler = loader if hasattr(loader, "set_epoch") else getattr(loader, "batch_sampler", None)
     sampler = sampler if hasattr(sampler, "set_epoch") else getattr(loader, "sampler", None)
-    bar = tqdm(total=(cfg.epochs - start_epoch) * len(loader), desc="training", unit="batch",
+    bar = tqdm(total=(cfg.epochs - start_epoch) * len(loader), desc=cfg.desc, unit="batch",
                disable=not cfg.progress)
     for epoch in range(start_epoch, cfg.epochs):
         if hasattr(sampler, "set_epoch"):
@@ -278,3 +286,40 @@ def evaluate(model: nn.Module, query_loader, gallery_loader, device: torch.devic
     return {"rank1": float(cmc[0]), "rank5": float(cmc[min(4, len(cmc) - 1)]),
             "rank10": float(cmc[min(9, len(cmc) - 1)]), "mAP": res["mAP"], "mINP": res["mINP"],
             "cmc": cmc, "num_valid_queries": res["num_valid_queries"]}
+
+
+def evaluate_attention(model: nn.Module, pair_loader, device: torch.device | None = None,
+                       threshold: float | None = 0.2, length: int = 32) -> dict:
+    """Attention measured, not only shown, on pairs of test images (any variant, no head):
+
+    * ``positive_distance``: mean ||M*_m1 - M*_m2||_2 over same-person pairs from two
+      cameras, the quantity SA minimises (lower: more consistent across cameras);
+    * ``negative_distance``: the same over pairs of different people, for reference;
+    * ``on_person`` / ``on_cue``: mean share of the attention mass on the person and on the
+      identity cue, when the pairs carry SynthPeople masks (``mask1``, ``mask2``);
+    * ``empty``: share of maps with no attention at all (left out of the two shares).
+
+    The maps are ``similarity_attention``: Grad-CAM of cos(f1, f2) on each image.
+    """
+    device = device or default_device()
+    model.to(device).eval()
+    distances, same, person, cue, empty = [], [], [], [], []
+    for batch in pair_loader:
+        x1, x2 = batch["image1"].to(device), batch["image2"].to(device)
+        maps = [upsample(a.detach().float(), x1.shape[-2:]) for a in similarity_attention(model, x1, x2)]
+        p1, p2 = (crop_and_resize(horizontal_profile(m), threshold, length) for m in maps)
+        distances.append(torch.linalg.vector_norm(p1 - p2, dim=1).cpu())
+        same.append(batch["same"].bool())
+        for m, key in zip(maps, ("mask1", "mask2"), strict=True):
+            empty.append((m.flatten(1).amax(1) == 0).cpu())
+            if key in batch:
+                mask = batch[key].to(device)
+                person.append(mass_share(m, mask >= 1).cpu())
+                cue.append(mass_share(m, mask == 2).cpu())
+    d, s = torch.cat(distances), torch.cat(same)
+    nan = float("nan")
+    return {"positive_distance": d[s].mean().item() if s.any() else nan,
+            "negative_distance": d[~s].mean().item() if (~s).any() else nan,
+            "on_person": torch.cat(person).nanmean().item() if person else nan,
+            "on_cue": torch.cat(cue).nanmean().item() if cue else nan,
+            "empty": torch.cat(empty).float().mean().item()}

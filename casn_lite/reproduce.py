@@ -101,15 +101,45 @@ def _metrics(executed: Path) -> dict:
     return {}
 
 
+def _runner_parameters(job: Job, names: set[str], profile: str, out: Path) -> dict:
+    """What the runner adds on its own: where a notebook keeps checkpoints (so an interrupted
+    run resumes), and the profile's name (recorded with results)."""
+    extra = {}
+    if "checkpoint_dir" in names and "checkpoint_dir" not in job.parameters:
+        extra["checkpoint_dir"] = str((out / "checkpoints" / job.source.stem).resolve())
+    if "profile" in names and "profile" not in job.parameters:
+        extra["profile"] = profile
+    return extra
+
+
+def _finished(record: Path, parameters: dict) -> dict | None:
+    """The earlier result of this notebook, if it ran to the end with the same parameters."""
+    if not record.is_file():
+        return None
+    earlier = json.loads(record.read_text())
+    same = json.dumps(earlier.get("parameters"), sort_keys=True) == json.dumps(parameters, sort_keys=True, default=str)
+    return earlier if earlier.get("status") == "ok" and same else None
+
+
 def run(profile: str, only: list[str] | None = None, data_root: str | None = None,
-        out: str | Path | None = None, kernel: str = "python3") -> list[dict]:
-    """Run the planned notebooks one after the other; a failure is recorded and the rest still run."""
+        out: str | Path | None = None, kernel: str = "python3", restart: bool = False) -> list[dict]:
+    """Run the planned notebooks one after the other; a failure is recorded and the rest still run.
+
+    Run again after an interruption, it skips the notebooks that already finished with the
+    same parameters (unless ``restart``), and a notebook with a ``checkpoint_dir`` parameter
+    resumes its training from the last checkpoint under ``out/checkpoints/``."""
     jobs = plan(profile, only, data_root)
     out = Path(out) if out else ROOT / "runs" / profile
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for job in jobs:
+        job.parameters.update(_runner_parameters(job, _parameters(job.source), profile, out))
         executed = out / f"{job.source.stem}.ipynb"
+        record = out / f"{job.source.stem}.metrics.json"
+        if not restart and (earlier := _finished(record, job.parameters)) is not None:
+            print(f"[{job.number}] {job.source.stem}: finished earlier, skipped (--restart runs it again)", flush=True)
+            results.append(earlier)
+            continue
         source_nb = out / f"{job.source.stem}.source.ipynb"
         nbformat.write(jupytext.read(job.source), source_nb)
         print(f"[{job.number}] {job.source.stem} {job.parameters or '(defaults)'}", flush=True)
@@ -124,7 +154,7 @@ def run(profile: str, only: list[str] | None = None, data_root: str | None = Non
             source_nb.unlink(missing_ok=True)
         result["seconds"] = round(time.perf_counter() - start, 1)
         result["metrics"] = _metrics(executed) if executed.is_file() and result["status"] == "ok" else {}
-        (out / f"{job.source.stem}.metrics.json").write_text(json.dumps(result, indent=1, default=str))
+        record.write_text(json.dumps(result, indent=1, default=str))
         results.append(result)
     print(summary_table(results, out))
     return results

@@ -71,3 +71,31 @@ def test_run_reads_metrics_back_and_reports_a_failing_notebook(project, capsys):
     assert failed["cell"] is not None
     table = capsys.readouterr().out
     assert "01_fails" in table and "failed in cell" in table and "y=10" in table
+
+
+RESUMABLE = HEADER + """# %% tags=["parameters"]
+checkpoint_dir = None
+profile = None
+
+# %% tags=["metrics"]
+from IPython.display import JSON, display
+display(JSON({"checkpoint_dir": checkpoint_dir, "profile": profile}))
+"""
+
+
+def test_a_second_run_skips_finished_notebooks_and_retries_the_rest(project, capsys):
+    (project / "notebooks" / "02_resumable.py").write_text(RESUMABLE)
+    out = project / "runs"
+    first = reproduce.run("good", out=out)
+    assert first[2]["metrics"] == {"checkpoint_dir": str((out / "checkpoints" / "02_resumable").resolve()),
+                                   "profile": "good"}
+    stamp = (out / "00_ok.ipynb").stat().st_mtime_ns
+    capsys.readouterr()
+    again = reproduce.run("good", out=out)
+    log = capsys.readouterr().out
+    assert "00_ok: finished earlier, skipped" in log and "02_resumable: finished earlier, skipped" in log
+    assert "[01] 01_fails" in log, "a failed notebook runs again"
+    assert (out / "00_ok.ipynb").stat().st_mtime_ns == stamp
+    assert [r["status"] for r in again] == ["ok", "failed", "ok"]
+    reproduce.run("good", out=out, restart=True)
+    assert (out / "00_ok.ipynb").stat().st_mtime_ns != stamp

@@ -270,8 +270,11 @@ class PairDataset(Dataset):
 
     def __getitem__(self, pair: tuple[int, int]) -> dict:
         a, b = self.images[pair[0]], self.images[pair[1]]
-        return {"image1": a["image"], "image2": b["image"], "pid1": a["pid"], "pid2": b["pid"],
-                "same": int(a["pid"] == b["pid"])}
+        item = {"image1": a["image"], "image2": b["image"], "pid1": a["pid"], "pid2": b["pid"],
+                "camid1": a["camid"], "camid2": b["camid"], "same": int(a["pid"] == b["pid"])}
+        if "mask" in a:
+            item["mask1"], item["mask2"] = a["mask"], b["mask"]
+        return item
 
 
 def load_or_generate(data_root: str | Path | None, config=None) -> ReIDData:
