@@ -14,7 +14,8 @@ from .data.datasets import ReIDData, Sample, read_image
 from .data.transforms import denormalize
 
 __all__ = ["identity_across_cameras", "sample_grid", "plot_history", "plot_cmc", "plot_ranked",
-           "show_pairs", "show_attention", "show_masking", "show_indicator", "show_profile_steps"]
+           "show_pairs", "show_attention", "show_masking", "show_indicator", "show_profile_steps",
+           "plot_ablation"]
 
 GREEN, RED = (0.1, 0.7, 0.2), (0.85, 0.1, 0.1)
 
@@ -248,5 +249,36 @@ def show_profile_steps(image1: torch.Tensor, image2: torch.Tensor, attention1: t
     ax.legend(fontsize=7)
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_ablation(summary: dict, metrics: Sequence[str] = ("rank1", "mAP"),
+                  paper: dict | None = None, paper_dataset: str = "Market-1501"):
+    """Bars of each variant's mean (error bars: standard deviation over seeds) for each metric;
+    with ``paper`` (variant -> dataset -> (rank-1, mAP)), a second panel with the paper's
+    numbers on real data, drawn apart so the two are never read as one scale."""
+    variants = list(summary)
+    x = np.arange(len(variants))
+    width = 0.8 / len(metrics)
+    panels = 2 if paper else 1
+    fig, axes = plt.subplots(1, panels, figsize=(4.5 * panels, 3.2), squeeze=False)
+    ax = axes[0, 0]
+    for k, metric in enumerate(metrics):
+        means = [100 * summary[v][metric][0] for v in variants]
+        stds = [100 * np.nan_to_num(summary[v][metric][1]) for v in variants]
+        ax.bar(x + k * width, means, width, yerr=stds, capsize=3, label=metric)
+    seeds = max(summary[v][metrics[0]][2] for v in variants)
+    ax.set(xticks=x + width * (len(metrics) - 1) / 2, ylabel="%", title=f"ours: SynthPeople, {seeds} seed(s)")
+    ax.set_xticklabels(variants, fontsize=8)
+    ax.legend(fontsize=8)
+    if paper:
+        ax = axes[0, 1]
+        shown = [v for v in variants if paper_dataset in paper.get(v, {})]
+        for k, label in enumerate(("rank-1", "mAP")):
+            ax.bar(np.arange(len(shown)) + k * 0.4, [paper[v][paper_dataset][k] for v in shown], 0.4, label=label)
+        ax.set(xticks=np.arange(len(shown)) + 0.2, ylabel="%", title=f"paper: {paper_dataset} (real data)")
+        ax.set_xticklabels(shown, fontsize=8)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
