@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check casn_lite tests benchmarks notebooks
+	$(BIN)/ruff check casn_lite tests benchmarks notebooks examples
 
 # unit tests, then every committed notebook re-executed by nbval; cells marked
 # NBVAL_CHECK_OUTPUT must print what the committed notebook shows

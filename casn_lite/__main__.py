@@ -36,7 +36,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     from .reproduce import run  # papermill is imported only when needed
 
     only = [n.strip() for n in args.only.split(",")] if args.only else None
-    results = run(args.profile, only, args.data_root, args.out, restart=args.restart)
+    results = run(args.profile, only, args.data_root, args.out, restart=args.restart, arch=args.arch)
     return 0 if all(r["status"] == "ok" for r in results) else 1
 
 
@@ -77,7 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--profile", default="ci", help="profiles/<name>.yaml: ci, cpu, gpu (default: ci)")
     rep.add_argument("--only", help="comma-separated notebook numbers, e.g. 00,01 (default: all)")
     rep.add_argument("--data-root", help="a real dataset folder instead of SynthPeople")
-    rep.add_argument("--out", help="where executed notebooks and metrics go (default: runs/<profile>)")
+    rep.add_argument("--out", help="where executed notebooks and metrics go "
+                                   "(default: runs/<profile>[-<arch>][-<dataset folder>])")
+    rep.add_argument("--arch", choices=["ide", "pcb"],
+                     help="run the notebooks that have an arch parameter with this model "
+                          "(and the profile's arch settings, e.g. PCB's taller input)")
     rep.add_argument("--restart", action="store_true",
                      help="run every notebook again (default: skip those that finished, resume the rest)")
     rep.set_defaults(run=_reproduce)

@@ -21,9 +21,12 @@ from torch import nn
 from .engine import TrainConfig, fit, seed_everything
 from .losses import CASNLoss
 
-__all__ = ["VARIANTS", "PAPER_TABLE3", "variant_loss", "train_from", "aggregate", "markdown_table"]
+__all__ = ["VARIANTS", "PAPER_TABLE3", "variant_names", "variant_loss", "train_from", "aggregate",
+           "markdown_table"]
 
-VARIANTS = {"IDE": (False, False), "IDE+IA": (True, False), "IDE+SA": (False, True), "CASN(IDE)": (True, True)}
+# the paper's names -> (IA on, SA on); the architecture is in the name
+VARIANTS = {"IDE": (False, False), "IDE+IA": (True, False), "IDE+SA": (False, True), "CASN(IDE)": (True, True),
+            "PCB": (False, False), "PCB+IA": (True, False), "PCB+SA": (False, True), "CASN(PCB)": (True, True)}
 
 # Rank-1 / mAP (%) from the paper's Table 3 (real data, ImageNet-pretrained ResNet-50).
 PAPER_TABLE3 = {
@@ -38,12 +41,18 @@ PAPER_TABLE3 = {
 }
 
 
+def variant_names(arch: str = "ide") -> list[str]:
+    """The four variants of one architecture, in the paper's order."""
+    base = arch.upper()
+    return [base, f"{base}+IA", f"{base}+SA", f"CASN({base})"]
+
+
 def variant_loss(name: str, **options) -> CASNLoss:
     """The ``CASNLoss`` of a variant by its paper name; ``options`` are CASNLoss's knobs."""
     if name not in VARIANTS:
         raise ValueError(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
     ia, sa = VARIANTS[name]
-    return CASNLoss(ia=ia, sa=sa, **options)
+    return CASNLoss(ia=ia, sa=sa, arch="pcb" if "PCB" in name else "ide", **options)
 
 
 def train_from(start: nn.Module, loader, cfg: TrainConfig, loss_fn, device: torch.device,

@@ -15,6 +15,9 @@ training loop with different arguments:
     CASNLoss(ia=True,  sa=False)   # IDE + IA
     CASNLoss(ia=False, sa=True)    # IDE + SA
     CASNLoss(ia=True,  sa=True)    # CASN(IDE)
+
+and the same flags with a PCB model give PCB, PCB+IA, PCB+SA and CASN(PCB) (the model's
+``logits`` are then the stripes' summed scores; ``L_ide`` sums the stripes' losses).
 """
 
 from __future__ import annotations
@@ -46,7 +49,10 @@ __all__ = [
 
 # --------------------------------------------------------------------------- the loss terms
 def identification_loss(logits: torch.Tensor, pids: torch.Tensor) -> torch.Tensor:
-    """L_ide: softmax cross-entropy over the training identities."""
+    """L_ide: softmax cross-entropy over the training identities. PCB's per-stripe scores
+    [B, P, N] give the sum of the stripes' cross-entropies."""
+    if logits.ndim == 3:
+        return sum(F.cross_entropy(logits[:, j], pids) for j in range(logits.shape[1]))
     return F.cross_entropy(logits, pids)
 
 
@@ -169,7 +175,7 @@ class CASNLoss(nn.Module):
     because the Siamese head has weights: ``fit`` trains and checkpoints them with the model.
     """
 
-    def __init__(self, ia: bool = True, sa: bool = True, *, feature_dim: int = 512,
+    def __init__(self, ia: bool = True, sa: bool = True, *, arch: str = "ide", feature_dim: int = 512,
                  lambda_ia: float = 1.0, lambda_sa: float = 1.0,
                  sigma: float = 0.5, omega: float = 10.0, ia_score: str = "prob",
                  second_order: bool = False, indicator: str = "gradient",
@@ -177,7 +183,7 @@ class CASNLoss(nn.Module):
                  consistency_weight: float = 0.2, negative_margin: float | None = None,
                  negative_weight: float = 0.2, hidden_dim: int = 512):
         super().__init__()
-        self.ia, self.sa = ia, sa
+        self.ia, self.sa, self.arch = ia, sa, arch
         self.lambda_ia, self.lambda_sa = lambda_ia, lambda_sa
         self.sigma, self.omega, self.ia_score = sigma, omega, ia_score
         self.second_order, self.indicator = second_order, indicator
@@ -188,16 +194,17 @@ class CASNLoss(nn.Module):
 
     @property
     def variant(self) -> str:
-        """The paper's name for this combination (for the IDE backbone)."""
-        return {(False, False): "IDE", (True, False): "IDE+IA", (False, True): "IDE+SA",
-                (True, True): "CASN(IDE)"}[(self.ia, self.sa)]
+        """The paper's name for this combination, e.g. "IDE+SA" or "CASN(PCB)"."""
+        base = self.arch.upper()
+        return {(False, False): base, (True, False): f"{base}+IA", (False, True): f"{base}+SA",
+                (True, True): f"CASN({base})"}[(self.ia, self.sa)]
 
     def forward(self, model: nn.Module, batch: dict, device: torch.device
                 ) -> tuple[torch.Tensor, dict[str, float]]:
         images = batch["image"].to(device, non_blocking=True)
         pids = batch["pid"].to(device, non_blocking=True)
         out = model(images)
-        loss = identification_loss(out.logits, pids)  # L_ide
+        loss = identification_loss(out.logits if out.part_logits is None else out.part_logits, pids)  # L_ide
         terms = {"ide": loss.detach()}
         if self.ia:
             ia = identification_attention(model, images, pids, self.sigma, self.omega,

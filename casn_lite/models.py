@@ -1,24 +1,29 @@
-"""Re-ID models on torchvision ResNets: the IDE baseline (DESIGN.md section 2).
+"""Re-ID models on torchvision ResNets: IDE and PCB (DESIGN.md section 2).
 
 IDE = ResNet backbone (conv1..conv5) -> global average pooling -> FC -> BN -> ReLU
--> dropout -> FC to identity logits. The forward pass returns three things, because
-CASN needs all of them:
+-> dropout -> FC to identity logits. PCB (Sun et al. 2018) cuts the conv5 map into 6
+horizontal stripes, each with its own reduction and classifier. The forward pass returns
+what CASN needs:
 
 * ``feature_map`` A  [B, C, h, w]  the last conv map (Grad-CAM is taken here);
-* ``embedding``   f  [B, D]        the retrieval feature (BN output, before ReLU);
-* ``logits``      s  [B, num_ids]  identity scores for the IDE loss.
+* ``embedding``   f  [B, D]        the retrieval feature (IDE: BN output; PCB: the stripes'
+                                   reduced features, concatenated);
+* ``logits``      s  [B, num_ids]  identity scores (PCB: summed over the stripes);
+* ``part_logits``    [B, P, num_ids] PCB only: each stripe's scores, for the summed IDE loss.
 """
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torchvision
 from torch import nn
 
-__all__ = ["ReIDOutput", "IDE", "SiameseHead", "build_model", "PretrainedWeightsUnavailable", "BACKBONES"]
+__all__ = ["ReIDOutput", "IDE", "PCB", "SiameseHead", "build_model", "PretrainedWeightsUnavailable",
+           "BACKBONES", "ARCHS", "save_checkpoint", "load_checkpoint"]
 
 BACKBONES = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}  # name -> channels of conv5
 
@@ -32,6 +37,7 @@ class ReIDOutput:
     feature_map: torch.Tensor  # A: last conv map [B, C, h, w]
     embedding: torch.Tensor  # f: retrieval feature [B, D]
     logits: torch.Tensor  # s: identity scores [B, num_classes]
+    part_logits: torch.Tensor | None = None  # PCB: each stripe's scores [B, P, num_classes]
 
 
 def _imagenet_weights(backbone: str):
@@ -61,20 +67,27 @@ def _load_backbone(backbone: str, pretrained: bool, fallback_to_scratch: bool) -
         return torchvision.models.get_model(backbone, weights=None)
 
 
+def _trunk(backbone: str, pretrained: bool, fallback_to_scratch: bool, last_stride: int) -> nn.Sequential:
+    """ResNet conv1..conv5 without pooling and classifier; ``last_stride=1`` keeps a twice
+    larger conv5 map (common in re-ID, and PCB's setting)."""
+    resnet = _load_backbone(backbone, pretrained, fallback_to_scratch)
+    if last_stride == 1:  # conv5's first block: stride 2 -> 1 in the 3x3 conv and the shortcut
+        block = resnet.layer4[0]
+        (block.conv2 if hasattr(block, "conv3") else block.conv1).stride = (1, 1)
+        block.downsample[0].stride = (1, 1)
+    return nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool,
+                         resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4)
+
+
 class IDE(nn.Module):
-    """ResNet trunk + IDE head. ``last_stride=1`` keeps a twice larger conv5 map (common in re-ID)."""
+    """ResNet trunk + IDE head."""
 
     def __init__(self, num_classes: int, backbone: str = "resnet50", pretrained: bool = False,
                  last_stride: int = 1, embed_dim: int = 512, dropout: float = 0.5,
                  fallback_to_scratch: bool = False):
         super().__init__()
-        resnet = _load_backbone(backbone, pretrained, fallback_to_scratch)
-        if last_stride == 1:  # conv5's first block: stride 2 -> 1 in the 3x3 conv and the shortcut
-            block = resnet.layer4[0]
-            (block.conv2 if hasattr(block, "conv3") else block.conv1).stride = (1, 1)
-            block.downsample[0].stride = (1, 1)
-        self.trunk = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool,
-                                   resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4)
+        self.trunk = _trunk(backbone, pretrained, fallback_to_scratch, last_stride)
+        self.feature_dim = embed_dim  # size of the retrieval feature f
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.embed = nn.Sequential(nn.Linear(BACKBONES[backbone], embed_dim), nn.BatchNorm1d(embed_dim))
         self.head = nn.Sequential(nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(embed_dim, num_classes))
@@ -92,15 +105,104 @@ class IDE(nn.Module):
         return self.forward_head(self.trunk(images))
 
 
+class PCB(nn.Module):
+    """Part-based Convolutional Baseline: conv5 cut into ``parts`` horizontal stripes.
+
+    Each stripe g_j = the average of its rows of A; a 1x1 reduction (FC -> BN -> ReLU) gives
+    h_j; a classifier per stripe gives s_j. Training sums the IDE loss over stripes; retrieval
+    uses the stripes' h_j concatenated. For Grad-CAM, ``logits`` is the sum of the stripes'
+    scores, so the true class's score s_c = sum_j s_c^j: each stripe classifier sends gradient
+    only into its own rows, and the channel weights average over the whole map.
+    """
+
+    def __init__(self, num_classes: int, backbone: str = "resnet50", pretrained: bool = False,
+                 last_stride: int = 1, embed_dim: int = 256, dropout: float = 0.5,
+                 fallback_to_scratch: bool = False, parts: int = 6):
+        super().__init__()
+        self.parts = parts
+        self.feature_dim = parts * embed_dim  # the stripes' features, concatenated
+        self.trunk = _trunk(backbone, pretrained, fallback_to_scratch, last_stride)
+        self.pool = nn.AdaptiveAvgPool2d((parts, 1))  # g_j: one vector per stripe
+        channels = BACKBONES[backbone]
+        self.reduce = nn.ModuleList(
+            nn.Sequential(nn.Linear(channels, embed_dim), nn.BatchNorm1d(embed_dim), nn.ReLU(inplace=True))
+            for _ in range(parts))
+        self.classify = nn.ModuleList(
+            nn.Sequential(nn.Dropout(dropout), nn.Linear(embed_dim, num_classes)) for _ in range(parts))
+        for r in self.reduce:
+            nn.init.kaiming_normal_(r[0].weight, mode="fan_out")
+            nn.init.zeros_(r[0].bias)
+        for c in self.classify:
+            nn.init.normal_(c[-1].weight, std=0.001)
+            nn.init.zeros_(c[-1].bias)
+
+    def forward_head(self, feature_map: torch.Tensor) -> ReIDOutput:
+        if feature_map.shape[2] < self.parts:
+            raise ValueError(f"PCB cuts the conv5 map into {self.parts} stripes, but it has only "
+                             f"{feature_map.shape[2]} rows: use a taller input (at least "
+                             f"{16 * self.parts} pixels with last_stride=1)")
+        stripes = self.pool(feature_map).squeeze(-1)  # [B, C, P]
+        h = [reduce(stripes[:, :, j]) for j, reduce in enumerate(self.reduce)]  # h_j
+        part_logits = torch.stack([c(hj) for c, hj in zip(self.classify, h, strict=True)], dim=1)
+        return ReIDOutput(feature_map, torch.cat(h, dim=1), part_logits.sum(dim=1), part_logits)
+
+    def forward(self, images: torch.Tensor) -> ReIDOutput:
+        return self.forward_head(self.trunk(images))
+
+
+ARCHS = {"ide": IDE, "pcb": PCB}
+
+
 def build_model(arch: str = "ide", backbone: str = "resnet50", num_classes: int = 751,
-                pretrained: bool = False, last_stride: int = 1, embed_dim: int = 512,
+                pretrained: bool | str = False, last_stride: int = 1, embed_dim: int | None = None,
                 dropout: float = 0.5, fallback_to_scratch: bool = False) -> nn.Module:
-    """Build a re-ID model. ``pretrained=True`` loads ImageNet weights through torchvision's
-    weights API; when they cannot be had, it raises PretrainedWeightsUnavailable with the steps
-    to fix it, unless ``fallback_to_scratch=True`` (then it warns and starts from scratch)."""
-    if arch != "ide":
-        raise ValueError(f"unknown arch {arch!r}; available: 'ide'")
-    return IDE(num_classes, backbone, pretrained, last_stride, embed_dim, dropout, fallback_to_scratch)
+    """Build a re-ID model: ``arch="ide"`` (embedding 512 by default) or ``"pcb"`` (6 stripes of
+    256). ``pretrained=True`` loads ImageNet weights through torchvision's weights API; when
+    they cannot be had, it raises PretrainedWeightsUnavailable with the steps to fix it, unless
+    ``fallback_to_scratch=True``. ``pretrained="auto"``: the weights when available, else
+    scratch with a warning."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
+    if pretrained == "auto":
+        pretrained, fallback_to_scratch = True, True
+    embed_dim = embed_dim or (512 if arch == "ide" else 256)
+    model = ARCHS[arch](num_classes, backbone, bool(pretrained), last_stride, embed_dim, dropout,
+                        fallback_to_scratch)
+    # how to build it again, for save_checkpoint (weights come from the checkpoint, not ImageNet)
+    model.build_args = {"arch": arch, "backbone": backbone, "num_classes": num_classes,
+                        "last_stride": last_stride, "embed_dim": embed_dim, "dropout": dropout}
+    return model
+
+
+CHECKPOINT_FORMAT = "casn-lite model"
+
+
+def save_checkpoint(model: nn.Module, path: str | Path, input_size: tuple[int, int], **info) -> Path:
+    """Save a trained model for inference: its weights, how to rebuild it, the input size
+    (height, width) it was trained at, and any ``info`` (dataset, metrics, ...)."""
+    if not hasattr(model, "build_args"):
+        raise ValueError("save_checkpoint needs a model made by build_model (it records how to rebuild it)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": CHECKPOINT_FORMAT, "version": 1, "build_args": model.build_args,
+                "input_size": tuple(input_size), "state_dict": model.state_dict(), "info": info}, path)
+    return path
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """A model saved by ``save_checkpoint``, rebuilt, in evaluation mode on ``device``, and a
+    dict with its ``input_size`` and ``info``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        hint = " (a training checkpoint from fit? export the model with save_checkpoint)" if (
+            isinstance(state, dict) and "optimizer" in state) else ""
+        raise ValueError(f"{path} is not a casn-lite model checkpoint{hint}")
+    model = build_model(**state["build_args"])
+    model.load_state_dict(state["state_dict"])
+    return model.to(device).eval(), {"input_size": tuple(state["input_size"]), "info": state["info"]}
 
 
 class SiameseHead(nn.Module):

@@ -58,35 +58,61 @@ class Job:
     parameters: dict = field(default_factory=dict)
 
 
-def plan(profile: str, only: list[str] | None = None, data_root: str | None = None) -> list[Job]:
-    """The notebooks to run and their parameters; refuses unknown names with the valid ones."""
+def _layer(profile: str, where: str, section: dict, names: dict[str, set[str]]) -> dict[str, dict]:
+    """One layer of a profile ({defaults: {...}, notebooks: {"01": {...}}}) as parameters per
+    notebook; names no notebook has are refused with the ones it could mean."""
+    defaults = dict(section.get("defaults") or {})
+    per_notebook = section.get("notebooks") or {}
+    every_name = set().union(*names.values())
+    for key in defaults:
+        if key not in every_name:
+            raise ReproduceError(f"profile {profile!r}{where}: no notebook has a parameter {key!r}; "
+                                 f"known: {', '.join(sorted(every_name))}")
+    for number, own in per_notebook.items():
+        if number not in names:
+            raise ReproduceError(f"unknown notebook {number!r}; choose from: {', '.join(names)}")
+        unknown = set(own or {}) - names[number]
+        if unknown:
+            raise ReproduceError(f"profile {profile!r}{where}: notebook {number} has no parameter "
+                                 f"{', '.join(sorted(unknown))}; it has: {', '.join(sorted(names[number]))}")
+    return {n: {**{k: v for k, v in defaults.items() if k in names[n]}, **(per_notebook.get(n) or {})}
+            for n in names}
+
+
+def plan(profile: str, only: list[str] | None = None, data_root: str | None = None,
+         arch: str | None = None) -> list[Job]:
+    """The notebooks to run and their parameters; refuses unknown names with the valid ones.
+
+    A profile's parameters come in layers, later ones winning: its ``defaults`` and
+    ``notebooks``; with ``data_root``, its ``real_data`` section (paper-like settings for a
+    real dataset); with ``arch``, its ``arch: {pcb: ...}`` section. With ``arch``, only the
+    notebooks that have an ``arch`` parameter run."""
     if profile not in profiles():
         raise ReproduceError(f"unknown profile {profile!r}; choose one of: {', '.join(profiles())}")
     spec = yaml.safe_load((PROFILE_DIR / f"{profile}.yaml").read_text()) or {}
     available = notebooks()
     chosen = only or list(available)
-    per_notebook = spec.get("notebooks") or {}
-    for number in [*chosen, *per_notebook]:
+    for number in chosen:
         if number not in available:
             raise ReproduceError(f"unknown notebook {number!r}; choose from: {', '.join(available)}")
-    defaults = dict(spec.get("defaults") or {})
-    if data_root is not None:
-        defaults["data_root"] = str(Path(data_root).expanduser().resolve())
     names = {n: _parameters(available[n]) for n in available}
-    every_name = set().union(*names.values())
-    for key in defaults:
-        if key not in every_name:
-            raise ReproduceError(f"profile {profile!r}: no notebook has a parameter {key!r}; "
-                                 f"known: {', '.join(sorted(every_name))}")
+    layers = [_layer(profile, "", spec, names)]
+    if data_root is not None:
+        layers.append(_layer(profile, " real_data", spec.get("real_data") or {}, names))
+        layers.append({n: {"data_root": str(Path(data_root).expanduser().resolve())} for n in names
+                       if "data_root" in names[n]})
+    if arch is not None:
+        arch_sections = spec.get("arch") or {}
+        layers.append(_layer(profile, f" arch {arch}", arch_sections.get(arch) or {}, names))
+        layers.append({n: {"arch": arch} for n in names if "arch" in names[n]})
+        if only is None:
+            chosen = [n for n in chosen if "arch" in names[n]]
     jobs = []
     for number in chosen:
-        own = dict(per_notebook.get(number) or {})
-        unknown = set(own) - names[number]
-        if unknown:
-            raise ReproduceError(f"profile {profile!r}: notebook {number} has no parameter "
-                                 f"{', '.join(sorted(unknown))}; it has: {', '.join(sorted(names[number]))}")
-        params = {k: v for k, v in defaults.items() if k in names[number]}
-        jobs.append(Job(number, available[number], {**params, **own}))
+        params: dict = {}
+        for layer in layers:
+            params.update(layer.get(number, {}))
+        jobs.append(Job(number, available[number], params))
     return jobs
 
 
@@ -121,15 +147,23 @@ def _finished(record: Path, parameters: dict) -> dict | None:
     return earlier if earlier.get("status") == "ok" and same else None
 
 
+def default_out(profile: str, data_root: str | None = None, arch: str | None = None) -> Path:
+    """runs/<profile>[-<arch>][-<dataset folder>]: runs with different settings never mix."""
+    name = profile + (f"-{arch}" if arch and arch != "ide" else "")
+    name += f"-{Path(data_root).expanduser().resolve().name}" if data_root else ""
+    return ROOT / "runs" / name
+
+
 def run(profile: str, only: list[str] | None = None, data_root: str | None = None,
-        out: str | Path | None = None, kernel: str = "python3", restart: bool = False) -> list[dict]:
+        out: str | Path | None = None, kernel: str = "python3", restart: bool = False,
+        arch: str | None = None) -> list[dict]:
     """Run the planned notebooks one after the other; a failure is recorded and the rest still run.
 
     Run again after an interruption, it skips the notebooks that already finished with the
     same parameters (unless ``restart``), and a notebook with a ``checkpoint_dir`` parameter
     resumes its training from the last checkpoint under ``out/checkpoints/``."""
-    jobs = plan(profile, only, data_root)
-    out = Path(out) if out else ROOT / "runs" / profile
+    jobs = plan(profile, only, data_root, arch)
+    out = Path(out) if out else default_out(profile, data_root, arch)
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for job in jobs:

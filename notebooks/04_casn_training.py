@@ -35,10 +35,11 @@ cameras = 4
 images_per_camera = 4
 height = 64
 width = 32
+arch = "ide"  # ide or pcb; PCB cuts conv5 into 6 stripes, so it needs an input at least 96 pixels tall
 backbone = "resnet18"
-pretrained = False
+pretrained = False  # True: ImageNet weights, which must be downloaded; auto: them when available
 last_stride = 1
-embed_dim = 512
+embed_dim = None  # None: 512 for IDE, 256 per stripe for PCB
 ide_epochs = 6  # the shared IDE start
 casn_epochs = 3  # then CASN(IDE), and IDE for as long (the control)
 batch_size = 32
@@ -66,7 +67,7 @@ from IPython.display import JSON, display
 from torch.utils.data import DataLoader
 
 from casn_lite import viz
-from casn_lite.ablation import train_from, variant_loss
+from casn_lite.ablation import train_from, variant_loss, variant_names
 from casn_lite.attention import similarity_attention
 from casn_lite.data import (
     ImageDataset,
@@ -90,6 +91,7 @@ from casn_lite.engine import (
 from casn_lite.evaluation import pairwise_distance
 from casn_lite.models import build_model
 
+baseline, casn = variant_names(arch)[0], variant_names(arch)[-1]  # e.g. IDE and CASN(IDE)
 seed_everything(seed)
 device = default_device()
 print("device:", device)
@@ -128,18 +130,18 @@ print({k: tuple(v.shape) for k, v in step.items() if torch.is_tensor(v) and v.nd
 # CASN(IDE) and IDE each train `casn_epochs` more, on the same batches.
 
 # %%
-start = build_model("ide", backbone, num_classes=data.num_train_pids, pretrained=pretrained,
+start = build_model(arch, backbone, num_classes=data.num_train_pids, pretrained=pretrained,
                     last_stride=last_stride, embed_dim=embed_dim)
 base = train_from(start, loaders.train, TrainConfig(epochs=ide_epochs, optimizer=optimizer, lr=lr,
-                                                    schedule="cosine", warmup_epochs=1.0, desc="IDE start"),
-                  variant_loss("IDE"), device, seed, checkpoints("ide-start"))
+                                                    schedule="cosine", warmup_epochs=1.0, desc=f"{baseline} start"),
+                  variant_loss(baseline), device, seed, checkpoints("ide-start"))
 
-options = dict(feature_dim=embed_dim, lambda_ia=lambda_ia, lambda_sa=lambda_sa, sigma=sigma, omega=omega,
+options = dict(feature_dim=start.feature_dim, lambda_ia=lambda_ia, lambda_sa=lambda_sa, sigma=sigma, omega=omega,
                second_order=second_order, indicator=indicator, profile_threshold=profile_threshold,
                profile_length=profile_length, consistency_weight=consistency_weight)
 more = TrainConfig(epochs=casn_epochs, optimizer=optimizer, lr=lr, schedule="cosine", warmup_epochs=0.5)
 runs = {}
-for name in ("IDE", "CASN(IDE)"):
+for name in (baseline, casn):
     runs[name] = train_from(base["model"], joint, TrainConfig(**{**more.__dict__, "desc": name}),
                             variant_loss(name, **options), device, seed, checkpoints(name))
 
@@ -151,7 +153,7 @@ for name in ("IDE", "CASN(IDE)"):
 # the consistency term is the mean profile distance of the positive pairs.
 
 # %%
-fig = viz.plot_history(runs["CASN(IDE)"]["history"], losses=("ide", "ia", "bce", "consistency"), metrics=())
+fig = viz.plot_history(runs[casn]["history"], losses=("ide", "ia", "bce", "consistency"), metrics=())
 
 # %% [markdown]
 # ## 4 · Retrieval and attention, measured
@@ -187,11 +189,12 @@ fig = viz.plot_cmc({name: run["result"]["cmc"] for name, run in runs.items()})
 # CASN(IDE). Consistent attention lights up the same body parts in both views.
 
 # %%
-matches = []
+matches, seen = [], set()  # four different people: a query and a gallery image from another camera
 for qi, q in enumerate(data.query):
     g = next((gi for gi, s in enumerate(data.gallery) if s.pid == q.pid and s.camid != q.camid), None)
-    if g is not None and len(matches) < 4:
+    if g is not None and q.pid not in seen and len(matches) < 4:
         matches.append((qi, g))
+        seen.add(q.pid)
 tf = build_transforms(height, width)
 q_images = torch.stack([ImageDataset(data.query, tf)[qi]["image"] for qi, _ in matches]).to(device)
 g_images = torch.stack([ImageDataset(data.gallery, tf)[gi]["image"] for _, gi in matches]).to(device)
@@ -204,8 +207,8 @@ for name, run in runs.items():
 # ## 6 · Ranked results of CASN(IDE)
 
 # %%
-qf, _, _ = extract_features(runs["CASN(IDE)"]["model"], loaders.query, device)
-gf, _, _ = extract_features(runs["CASN(IDE)"]["model"], loaders.gallery, device)
+qf, _, _ = extract_features(runs[casn]["model"], loaders.query, device)
+gf, _, _ = extract_features(runs[casn]["model"], loaders.gallery, device)
 fig = viz.plot_ranked(data.query, data.gallery, pairwise_distance(qf, gf, "cosine"), query_indices=[0, 1, 2, 3],
                       topk=8)
 
@@ -246,5 +249,5 @@ fig = viz.plot_ranked(data.query, data.gallery, pairwise_distance(qf, gf, "cosin
 # %% tags=["metrics"]
 metrics = {f"{r['variant']}_{k}": r[k] for r in rows
            for k in ("rank1", "rank5", "mAP", "mINP", "positive_distance", "on_person", "on_cue", "train_seconds")}
-metrics.update({"device": str(device), "dataset": data.name, "casn_epochs": casn_epochs, "ide_epochs": ide_epochs})
+metrics.update({"arch": arch, "device": str(device), "dataset": data.name, "casn_epochs": casn_epochs, "ide_epochs": ide_epochs})
 display(JSON(metrics))

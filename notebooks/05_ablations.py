@@ -26,7 +26,8 @@
 
 # %% tags=["parameters"]
 seeds = [0]  # several seeds give a spread; the gpu profile uses three
-variants = ["IDE", "IDE+IA", "IDE+SA", "CASN(IDE)"]
+arch = "ide"  # ide or pcb; PCB cuts conv5 into 6 stripes, so it needs an input at least 96 pixels tall
+variants = None  # None: the four variants of arch, e.g. IDE, IDE+IA, IDE+SA, CASN(IDE)
 data_root = None  # a Market-1501 / DukeMTMC-reID / CUHK03-NP folder; None: generate SynthPeople
 data_seed = 0  # the dataset stays the same across training seeds
 train_ids = 32
@@ -36,9 +37,9 @@ images_per_camera = 4
 height = 64
 width = 32
 backbone = "resnet18"
-pretrained = False
+pretrained = False  # True: ImageNet weights, which must be downloaded; auto: them when available
 last_stride = 1
-embed_dim = 512
+embed_dim = None  # None: 512 for IDE, 256 per stripe for PCB
 ide_epochs = 4  # the shared IDE start of each seed
 variant_epochs = 2  # then every variant trains this many more epochs from that start
 batch_size = 32
@@ -73,7 +74,14 @@ from torch.utils.data import DataLoader
 
 import casn_lite
 from casn_lite import viz
-from casn_lite.ablation import PAPER_TABLE3, aggregate, markdown_table, train_from, variant_loss
+from casn_lite.ablation import (
+    PAPER_TABLE3,
+    aggregate,
+    markdown_table,
+    train_from,
+    variant_loss,
+    variant_names,
+)
 from casn_lite.attention import similarity_attention
 from casn_lite.data import (
     ImageDataset,
@@ -88,6 +96,7 @@ from casn_lite.data import (
 from casn_lite.engine import JointLoader, TrainConfig, default_device, evaluate, evaluate_attention
 from casn_lite.models import build_model
 
+variants = variants or variant_names(arch)
 device = default_device()
 device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
 print("device:", device, device_name)
@@ -124,18 +133,21 @@ test_pairs = DataLoader(PairDataset(test_images), batch_size=32,
 # 2. from that start, train each variant for `variant_epochs` more on the same batches
 #    (identity batch + pair batch per step; the variants that do not use pairs ignore them):
 #
-# | variant | loss |
+# | variant (IDE / PCB) | loss |
 # |---|---|
-# | IDE | $L_{ide}$ |
-# | IDE+IA | $L_{ide} + \lambda_1 L_{ia}$ |
-# | IDE+SA | $L_{ide} + \lambda_2 L_{sa}$ |
-# | CASN(IDE) | $L_{ide} + \lambda_1 L_{ia} + \lambda_2 L_{sa}$ |
+# | IDE / PCB | $L_{ide}$ |
+# | IDE+IA / PCB+IA | $L_{ide} + \lambda_1 L_{ia}$ |
+# | IDE+SA / PCB+SA | $L_{ide} + \lambda_2 L_{sa}$ |
+# | CASN(IDE) / CASN(PCB) | $L_{ide} + \lambda_1 L_{ia} + \lambda_2 L_{sa}$ |
+#
+# (For PCB, $L_{ide}$ is summed over the six stripes' classifiers, and Grad-CAM is taken of
+# the true class's score summed over the stripes, on the whole conv5 map.)
 #
 # 3. evaluate retrieval on the test identities, and attention on `attention_pairs` test
 #    pairs.
 
 # %%
-options = dict(feature_dim=embed_dim, lambda_ia=lambda_ia, lambda_sa=lambda_sa, sigma=sigma, omega=omega,
+options = dict(lambda_ia=lambda_ia, lambda_sa=lambda_sa, sigma=sigma, omega=omega,
                second_order=second_order, indicator=indicator, profile_threshold=profile_threshold,
                profile_length=profile_length, consistency_weight=consistency_weight)
 records, models = [], {}
@@ -144,21 +156,22 @@ for seed in seeds:
     joint = JointLoader(loaders.train, pair_loader(data, height, width, pairs_per_batch, len(loaders.train),
                                                    seed=seed, num_workers=num_workers))
     torch.manual_seed(seed)
-    start = build_model("ide", backbone, num_classes=data.num_train_pids, pretrained=pretrained,
+    start = build_model(arch, backbone, num_classes=data.num_train_pids, pretrained=pretrained,
                         last_stride=last_stride, embed_dim=embed_dim)
     base = train_from(start, loaders.train, TrainConfig(epochs=ide_epochs, optimizer=optimizer, lr=lr,
                                                         schedule="cosine", warmup_epochs=1.0,
                                                         desc=f"IDE start, seed {seed}"),
-                      variant_loss("IDE"), device, seed, checkpoints(f"start-seed{seed}"))
+                      variant_loss(variants[0]), device, seed, checkpoints(f"start-seed{seed}"))
     for name in variants:
         cfg = TrainConfig(epochs=variant_epochs, optimizer=optimizer, lr=lr, schedule="cosine",
                           warmup_epochs=0.5, desc=f"{name}, seed {seed}")
         tic = time.perf_counter()
-        run = train_from(base["model"], joint, cfg, variant_loss(name, **options), device, seed,
+        run = train_from(base["model"], joint, cfg, variant_loss(name, feature_dim=start.feature_dim, **options),
+                         device, seed,
                          checkpoints(f"{name}-seed{seed}"))
         result = evaluate(run["model"], loaders.query, loaders.gallery, device)
         attention = evaluate_attention(run["model"], test_pairs, device, profile_threshold, profile_length)
-        records.append({"variant": name, "seed": seed,
+        records.append({"arch": arch, "variant": name, "seed": seed,
                         **{k: result[k] for k in ("rank1", "rank5", "mAP", "mINP")}, **attention,
                         "train_seconds": run["seconds"], "wall_seconds": time.perf_counter() - tic})
         models[(name, seed)] = run["model"]
@@ -187,14 +200,14 @@ fig = viz.plot_ablation(summary, ("rank1", "mAP"), PAPER_TABLE3)
 # With one seed there is no noise estimate: treat every difference as unproven.
 
 # %%
-ide = summary["IDE"]
+ide = summary[variants[0]]
 for name in variants[1:]:
     for key in ("rank1", "mAP"):
         diff = 100 * (summary[name][key][0] - ide[key][0])
         noise = 100 * max(summary[name][key][1], ide[key][1]) if len(seeds) > 1 else float("nan")
         verdict = "no spread to compare with" if noise != noise else ("beyond the seed spread" if abs(diff) > noise
                                                                      else "within the seed spread")
-        print(f"{name:<10} {key:<6} {diff:+6.1f} points vs IDE  ({verdict})")
+        print(f"{name:<10} {key:<6} {diff:+6.1f} points vs {variants[0]}  ({verdict})")
 
 # %% [markdown]
 # ## 4 · The same people under each variant's attention
@@ -204,11 +217,12 @@ for name in variants[1:]:
 # the pair), first seed.
 
 # %%
-matches = []
+matches, seen = [], set()  # four different people: a query and a gallery image from another camera
 for qi, q in enumerate(data.query):
     g = next((gi for gi, s in enumerate(data.gallery) if s.pid == q.pid and s.camid != q.camid), None)
-    if g is not None and len(matches) < 4:
+    if g is not None and q.pid not in seen and len(matches) < 4:
         matches.append((qi, g))
+        seen.add(q.pid)
 tf = build_transforms(height, width)
 q_images = torch.stack([ImageDataset(data.query, tf)[qi]["image"] for qi, _ in matches]).to(device)
 g_images = torch.stack([ImageDataset(data.gallery, tf)[gi]["image"] for _, gi in matches]).to(device)
@@ -234,10 +248,22 @@ if results_dir is not None:
     meta = {"device": device_name, "torch": torch.__version__, "profile": profile, "dataset": data.name,
             "train_ids": train_ids, "test_ids": test_ids, "height": height, "width": width,
             "backbone": backbone, "ide_epochs": ide_epochs, "variant_epochs": variant_epochs}
-    (out / "ablation.json").write_text(json.dumps({"meta": meta, "records": records}, indent=1))
-    (out / "ablation.md").write_text(f"# Ablation ({profile or 'custom'} profile, {device_name})\n\n{table}\n")
-    fig.savefig(out / "ablation_bars.png", dpi=120, bbox_inches="tight")
-    attention_fig.savefig(out / "ablation_attention.png", dpi=120, bbox_inches="tight")
+    for r in records:
+        r.update(device=device_name, torch=torch.__version__, profile=profile)
+    saved = out / "ablation.json"
+    earlier = json.loads(saved.read_text()) if saved.is_file() else {"runs": {}}
+    earlier.setdefault("runs", {})[arch] = {"meta": meta, "records": records}  # IDE and PCB side by side
+    saved.write_text(json.dumps(earlier, indent=1))
+    sections = []
+    for a, run in sorted(earlier["runs"].items()):
+        m = run["meta"]
+        run_summary = aggregate(run["records"], list(columns))
+        sections.append(f"## {a.upper()} ({m['profile'] or 'custom'} profile, {m['device']}, torch {m['torch']}, "
+                        f"{m['dataset']} {m['height']}x{m['width']}, {len({r['seed'] for r in run['records']})} seeds)"
+                        f"\n\n{markdown_table(run_summary, columns, percent={'rank1', 'rank5', 'mAP', 'mINP', 'on_person', 'on_cue'})}\n")
+    (out / "ablation.md").write_text("# Ablation on SynthPeople\n\n" + "\n".join(sections))
+    fig.savefig(out / f"ablation_bars_{arch}.png", dpi=120, bbox_inches="tight")
+    attention_fig.savefig(out / f"ablation_attention_{arch}.png", dpi=120, bbox_inches="tight")
     print("results written to", out)
 
 # %% [markdown]
@@ -274,6 +300,6 @@ if results_dir is not None:
 
 # %% tags=["metrics"]
 metrics = {f"{v}_{k}": summary[v][k][0] for v in summary for k in ("rank1", "mAP", "positive_distance", "on_person")}
-metrics.update({"seeds": len(seeds), "train_seconds": float(sum(r["train_seconds"] for r in records)),
+metrics.update({"arch": arch, "seeds": len(seeds), "train_seconds": float(sum(r["train_seconds"] for r in records)),
                 "device": device_name, "dataset": data.name})
 display(JSON(metrics))

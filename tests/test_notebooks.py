@@ -33,3 +33,16 @@ def test_notebook_shape(source):
     executed = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
     errors = [o for c in executed.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors, "the committed notebook ran without errors"
+
+
+@pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_reads_every_parameter(source):
+    """papermill skips a parameter line it cannot parse (some comments trip it) with only a
+    log message; then a profile could not set that parameter."""
+    import ast
+
+    from casn_lite.reproduce import _parameters
+
+    cell = next(c for c in jupytext.read(source).cells if "parameters" in c.metadata.get("tags", []))
+    assigned = {t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign) for t in node.targets}
+    assert _parameters(source) == assigned

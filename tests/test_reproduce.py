@@ -56,9 +56,32 @@ def test_unknown_names_are_refused_with_the_valid_choices(project):
 
 
 def test_profile_parameters_reach_each_notebook_that_has_them(project):
-    jobs = {j.number: j.parameters for j in reproduce.plan("good", data_root=str(project))}
-    assert jobs["00"] == {"x": 5, "data_root": None}  # the notebook's own entry wins
+    jobs = {j.number: j.parameters for j in reproduce.plan("good")}
+    assert jobs["00"] == {"x": 5, "data_root": None}  # the notebook's own entry wins over defaults
     assert jobs["01"] == {"x": 5}  # 01 has no data_root parameter
+    jobs = {j.number: j.parameters for j in reproduce.plan("good", data_root=str(project))}
+    assert jobs["00"] == {"x": 5, "data_root": str(project.resolve())}  # the command line wins
+
+
+def test_real_data_and_arch_layers(project):
+    (project / "profiles" / "layered.yaml").write_text(
+        'defaults: {x: 1}\n'
+        'real_data: {defaults: {x: 2}}\n'
+        'arch: {pcb: {notebooks: {"00": {x: 3}}}}\n')
+    (project / "notebooks" / "02_arch.py").write_text(OK.replace("x = 1\n", "x = 1\narch = 'ide'\n"))
+    plain = {j.number: j.parameters for j in reproduce.plan("layered")}
+    assert plain["00"] == {"x": 1}
+    real = {j.number: j.parameters for j in reproduce.plan("layered", data_root=str(project))}
+    assert real["00"]["x"] == 2 and real["00"]["data_root"] == str(project.resolve())
+    pcb = reproduce.plan("layered", arch="pcb")
+    assert [j.number for j in pcb] == ["02"], "with an arch, only notebooks that have one run"
+    assert pcb[0].parameters == {"x": 1, "arch": "pcb"}
+    both = {j.number: j.parameters for j in reproduce.plan("layered", only=["00"], data_root=str(project), arch="pcb")}
+    assert both["00"]["x"] == 3, "the arch layer comes last"
+    assert reproduce.default_out("layered", str(project), "pcb").name == f"layered-pcb-{project.name}"
+    (project / "profiles" / "bad.yaml").write_text('real_data: {defaults: {nope: 1}}\n')
+    with pytest.raises(reproduce.ReproduceError, match="real_data: no notebook has a parameter 'nope'"):
+        reproduce.plan("bad", data_root=str(project))
 
 
 def test_run_reads_metrics_back_and_reports_a_failing_notebook(project, capsys):
