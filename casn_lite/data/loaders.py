@@ -3,52 +3,85 @@
 * ``reid_loaders``: P x K identity batches for training, plain query and gallery loaders;
 * ``pair_loader``: batches of image pairs (half of them the same person, from two cameras)
   for CASN's Siamese branch.
+
+On a GPU (``in_memory="auto"``), when the images fit, they are decoded once into uint8
+tensors on the GPU and augmented there (``casn_lite.data.memory``): the same batches, with
+no decoding or CPU transforms in the training loop. Elsewhere: torch DataLoaders.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch.utils.data import DataLoader
 
 from .datasets import ImageDataset, PairDataset, ReIDData
+from .memory import DeviceAugment, InMemoryLoader, InMemoryPairLoader, bank_bytes, decode_all
 from .samplers import IdentitySampler, PairSampler
 from .transforms import build_transforms
 
-__all__ = ["Loaders", "reid_loaders", "pair_loader"]
+__all__ = ["Loaders", "reid_loaders", "pair_loader", "IN_MEMORY_LIMIT"]
+
+IN_MEMORY_LIMIT = 4 * 2**30  # bytes of uint8 images "auto" keeps on the device
 
 
 @dataclass
 class Loaders:
-    train: DataLoader  # P x K identity batches, augmented
-    query: DataLoader
-    gallery: DataLoader
+    train: DataLoader | InMemoryLoader  # P x K identity batches, augmented
+    query: DataLoader | InMemoryLoader
+    gallery: DataLoader | InMemoryLoader
+    train_images: torch.Tensor | None = None  # the decoded training images, when in memory
+
+
+def _use_memory(in_memory: bool | str, data: ReIDData, height: int, width: int,
+                device: torch.device) -> bool:
+    if in_memory != "auto":
+        return bool(in_memory)
+    total = len(data.train) + len(data.query) + len(data.gallery)
+    return device.type == "cuda" and bank_bytes(total, height, width) <= IN_MEMORY_LIMIT
 
 
 def reid_loaders(data: ReIDData, height: int, width: int, batch_size: int = 32,
                  num_instances: int = 4, seed: int = 0, num_workers: int = 0,
-                 eval_batch_size: int = 128) -> Loaders:
+                 eval_batch_size: int = 128, in_memory: bool | str = "auto",
+                 device: torch.device | str | None = None) -> Loaders:
     """Training batches of ``batch_size / num_instances`` identities x ``num_instances``
-    images (flip, pad-and-crop, random erasing); query and gallery only resized."""
+    images (flip, pad-and-crop, random erasing); query and gallery only resized.
+    ``in_memory``: True, False, or "auto" (on a GPU, when the images fit)."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    sampler = IdentitySampler([s.pid for s in data.train], batch_size, num_instances, seed=seed)
+    if _use_memory(in_memory, data, height, width, device):
+        bank = decode_all(data.train, height, width, device)
+        train = InMemoryLoader(bank, data.train, sampler, batch_size, DeviceAugment(height, width, pad=height // 16), seed)
+        query, gallery = (InMemoryLoader(decode_all(s, height, width, device), s, range(len(s)),
+                                         eval_batch_size, None, seed, drop_last=False)
+                          for s in (data.query, data.gallery))
+        return Loaders(train, query, gallery, bank)
+    pin = device.type == "cuda"
     train_set = ImageDataset(data.train, build_transforms(height, width, train=True, pad=height // 16))
-    sampler = IdentitySampler(train_set.pids, batch_size, num_instances, seed=seed)
     train = DataLoader(train_set, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                       drop_last=True)
+                       drop_last=True, pin_memory=pin, persistent_workers=num_workers > 0)
     test_tf = build_transforms(height, width)
     query = DataLoader(ImageDataset(data.query, test_tf), batch_size=eval_batch_size,
-                       num_workers=num_workers)
+                       num_workers=num_workers, pin_memory=pin)
     gallery = DataLoader(ImageDataset(data.gallery, test_tf), batch_size=eval_batch_size,
-                         num_workers=num_workers)
+                         num_workers=num_workers, pin_memory=pin)
     return Loaders(train, query, gallery)
 
 
 def pair_loader(data: ReIDData, height: int, width: int, pairs_per_batch: int, num_batches: int,
                 positive_fraction: float = 0.5, seed: int = 0, num_workers: int = 0,
-                train: bool = True) -> DataLoader:
+                train: bool = True, images: torch.Tensor | None = None) -> DataLoader | InMemoryPairLoader:
     """``num_batches`` batches of ``pairs_per_batch`` training pairs per epoch; positives come
-    from two different cameras. Batches hold image1, image2, pid1, pid2 and same (0/1)."""
-    images = ImageDataset(data.train, build_transforms(height, width, train=train, pad=height // 16))
-    sampler = PairSampler(images.pids, images.camids, pairs_per_batch * num_batches,
-                          positive_fraction, seed=seed)
-    return DataLoader(PairDataset(images), batch_size=pairs_per_batch, sampler=sampler,
-                      num_workers=num_workers, drop_last=True)
+    from two different cameras. Batches hold image1, image2, pid1, pid2 and same (0/1).
+    ``images``: the training images already decoded (``Loaders.train_images``): pairs are
+    then cut from them on their device."""
+    sampler = PairSampler([s.pid for s in data.train], [s.camid for s in data.train],
+                          pairs_per_batch * num_batches, positive_fraction, seed=seed)
+    if images is not None:
+        augment = DeviceAugment(height, width, pad=height // 16) if train else None
+        return InMemoryPairLoader(images, data.train, sampler, pairs_per_batch, augment, seed)
+    dataset = ImageDataset(data.train, build_transforms(height, width, train=train, pad=height // 16))
+    return DataLoader(PairDataset(dataset), batch_size=pairs_per_batch, sampler=sampler,
+                      num_workers=num_workers, drop_last=True, pin_memory=torch.cuda.is_available())
