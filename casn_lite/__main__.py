@@ -1,4 +1,4 @@
-"""Command line: ``data synth``, ``data info``, ``reproduce`` and ``student`` (see ``python -m casn_lite -h``)."""
+"""Command line: ``data synth``, ``data info``, ``reproduce``, ``train`` and ``student`` (see ``python -m casn_lite -h``)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ def _reproduce(args: argparse.Namespace) -> int:
     from .reproduce import run  # papermill is imported only when needed
 
     only = [n.strip() for n in args.only.split(",")] if args.only else None
-    results = run(args.profile, only, args.data_root, args.out, restart=args.restart, arch=args.arch)
+    results = run(args.profile, only, args.data_root, args.out, restart=args.restart, arch=args.arch,
+                  jobs=args.jobs)
     return 0 if all(r["status"] == "ok" for r in results) else 1
 
 
@@ -46,6 +47,13 @@ def _student(args: argparse.Namespace) -> int:
     only = [n.strip() for n in args.only.split(",")] if args.only else None
     for path in student_copies(args.out, only):
         print(f"wrote {path}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    train(args)
     return 0
 
 
@@ -82,9 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--arch", choices=["ide", "pcb"],
                      help="run the notebooks that have an arch parameter with this model "
                           "(and the profile's arch settings, e.g. PCB's taller input)")
+    rep.add_argument("--jobs", type=int, default=1,
+                     help="notebooks to run at once: one per visible GPU, or sharing the CPU cores (default 1)")
     rep.add_argument("--restart", action="store_true",
                      help="run every notebook again (default: skip those that finished, resume the rest)")
     rep.set_defaults(run=_reproduce)
+
+    from .train import add_arguments
+
+    trainer = commands.add_parser("train", help="train one variant (also under torchrun, on several GPUs)")
+    add_arguments(trainer)
+    trainer.set_defaults(run=_train)
 
     student = commands.add_parser("student", help="write student copies of the notebooks (no answers, no outputs)")
     student.add_argument("--out", required=True, help="folder for the .ipynb copies (created if missing)")

@@ -15,12 +15,14 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .attention import (
@@ -30,6 +32,7 @@ from .attention import (
     similarity_attention,
     upsample,
 )
+from .distributed import LossStep, is_distributed, is_main_process
 from .evaluation import evaluate_ranking, pairwise_distance
 
 __all__ = [
@@ -177,6 +180,12 @@ def fit(model: nn.Module, loader, cfg: TrainConfig, loss_fn: LossFn = ide_loss,
     if on_cuda and cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(trained, cfg)
+    forward_and_loss = partial(loss_fn, model, device=device)  # batch -> (loss, terms)
+    main_process = is_main_process()
+    if is_distributed():  # under torchrun: gradients averaged across processes by DDP
+        ddp = DistributedDataParallel(LossStep(model, loss_fn, device),
+                                      device_ids=[device.index] if device.type == "cuda" else None)
+        forward_and_loss = ddp
     scheduler = make_scheduler(optimizer, cfg, len(loader))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda and cfg.amp else nullcontext()
     history: list[dict] = []
@@ -194,7 +203,7 @@ def fit(model: nn.Module, loader, cfg: TrainConfig, loss_fn: LossFn = ide_loss,
     sampler = loader if hasattr(loader, "set_epoch") else getattr(loader, "batch_sampler", None)
     sampler = sampler if hasattr(sampler, "set_epoch") else getattr(loader, "sampler", None)
     bar = tqdm(total=(cfg.epochs - start_epoch) * len(loader), desc=cfg.desc, unit="batch",
-               disable=not cfg.progress)
+               disable=not (cfg.progress and main_process))
     for epoch in range(start_epoch, cfg.epochs):
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
@@ -204,7 +213,7 @@ def fit(model: nn.Module, loader, cfg: TrainConfig, loss_fn: LossFn = ide_loss,
         for step, batch in enumerate(loader):
             # ---- the training step: forward + loss, backward, update --------------------
             with autocast:
-                loss, terms = loss_fn(model, batch, device)
+                loss, terms = forward_and_loss(batch)  # loss_fn(model, batch, device)
             if not torch.isfinite(loss):
                 bar.close()
                 raise TrainingDiverged(
@@ -228,7 +237,7 @@ def fit(model: nn.Module, loader, cfg: TrainConfig, loss_fn: LossFn = ide_loss,
         if eval_fn is not None:
             record.update(eval_fn(model))
         history.append(record)
-        if ckpt_dir:
+        if ckpt_dir and main_process:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
             _save_atomically({"model": model.state_dict(), "loss": trained["loss"].state_dict(),
                               "optimizer": optimizer.state_dict(),

@@ -13,6 +13,7 @@ would inject a misspelt parameter without a word.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -154,44 +155,90 @@ def default_out(profile: str, data_root: str | None = None, arch: str | None = N
     return ROOT / "runs" / name
 
 
+def _execute(job: Job, out: Path, kernel: str, cwd: str) -> dict:
+    """Run one notebook with papermill; record its result (metrics read back) next to it."""
+    executed = out / f"{job.source.stem}.ipynb"
+    source_nb = out / f"{job.source.stem}.source.ipynb"
+    nbformat.write(jupytext.read(job.source), source_nb)
+    print(f"[{job.number}] {job.source.stem} {job.parameters or '(defaults)'}", flush=True)
+    start = time.perf_counter()
+    result = {"notebook": job.source.stem, "parameters": job.parameters, "status": "ok"}
+    try:
+        papermill.execute_notebook(source_nb, executed, parameters=job.parameters, kernel_name=kernel,
+                                   cwd=cwd, progress_bar=False)
+    except papermill.PapermillExecutionError as err:
+        result.update(status="failed", cell=err.exec_count, error=f"{err.ename}: {err.evalue}")
+    finally:
+        source_nb.unlink(missing_ok=True)
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    result["metrics"] = _metrics(executed) if executed.is_file() and result["status"] == "ok" else {}
+    (out / f"{job.source.stem}.metrics.json").write_text(json.dumps(result, indent=1, default=str))
+    return result
+
+
+def _worker_setup(slots) -> None:
+    """A parallel worker takes one slot: a GPU it alone sees, or its share of the CPU cores.
+    The notebook kernels it starts inherit this environment."""
+    kind, value = slots.get()
+    if kind == "gpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = value
+    else:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[name] = value
+
+
+def _slots(jobs: int):
+    """One slot per parallel worker: visible GPUs in turn, or on CPU an equal share of cores."""
+    import torch
+
+    gpus = torch.cuda.device_count()
+    if gpus:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        ids = visible.split(",") if visible else [str(i) for i in range(gpus)]
+        return [("gpu", ids[k % len(ids)]) for k in range(jobs)]
+    return [("cpu", str(max(1, (os.cpu_count() or 1) // jobs)))] * jobs
+
+
 def run(profile: str, only: list[str] | None = None, data_root: str | None = None,
         out: str | Path | None = None, kernel: str = "python3", restart: bool = False,
-        arch: str | None = None) -> list[dict]:
-    """Run the planned notebooks one after the other; a failure is recorded and the rest still run.
+        arch: str | None = None, jobs: int = 1) -> list[dict]:
+    """Run the planned notebooks; a failure is recorded and the rest still run.
 
     Run again after an interruption, it skips the notebooks that already finished with the
     same parameters (unless ``restart``), and a notebook with a ``checkpoint_dir`` parameter
-    resumes its training from the last checkpoint under ``out/checkpoints/``."""
-    jobs = plan(profile, only, data_root, arch)
+    resumes its training from the last checkpoint under ``out/checkpoints/``. With ``jobs``
+    > 1, that many notebooks run at once, each on its own GPU (or its share of the cores)."""
+    planned = plan(profile, only, data_root, arch)
     out = Path(out) if out else default_out(profile, data_root, arch)
     out.mkdir(parents=True, exist_ok=True)
-    results = []
-    for job in jobs:
+    results: dict[str, dict] = {}
+    todo = []
+    for job in planned:
         job.parameters.update(_runner_parameters(job, _parameters(job.source), profile, out))
-        executed = out / f"{job.source.stem}.ipynb"
         record = out / f"{job.source.stem}.metrics.json"
         if not restart and (earlier := _finished(record, job.parameters)) is not None:
             print(f"[{job.number}] {job.source.stem}: finished earlier, skipped (--restart runs it again)", flush=True)
-            results.append(earlier)
-            continue
-        source_nb = out / f"{job.source.stem}.source.ipynb"
-        nbformat.write(jupytext.read(job.source), source_nb)
-        print(f"[{job.number}] {job.source.stem} {job.parameters or '(defaults)'}", flush=True)
-        start = time.perf_counter()
-        result = {"notebook": job.source.stem, "parameters": job.parameters, "status": "ok"}
-        try:
-            papermill.execute_notebook(source_nb, executed, parameters=job.parameters, kernel_name=kernel,
-                                       cwd=str(NOTEBOOK_DIR), progress_bar=False)
-        except papermill.PapermillExecutionError as err:
-            result.update(status="failed", cell=err.exec_count, error=f"{err.ename}: {err.evalue}")
-        finally:
-            source_nb.unlink(missing_ok=True)
-        result["seconds"] = round(time.perf_counter() - start, 1)
-        result["metrics"] = _metrics(executed) if executed.is_file() and result["status"] == "ok" else {}
-        record.write_text(json.dumps(result, indent=1, default=str))
-        results.append(result)
-    print(summary_table(results, out))
-    return results
+            results[job.number] = earlier
+        else:
+            todo.append(job)
+    if jobs <= 1:
+        for job in todo:
+            results[job.number] = _execute(job, out, kernel, str(NOTEBOOK_DIR))
+    elif todo:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("spawn")  # fresh workers: no state copied from here
+        slots = context.Manager().Queue()
+        for slot in _slots(jobs):
+            slots.put(slot)
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_setup, initargs=(slots,)) as pool:
+            futures = {job.number: pool.submit(_execute, job, out, kernel, str(NOTEBOOK_DIR)) for job in todo}
+            for number, future in futures.items():
+                results[number] = future.result()
+    ordered = [results[job.number] for job in planned]
+    print(summary_table(ordered, out))
+    return ordered
 
 
 def summary_table(results: list[dict], out: Path) -> str:

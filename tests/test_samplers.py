@@ -63,3 +63,17 @@ def test_pair_sampler_is_seeded():
     a = PairSampler(PIDS, CAMS, 50, seed=7)
     assert list(a) == list(PairSampler(PIDS, CAMS, 50, seed=7))
     assert list(a) != list(PairSampler(PIDS, CAMS, 50, seed=7))  # a's second epoch
+
+
+def test_sharded_samplers_split_an_epoch_without_overlap():
+    pids = [p for p in range(12) for _ in range(5)]
+    full = list(IdentitySampler(pids, 8, 2, seed=1))
+    shards = [list(IdentitySampler(pids, 8, 2, seed=1).shard(r, 2)) for r in range(2)]
+    assert len(shards[0]) == len(shards[1]) == len(IdentitySampler(pids, 8, 2, seed=1).shard(0, 2))
+    batches = [full[i:i + 8] for i in range(0, len(full), 8)]
+    assert [shards[0][i:i + 8] for i in range(0, len(shards[0]), 8)] == batches[0::2][:len(batches) // 2]
+    assert [shards[1][i:i + 8] for i in range(0, len(shards[1]), 8)] == batches[1::2][:len(batches) // 2]
+    cams = [i % 3 for i in range(len(pids))]
+    pair_shards = [list(PairSampler(pids, cams, 10, seed=0).shard(r, 2)) for r in range(2)]
+    assert len(pair_shards[0]) == len(pair_shards[1]) == 5
+    assert sorted(pair_shards[0] + pair_shards[1]) == sorted(PairSampler(pids, cams, 10, seed=0))

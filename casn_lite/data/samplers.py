@@ -22,6 +22,21 @@ class _EpochSeeded:
     def __init__(self, seed: int):
         self.seed = seed
         self.epoch = 0
+        self.rank, self.world = 0, 1
+
+    def shard(self, rank: int, world: int):
+        """Under torchrun: keep this process's share of each epoch (every ``world``-th batch,
+        starting at ``rank``; every process the same number). Returns the sampler."""
+        self.rank, self.world = rank, world
+        return self
+
+    def _share(self, items: list, unit: int) -> list:
+        """This process's blocks of ``unit`` items (all of them when not sharded)."""
+        if self.world == 1:
+            return items
+        blocks = [items[i:i + unit] for i in range(0, len(items) - unit + 1, unit)]
+        mine = blocks[self.rank::self.world][:len(blocks) // self.world]
+        return [x for block in mine for x in block]
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration produce epoch ``epoch``'s order."""
@@ -44,6 +59,7 @@ class IdentitySampler(_EpochSeeded, Sampler[int]):
             raise ValueError(f"batch_size {batch_size} must be a multiple of num_instances {num_instances}")
         _EpochSeeded.__init__(self, seed)
         self.num_instances = num_instances
+        self.batch_size = batch_size
         self.ids_per_batch = batch_size // num_instances
         self.index_of: dict[int, list[int]] = defaultdict(list)
         for i, pid in enumerate(pids):
@@ -78,10 +94,12 @@ class IdentitySampler(_EpochSeeded, Sampler[int]):
         for pid in sorted(groups):
             for g in groups[pid]:
                 out.extend(int(i) for i in g)
-        return iter(out)
+        return iter(self._share(out, self.batch_size))
 
     def __len__(self) -> int:
-        return self._length
+        if self.world == 1:
+            return self._length
+        return self._length // self.batch_size // self.world * self.batch_size
 
 
 class PairSampler(_EpochSeeded, Sampler[tuple[int, int]]):
@@ -124,7 +142,7 @@ class PairSampler(_EpochSeeded, Sampler[tuple[int, int]]):
         rng = self._next_rng()
         pairs = [self._positive(rng) for _ in range(self.num_positive)]
         pairs += [self._negative(rng) for _ in range(self.num_pairs - self.num_positive)]
-        return iter([pairs[k] for k in rng.permutation(len(pairs))])
+        return iter(self._share([pairs[k] for k in rng.permutation(len(pairs))], 1))
 
     def __len__(self) -> int:
-        return self.num_pairs
+        return self.num_pairs // self.world

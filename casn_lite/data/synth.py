@@ -691,9 +691,23 @@ def ensure_synthpeople(out: str | Path, config: SynthConfig | None = None, progr
     cfg = config or SynthConfig()
     out = Path(out)
     meta_path = out / "meta.json"
-    if meta_path.is_file():
-        head = json.loads(meta_path.read_text())
-        if head.get("version") == GENERATOR_VERSION and head.get("config") == dataclasses.asdict(cfg):
-            return out
-    generate(out, cfg, progress=progress)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # notebooks run in parallel (reproduce --jobs) may ask for the same set at once: one
+    # generates it while the others wait, then find it ready
+    with open(out.parent / f".{out.name}.lock", "w") as lock:
+        _lock(lock)
+        if meta_path.is_file():
+            head = json.loads(meta_path.read_text())
+            if head.get("version") == GENERATOR_VERSION and head.get("config") == dataclasses.asdict(cfg):
+                return out
+        generate(out, cfg, progress=progress)
     return out
+
+
+def _lock(handle) -> None:
+    """An exclusive lock on an open file, released when it closes (no-op where unsupported)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no parallel runs protection
+        return
+    fcntl.flock(handle, fcntl.LOCK_EX)
