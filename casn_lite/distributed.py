@@ -53,12 +53,13 @@ def cleanup() -> None:
 
 
 class LossStep(nn.Module):
-    """The model and the loss as one module, so that DDP sees a CASN step as one forward."""
+    """A training step's forward, ``batch -> loss_fn(model, batch, device)``, as one module:
+    under DDP a whole CASN step (masked images, pairs, Grad-CAM) is then one forward."""
 
     def __init__(self, model: nn.Module, loss_fn, device: torch.device):
         super().__init__()
         self.model = model
-        self.loss = loss_fn if isinstance(loss_fn, nn.Module) else None
+        self.loss = loss_fn if isinstance(loss_fn, nn.Module) else None  # its weights, for DDP
         self._loss_fn, self._device = loss_fn, device
 
     def forward(self, batch: dict):

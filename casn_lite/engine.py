@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -180,12 +179,11 @@ def fit(model: nn.Module, loader, cfg: TrainConfig, loss_fn: LossFn = ide_loss,
     if on_cuda and cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(trained, cfg)
-    forward_and_loss = partial(loss_fn, model, device=device)  # batch -> (loss, terms)
+    forward_and_loss = LossStep(model, loss_fn, device)  # batch -> loss_fn(model, batch, device)
+    if is_distributed():  # under torchrun: DDP averages the gradients across processes
+        forward_and_loss = DistributedDataParallel(
+            forward_and_loss, device_ids=[device.index] if device.type == "cuda" else None)
     main_process = is_main_process()
-    if is_distributed():  # under torchrun: gradients averaged across processes by DDP
-        ddp = DistributedDataParallel(LossStep(model, loss_fn, device),
-                                      device_ids=[device.index] if device.type == "cuda" else None)
-        forward_and_loss = ddp
     scheduler = make_scheduler(optimizer, cfg, len(loader))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda and cfg.amp else nullcontext()
     history: list[dict] = []
