@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from casn_lite.ablation import variant_loss
 from casn_lite.data import SynthConfig, load_or_generate, pair_loader, reid_loaders
-from casn_lite.engine import JointLoader, TrainConfig, fit, make_optimizer
+from casn_lite.engine import JointLoader, TrainConfig, fit, make_optimizer, set_epoch
 from casn_lite.models import build_model
 
 
@@ -44,9 +44,7 @@ class FirstSteps:
         return self.steps
 
     def set_epoch(self, epoch: int) -> None:
-        target = self.loader if hasattr(self.loader, "set_epoch") else self.loader.sampler
-        if hasattr(target, "set_epoch"):
-            target.set_epoch(epoch)
+        set_epoch(self.loader, epoch)
 
     def __iter__(self):
         for step, batch in enumerate(self.loader):

@@ -33,11 +33,12 @@ from .attention import (
 )
 from .distributed import LossStep, is_distributed, is_main_process
 from .evaluation import evaluate_ranking, pairwise_distance
+from .losses import identification_loss
 
 __all__ = [
     "TrainConfig", "TrainingDiverged", "default_device", "seed_everything", "ide_loss", "fit",
     "make_optimizer", "make_scheduler", "extract_features", "evaluate", "load_training_state",
-    "JointLoader", "evaluate_attention",
+    "JointLoader", "evaluate_attention", "set_epoch",
 ]
 
 LossFn = Callable[[nn.Module, dict, torch.device], tuple[torch.Tensor, dict[str, float]]]
@@ -74,6 +75,15 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def set_epoch(loader, epoch: int) -> None:
+    """Tell a loader which epoch comes next: the loader itself when it knows (JointLoader,
+    in-memory loaders), else its batch sampler or sampler (the seeded re-ID samplers)."""
+    for target in (loader, getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)):
+        if hasattr(target, "set_epoch"):
+            target.set_epoch(epoch)
+            return
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices) from one number."""
     random.seed(seed)
@@ -84,11 +94,8 @@ def seed_everything(seed: int) -> None:
 def ide_loss(model: nn.Module, batch: dict, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
     """L_ide: softmax cross-entropy of the identity logits."""
     out = model(batch["image"].to(device, non_blocking=True))
-    pids = batch["pid"].to(device, non_blocking=True)
-    if out.part_logits is not None:  # PCB: the stripes' losses, summed
-        loss = sum(F.cross_entropy(out.part_logits[:, j], pids) for j in range(out.part_logits.shape[1]))
-    else:
-        loss = F.cross_entropy(out.logits, pids)
+    logits = out.logits if out.part_logits is None else out.part_logits  # PCB: per stripe
+    loss = identification_loss(logits, batch["pid"].to(device, non_blocking=True))
     return loss, {"ide": loss.item()}
 
 
@@ -198,13 +205,10 @@ def fit(model: nn.Module, loader, cfg: TrainConfig, loss_fn: LossFn = ide_loss,
         _set_rng_state(state["rng"])
         history, start_epoch = state["history"], state["epoch"] + 1
 
-    sampler = loader if hasattr(loader, "set_epoch") else getattr(loader, "batch_sampler", None)
-    sampler = sampler if hasattr(sampler, "set_epoch") else getattr(loader, "sampler", None)
     bar = tqdm(total=(cfg.epochs - start_epoch) * len(loader), desc=cfg.desc, unit="batch",
                disable=not (cfg.progress and main_process))
     for epoch in range(start_epoch, cfg.epochs):
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
+        set_epoch(loader, epoch)
         trained.train()
         sums: dict[str, float] = {}
         seen, tic = 0, time.perf_counter()
@@ -260,10 +264,7 @@ class JointLoader:
 
     def set_epoch(self, epoch: int) -> None:
         for loader in (self.identity_loader, self.pair_loader):
-            for sampler in (loader, getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)):
-                if hasattr(sampler, "set_epoch"):
-                    sampler.set_epoch(epoch)
-                    break
+            set_epoch(loader, epoch)
 
     def __iter__(self):
         pairs = iter(self.pair_loader)

@@ -54,7 +54,6 @@ lambda_ia = 1.0
 num_workers = 0
 
 # %%
-import copy
 import time
 
 import matplotlib.pyplot as plt
@@ -63,6 +62,7 @@ from IPython.display import JSON, display
 from torch.utils.data import default_collate
 
 from casn_lite import viz
+from casn_lite.ablation import train_from
 from casn_lite.attention import erase_attended, grad_cam, mass_share, soft_mask, upsample
 from casn_lite.data import (
     ImageDataset,
@@ -275,18 +275,13 @@ print(f"cosine(first-order, second-order gradient) = {cosine:.3f}; norm ratio {r
 # the network will see at test time.)
 
 # %%
-start = copy.deepcopy(model.state_dict())
 more = TrainConfig(epochs=ia_epochs, optimizer=optimizer, lr=lr, schedule="cosine", warmup_epochs=0.5)
 runs = {}
 for name, loss_fn in {"IDE": CASNLoss(ia=False, sa=False),
                       "IDE+IA": CASNLoss(ia=True, sa=False, lambda_ia=lambda_ia, sigma=sigma, omega=omega,
                                          ia_score=ia_score, second_order=second_order)}.items():
-    seed_everything(seed)
-    m = copy.deepcopy(model)
-    m.load_state_dict(start)
-    history = fit(m, loaders.train, more, loss_fn, device)
-    runs[name] = {"model": m, "history": history,
-                  "result": evaluate(m, loaders.query, loaders.gallery, device)}
+    run = train_from(model, loaders.train, more, loss_fn, device, seed)  # a copy of model, seeded
+    runs[name] = {**run, "result": evaluate(run["model"], loaders.query, loaders.gallery, device)}
 fig = viz.plot_history(runs["IDE+IA"]["history"], losses=("loss", "ide", "ia"), metrics=())
 
 # %% [markdown]

@@ -57,29 +57,25 @@ lambda_sa = 1.0
 num_workers = 0
 
 # %%
-import copy
 
 import torch
 from IPython.display import JSON, display
-from torch.utils.data import DataLoader
 
 from casn_lite import viz
-from casn_lite.attention import crop_and_resize, horizontal_profile, similarity_attention, upsample
+from casn_lite.ablation import train_from
 from casn_lite.data import (
-    ImageDataset,
-    PairDataset,
-    PairSampler,
     SynthConfig,
-    build_transforms,
     load_or_generate,
     pair_loader,
     reid_loaders,
+    test_pair_loader,
 )
 from casn_lite.engine import (
     JointLoader,
     TrainConfig,
     default_device,
     evaluate,
+    evaluate_attention,
     fit,
     seed_everything,
 )
@@ -155,8 +151,6 @@ print(f"untrained: L_bce = {siamese_bce_loss(z, same).item():.3f}")
 # %%
 ide_config = TrainConfig(epochs=ide_epochs, optimizer=optimizer, lr=lr, schedule="cosine", warmup_epochs=1.0)
 history_ide = fit(model, loaders.train, ide_config, CASNLoss(ia=False, sa=False), device)
-start = copy.deepcopy(model.state_dict())
-
 more = TrainConfig(epochs=sa_epochs, optimizer=optimizer, lr=lr, schedule="cosine", warmup_epochs=0.5)
 sa_loss = CASNLoss(ia=False, sa=True, feature_dim=embed_dim, lambda_sa=lambda_sa, indicator=indicator,
                    second_order=second_order, profile_threshold=profile_threshold,
@@ -164,11 +158,8 @@ sa_loss = CASNLoss(ia=False, sa=True, feature_dim=embed_dim, lambda_sa=lambda_sa
                    negative_margin=negative_margin)
 runs = {}
 for name, loss_fn in {"IDE": CASNLoss(ia=False, sa=False), "IDE+SA": sa_loss}.items():
-    seed_everything(seed)
-    m = copy.deepcopy(model)
-    m.load_state_dict(start)
-    history = fit(m, joint, more, loss_fn, device)
-    runs[name] = {"model": m, "history": history, "result": evaluate(m, loaders.query, loaders.gallery, device)}
+    runs[name] = train_from(model, joint, more, loss_fn, device, seed)  # a copy of model, seeded
+    runs[name]["result"] = evaluate(runs[name]["model"], loaders.query, loaders.gallery, device)
 fig = viz.plot_history(runs["IDE+SA"]["history"], losses=("loss", "ide", "bce", "consistency"), metrics=())
 
 # %% [markdown]
@@ -185,10 +176,7 @@ fig = viz.plot_history(runs["IDE+SA"]["history"], losses=("loss", "ide", "bce", 
 # pair, one column per dimension.
 
 # %%
-test_images = ImageDataset(data.gallery + data.query, build_transforms(height, width))
-test_pairs = DataLoader(PairDataset(test_images), batch_size=16,
-                        sampler=PairSampler(test_images.pids, test_images.camids, 16, 0.5, seed=seed))
-probe = next(iter(test_pairs))
+probe = next(iter(test_pair_loader(data, height, width, num_pairs=16, batch_size=16, seed=seed)))
 p1, p2, p_same = probe["image1"].to(device), probe["image2"].to(device), probe["same"]
 sa_model, sa_head = runs["IDE+SA"]["model"].eval(), sa_loss.head.eval()
 sa = siamese_attention(sa_model, sa_head, p1, p2, "gradient", threshold=profile_threshold,
@@ -243,21 +231,17 @@ print(f"L_sa = {l_sa.item():.3f} = L_bce {parts['bce'].item():.3f} "
 # The Siamese attention above depends on each model's own head, which the control does not
 # have. So we measure both models the same way: Grad-CAM of the *retrieval* similarity
 # $\cos(f_1, f_2)$ on each image (`similarity_attention`), then the same profiles and
-# distance, over 64 cross-camera pairs of test people. One seed and a few epochs: read
-# the direction, not the decimals.
+# distance (`evaluate_attention`), over 64 pairs of test images, half of them one person
+# seen by two cameras. One seed and a few epochs: read the direction, not the decimals.
 
 # %%
-eval_pairs = DataLoader(PairDataset(test_images), batch_size=64,
-                        sampler=PairSampler(test_images.pids, test_images.camids, 64, 0.5, seed=seed + 1))
-batch = next(iter(eval_pairs))
+eval_pairs = test_pair_loader(data, height, width, num_pairs=64, seed=seed + 1)
 rows = []
 for name, run in runs.items():
-    a1, a2 = similarity_attention(run["model"].eval(), batch["image1"].to(device), batch["image2"].to(device))
-    d = attention_distance(*(crop_and_resize(horizontal_profile(upsample(a, (height, width))), profile_threshold,
-                                             profile_length) for a in (a1, a2))).detach().cpu()
-    res = run["result"]
-    rows.append({"variant": name, "positive_distance": d[batch["same"] == 1].mean().item(),
-                 "negative_distance": d[batch["same"] == 0].mean().item(), "rank1": res["rank1"], "mAP": res["mAP"]})
+    attention = evaluate_attention(run["model"], eval_pairs, device, profile_threshold, profile_length)
+    rows.append({"variant": name, "positive_distance": attention["positive_distance"],
+                 "negative_distance": attention["negative_distance"],
+                 "rank1": run["result"]["rank1"], "mAP": run["result"]["mAP"]})
 print(f"{'variant':<8} {'same person':>12} {'different':>10} {'rank-1':>8} {'mAP':>7}   (profile distance)")
 for r in rows:
     print(f"{r['variant']:<8} {r['positive_distance']:>12.3f} {r['negative_distance']:>10.3f} "

@@ -64,20 +64,17 @@ from pathlib import Path
 
 import torch
 from IPython.display import JSON, display
-from torch.utils.data import DataLoader
 
 from casn_lite import viz
 from casn_lite.ablation import train_from, variant_loss, variant_names
 from casn_lite.attention import similarity_attention
 from casn_lite.data import (
-    ImageDataset,
-    PairDataset,
-    PairSampler,
     SynthConfig,
-    build_transforms,
+    cross_camera_matches,
     load_or_generate,
     pair_loader,
     reid_loaders,
+    test_pair_loader,
 )
 from casn_lite.engine import (
     JointLoader,
@@ -164,10 +161,7 @@ fig = viz.plot_history(runs[casn]["history"], losses=("ide", "ia", "bce", "consi
 # person and on the identity cue (SynthPeople's masks).
 
 # %%
-test_images = ImageDataset(data.query + data.gallery, build_transforms(height, width),
-                           mask_of=data.mask_path if data.name == "SynthPeople" else None)
-test_pairs = DataLoader(PairDataset(test_images), batch_size=32,
-                        sampler=PairSampler(test_images.pids, test_images.camids, 64, 0.5, seed=seed))
+test_pairs = test_pair_loader(data, height, width, num_pairs=64, seed=seed)
 rows = []
 for name, run in runs.items():
     result = evaluate(run["model"], loaders.query, loaders.gallery, device)
@@ -189,18 +183,11 @@ fig = viz.plot_cmc({name: run["result"]["cmc"] for name, run in runs.items()})
 # CASN(IDE). Consistent attention lights up the same body parts in both views.
 
 # %%
-matches, seen = [], set()  # four different people: a query and a gallery image from another camera
-for qi, q in enumerate(data.query):
-    g = next((gi for gi, s in enumerate(data.gallery) if s.pid == q.pid and s.camid != q.camid), None)
-    if g is not None and q.pid not in seen and len(matches) < 4:
-        matches.append((qi, g))
-        seen.add(q.pid)
-tf = build_transforms(height, width)
-q_images = torch.stack([ImageDataset(data.query, tf)[qi]["image"] for qi, _ in matches]).to(device)
-g_images = torch.stack([ImageDataset(data.gallery, tf)[gi]["image"] for _, gi in matches]).to(device)
+matches = cross_camera_matches(data, height, width, count=4)  # four people, two cameras each
+q_images, g_images = matches["query"].to(device), matches["match"].to(device)
 for name, run in runs.items():
     a1, a2 = similarity_attention(run["model"].eval(), q_images, g_images)
-    fig = viz.show_pairs(q_images, g_images, [1] * len(matches), a1.detach(), a2.detach())
+    fig = viz.show_pairs(q_images, g_images, [1] * len(q_images), a1.detach(), a2.detach())
     fig.suptitle(name, y=1.02)
 
 # %% [markdown]

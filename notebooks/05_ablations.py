@@ -70,7 +70,6 @@ from pathlib import Path
 
 import torch
 from IPython.display import JSON, Markdown, display
-from torch.utils.data import DataLoader
 
 import casn_lite
 from casn_lite import viz
@@ -84,14 +83,12 @@ from casn_lite.ablation import (
 )
 from casn_lite.attention import similarity_attention
 from casn_lite.data import (
-    ImageDataset,
-    PairDataset,
-    PairSampler,
     SynthConfig,
-    build_transforms,
+    cross_camera_matches,
     load_or_generate,
     pair_loader,
     reid_loaders,
+    test_pair_loader,
 )
 from casn_lite.engine import JointLoader, TrainConfig, default_device, evaluate, evaluate_attention
 from casn_lite.models import build_model
@@ -118,11 +115,7 @@ config = SynthConfig(train_ids=train_ids, test_ids=test_ids, cameras=cameras,
                      images_per_camera=images_per_camera, seed=data_seed)
 data = load_or_generate(data_root, config)
 print(data.summary())
-has_masks = data.name == "SynthPeople"
-test_images = ImageDataset(data.query + data.gallery, build_transforms(height, width),
-                           mask_of=data.mask_path if has_masks else None)
-test_pairs = DataLoader(PairDataset(test_images), batch_size=32,
-                        sampler=PairSampler(test_images.pids, test_images.camids, attention_pairs, 0.5, seed=data_seed))
+test_pairs = test_pair_loader(data, height, width, num_pairs=attention_pairs, seed=data_seed)
 
 # %% [markdown]
 # ## 2 · The protocol
@@ -217,21 +210,14 @@ for name in variants[1:]:
 # the pair), first seed.
 
 # %%
-matches, seen = [], set()  # four different people: a query and a gallery image from another camera
-for qi, q in enumerate(data.query):
-    g = next((gi for gi, s in enumerate(data.gallery) if s.pid == q.pid and s.camid != q.camid), None)
-    if g is not None and q.pid not in seen and len(matches) < 4:
-        matches.append((qi, g))
-        seen.add(q.pid)
-tf = build_transforms(height, width)
-q_images = torch.stack([ImageDataset(data.query, tf)[qi]["image"] for qi, _ in matches]).to(device)
-g_images = torch.stack([ImageDataset(data.gallery, tf)[gi]["image"] for _, gi in matches]).to(device)
+matches = cross_camera_matches(data, height, width, count=4)  # four people, two cameras each
+q_images, g_images = matches["query"].to(device), matches["match"].to(device)
 pictures = torch.stack([q_images, g_images], dim=1).flatten(0, 1)  # q1, g1, q2, g2, ...
 maps = {}
 for name in variants:
     a1, a2 = similarity_attention(models[(name, seeds[0])].eval(), q_images, g_images)
     maps[name] = torch.stack([a1.detach(), a2.detach()], dim=1).flatten(0, 1)
-labels = [f"id {data.query[qi].pid} {kind}" for qi, _ in matches for kind in ("query", "match")]
+labels = [f"id {pid} {kind}" for pid in matches["pid"].tolist() for kind in ("query", "match")]
 attention_fig = viz.show_attention(pictures, maps, labels=labels)
 
 # %% [markdown]

@@ -66,3 +66,16 @@ def test_evaluate_attention_on_pairs_with_masks(tiny_synth):
     assert set(report) == {"positive_distance", "negative_distance", "on_person", "on_cue", "empty"}
     assert 0 <= report["empty"] <= 1 and report["positive_distance"] >= 0
     assert math.isnan(report["on_person"]) or 0 <= report["on_person"] <= 1
+
+
+def test_test_pairs_and_cross_camera_matches(tiny_synth):
+    from casn_lite.data import cross_camera_matches, test_pair_loader
+
+    data = load_dataset("synthpeople", tiny_synth[0])
+    batch = next(iter(test_pair_loader(data, 64, 32, num_pairs=8, batch_size=8)))
+    assert batch["mask1"].shape == (8, 64, 32) and batch["same"].sum() == 4
+    positive = batch["same"] == 1
+    assert (batch["camid1"][positive] != batch["camid2"][positive]).all(), "positives cross cameras"
+    matches = cross_camera_matches(data, 64, 32, count=3)
+    assert matches["query"].shape == matches["match"].shape == (3, 3, 64, 32)
+    assert len(set(matches["pid"].tolist())) == 3, "three different people"

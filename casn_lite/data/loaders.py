@@ -21,7 +21,8 @@ from .memory import DeviceAugment, InMemoryLoader, InMemoryPairLoader, bank_byte
 from .samplers import IdentitySampler, PairSampler
 from .transforms import build_transforms
 
-__all__ = ["Loaders", "reid_loaders", "pair_loader", "IN_MEMORY_LIMIT"]
+__all__ = ["Loaders", "reid_loaders", "pair_loader", "test_pair_loader", "cross_camera_matches",
+           "IN_MEMORY_LIMIT"]
 
 IN_MEMORY_LIMIT = 4 * 2**30  # bytes of uint8 images "auto" keeps on the device
 
@@ -85,3 +86,29 @@ def pair_loader(data: ReIDData, height: int, width: int, pairs_per_batch: int, n
     dataset = ImageDataset(data.train, build_transforms(height, width, train=train, pad=height // 16))
     return DataLoader(PairDataset(dataset), batch_size=pairs_per_batch, sampler=sampler,
                       num_workers=num_workers, drop_last=True, pin_memory=torch.cuda.is_available())
+
+
+def test_pair_loader(data: ReIDData, height: int, width: int, num_pairs: int, batch_size: int = 32,
+                     seed: int = 0) -> DataLoader:
+    """``num_pairs`` pairs of test images (query + gallery), half of them one person seen by
+    two cameras, resized only; with SynthPeople's masks (mask1, mask2) when there are any."""
+    images = ImageDataset(data.query + data.gallery, build_transforms(height, width),
+                          mask_of=data.mask_path if data.name == "SynthPeople" else None)
+    sampler = PairSampler(images.pids, images.camids, num_pairs, 0.5, seed=seed)
+    return DataLoader(PairDataset(images), batch_size=batch_size, sampler=sampler)
+
+
+def cross_camera_matches(data: ReIDData, height: int, width: int, count: int = 4) -> dict:
+    """The first ``count`` test people with a query image and a gallery image of them from
+    another camera: {"query": [count, 3, H, W], "match": same, "pid": [count]}."""
+    tf = build_transforms(height, width)
+    queries, galleries, seen = ImageDataset(data.query, tf), ImageDataset(data.gallery, tf), set()
+    picked = []
+    for qi, q in enumerate(data.query):
+        gi = next((i for i, s in enumerate(data.gallery) if s.pid == q.pid and s.camid != q.camid), None)
+        if gi is not None and q.pid not in seen and len(picked) < count:
+            picked.append((qi, gi))
+            seen.add(q.pid)
+    return {"query": torch.stack([queries[qi]["image"] for qi, _ in picked]),
+            "match": torch.stack([galleries[gi]["image"] for _, gi in picked]),
+            "pid": torch.tensor([data.query[qi].pid for qi, _ in picked])}
