@@ -9,9 +9,12 @@ the flags of ``CASNLoss``; the IDE row is trained exactly as long as the others.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
+import os
 import time
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +23,14 @@ from torch import nn
 
 from .engine import TrainConfig, fit, seed_everything
 from .losses import CASNLoss
+from .models import build_model
 
 __all__ = ["VARIANTS", "PAPER_TABLE3", "variant_names", "variant_loss", "train_from", "aggregate",
-           "markdown_table"]
+           "markdown_table", "StartConfig", "data_fingerprint", "ide_start", "START_CACHE",
+           "true_class_probability"]
+
+# where trained IDE starts are kept, keyed by everything that determines them
+START_CACHE = Path(os.environ.get("CASN_LITE_CACHE", Path(__file__).resolve().parents[1] / "runs" / "cache"))
 
 # the paper's names -> (IA on, SA on); the architecture is in the name
 VARIANTS = {"IDE": (False, False), "IDE+IA": (True, False), "IDE+SA": (False, True), "CASN(IDE)": (True, True),
@@ -106,3 +114,86 @@ def markdown_table(summary: dict, columns: dict[str, str], percent: set[str],
             cells.append(f"{paper[0]} / {paper[1]}" if paper else "n/a")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the shared IDE start
+@dataclass(frozen=True)
+class StartConfig:
+    """Everything that determines a trained IDE start, besides the data."""
+
+    arch: str = "ide"
+    backbone: str = "resnet18"
+    height: int = 64
+    width: int = 32
+    epochs: int = 10
+    seed: int = 0
+    batch_size: int = 32
+    num_instances: int = 4
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    pretrained: bool | str = False
+    last_stride: int = 1
+    embed_dim: int | None = None
+
+
+def data_fingerprint(data) -> str:
+    """A short hash of a dataset's training split (file names, identities, cameras): two
+    datasets with the same fingerprint train the same start."""
+    rows = sorted(f"{s.path.name} {s.pid} {s.camid}" for s in data.train)
+    return hashlib.sha256("\n".join([data.name, *rows]).encode()).hexdigest()[:16]
+
+
+def _start_key(data, cfg: StartConfig) -> str:
+    text = json.dumps({"data": data_fingerprint(data), **asdict(cfg)}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def ide_start(data, cfg: StartConfig, train_loader, device: torch.device,
+              cache_dir: str | Path | None = START_CACHE, progress: bool = True) -> tuple[nn.Module, dict]:
+    """The IDE start every attention variant trains from: ``cfg.epochs`` of L_ide from
+    scratch (Adam or SGD, one warm-up epoch, cosine decay), on ``train_loader`` (built from
+    ``data`` with ``cfg``'s size, batch and seed). Trained once per configuration and kept
+    in ``cache_dir`` (None: no cache), so notebooks 02-05 and the study share it. Returns the
+    model and ``{"history", "seconds", "cached", "key"}``."""
+    key = _start_key(data, cfg)
+    path = Path(cache_dir) / f"ide-start-{key}.pt" if cache_dir else None
+    seed_everything(cfg.seed)
+    model = build_model(cfg.arch, cfg.backbone, num_classes=data.num_train_pids, pretrained=cfg.pretrained,
+                        last_stride=cfg.last_stride, embed_dim=cfg.embed_dim)
+    if path is not None and path.is_file():
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("config") == asdict(cfg) and state.get("data") == data_fingerprint(data):
+            model.load_state_dict(state["model"])
+            return model.to(device), {"history": state["history"], "seconds": 0.0, "cached": True, "key": key}
+    train = TrainConfig(epochs=cfg.epochs, optimizer=cfg.optimizer, lr=cfg.lr, schedule="cosine",
+                        warmup_epochs=min(1.0, cfg.epochs / 2), progress=progress,
+                        desc=f"IDE start, seed {cfg.seed}")
+    tic = time.perf_counter()
+    history = fit(model, train_loader, train, variant_loss(cfg.arch.upper()), device)
+    seconds = time.perf_counter() - tic
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        torch.save({"config": asdict(cfg), "data": data_fingerprint(data), "history": history,
+                    "model": model.state_dict()}, tmp)
+        os.replace(tmp, path)  # whole or absent: an interrupted save leaves no cache entry
+    return model, {"history": history, "seconds": seconds, "cached": False, "key": key}
+
+
+@torch.no_grad()
+def true_class_probability(model: nn.Module, data, height: int, width: int, device: torch.device,
+                           batch_size: int = 128) -> float:
+    """Mean p(true identity | image) over the training images, unaugmented, in evaluation mode:
+    how sure the start is of what it was trained on (its Grad-CAM is taken of that score)."""
+    from torch.utils.data import DataLoader
+
+    from .data import ImageDataset, build_transforms
+
+    model.to(device).eval()
+    loader = DataLoader(ImageDataset(data.train, build_transforms(height, width)), batch_size=batch_size)
+    total, count = 0.0, 0
+    for batch in loader:
+        probs = model(batch["image"].to(device)).logits.softmax(dim=1)
+        total += probs.gather(1, batch["pid"].to(device)[:, None]).sum().item()
+        count += len(batch["pid"])
+    return total / count

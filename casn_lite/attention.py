@@ -15,10 +15,14 @@ and one measurement the paper could not make without masks:
 * ``mass_share``          the share of an attention map that falls inside a region
 * ``similarity_attention`` where two images make each other look alike, for any model
 
-A note on batches: in training mode, batch normalisation makes each image's score depend a
-little on the other images of the batch, so a batched Grad-CAM then carries small
-cross-image terms. In evaluation mode it equals the textbook, one-image-at-a-time Grad-CAM
-(``tests/test_attention.py`` checks this against hooks on a torchvision ResNet).
+A note on batches: in training mode, batch norm makes each image's conv map and score
+depend on the other images of the batch, and dropout sits between A and the class score,
+so a Grad-CAM taken there is not the map of that image (cosine 0.5 with it, measured). The
+losses therefore take their attention from a forward pass in evaluation mode
+(``evaluation_mode``), with gradients on: each map is exactly the textbook,
+one-image-at-a-time Grad-CAM (``tests/test_attention.py`` checks this against hooks on a
+torchvision ResNet, and ``tests/test_loss_terms.py`` in training mode on a trained model),
+and the attention losses train the network as it is used at test time.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from torch import nn
 __all__ = [
     "grad_cam", "normalize_per_image", "upsample", "soft_mask", "erase_attended",
     "horizontal_profile", "profile_span", "crop_and_resize", "indicator_vector",
-    "frozen_batchnorm_stats", "mass_share", "similarity_attention",
+    "frozen_batchnorm_stats", "evaluation_mode", "empty_maps", "mass_share",
+    "similarity_attention",
 ]
 
 
@@ -46,7 +51,11 @@ def normalize_per_image(maps: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 
 def grad_cam(score: torch.Tensor, feature_map: torch.Tensor, create_graph: bool = False,
              normalize: bool = True) -> torch.Tensor:
-    """Grad-CAM of one score per image ([B]) on the conv map A ([B, K, h, w]) -> [B, 1, h, w].
+    """Grad-CAM of per-image scores on the conv map A ([B, K, h, w]) -> [B, 1, h, w].
+
+    Every image's map is the gradient of ``score.sum()`` with respect to its own A, so pass
+    scores that each depend on one image's map (``evaluation_mode`` makes sure of that);
+    a pair's score (notebook 05's similarity) gives both of its images their own map.
 
     ``create_graph=False`` (first order, as public GAIN code): a loss on the map reaches the
     network through A only; the channel weights w_k are constants. ``create_graph=True``
@@ -144,6 +153,28 @@ def frozen_batchnorm_stats(model: nn.Module):
             m.momentum = momentum
 
 
+@contextmanager
+def evaluation_mode(model: nn.Module):
+    """Evaluation mode for a while (batch norm on its running statistics, no dropout), then
+    every module back in the mode it had. Gradients stay on: a forward pass in here gives
+    each image a conv map and scores that depend on that image alone, to take Grad-CAM of."""
+    modules = list(model.modules())
+    modes = [m.training for m in modules]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(modules, modes, strict=True):
+            m.training = mode
+
+
+def empty_maps(attention: torch.Tensor) -> torch.Tensor:
+    """Which maps of a [B, 1, h, w] batch hold no attention at all (ReLU cut everything): [B]
+    booleans. An empty map has no gradient and no shape, so the consistency term and every
+    attention metric leave it out (and report how many there were)."""
+    return attention.detach().flatten(1).amax(dim=1) <= 0
+
+
 def mass_share(attention: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
     """The share of each map's attention mass inside a region: sum(M * R) / sum(M), in [0, 1].
 
@@ -163,7 +194,8 @@ def similarity_attention(model: nn.Module, images1: torch.Tensor, images2: torch
     which rows of each image make the pair match, as test-time retrieval sees it."""
     out = model(torch.cat([images1, images2]))
     f1, f2 = out.embedding.chunk(2)
-    similarity = F.cosine_similarity(f1, f2, dim=1)
-    # each image's map: its own gradient of the pair's similarity (both images share one score)
-    maps = grad_cam(torch.cat([similarity, similarity]) / 2, out.feature_map)
+    similarity = F.cosine_similarity(f1, f2, dim=1)  # one score per pair, [B]
+    # grad_cam differentiates the sum of the scores, so passing each pair's similarity once
+    # gives image 1 and image 2 of that pair each their own gradient of it
+    maps = grad_cam(similarity, out.feature_map)
     return maps.chunk(2)

@@ -26,6 +26,8 @@ from tqdm.auto import tqdm
 
 from .attention import (
     crop_and_resize,
+    empty_maps,
+    grad_cam,
     horizontal_profile,
     mass_share,
     similarity_attention,
@@ -33,7 +35,7 @@ from .attention import (
 )
 from .distributed import LossStep, is_distributed, is_main_process
 from .evaluation import evaluate_ranking, pairwise_distance
-from .losses import identification_loss
+from .losses import attention_distance, identification_loss, siamese_attention
 
 __all__ = [
     "TrainConfig", "TrainingDiverged", "default_device", "seed_everything", "ide_loss", "fit",
@@ -214,6 +216,8 @@ def fit(model: nn.Module, loader, cfg: TrainConfig, loss_fn: LossFn = ide_loss,
         seen, tic = 0, time.perf_counter()
         for step, batch in enumerate(loader):
             # ---- the training step: forward + loss, backward, update --------------------
+            if hasattr(loss_fn, "set_progress"):  # CASN's lambda ramp: how far training is
+                loss_fn.set_progress(epoch + step / len(loader))
             with autocast:
                 loss, terms = forward_and_loss(batch)  # loss_fn(model, batch, device)
             if not torch.isfinite(loss):
@@ -309,38 +313,95 @@ def evaluate(model: nn.Module, query_loader, gallery_loader, device: torch.devic
             "cmc": cmc, "num_valid_queries": res["num_valid_queries"]}
 
 
+def _class_attention(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM of each test image's top-scoring training identity (its true identity is not
+    one of the classes), in evaluation mode: [B, 1, h, w]."""
+    out = model(images)
+    return grad_cam(out.logits.amax(dim=1), out.feature_map)
+
+
+def _masked_mean(values: torch.Tensor, keep: torch.Tensor) -> float:
+    return values[keep].mean().item() if keep.any() else float("nan")
+
+
 def evaluate_attention(model: nn.Module, pair_loader, device: torch.device | None = None,
-                       threshold: float | None = 0.2, length: int = 32) -> dict:
-    """Attention measured, not only shown, on pairs of test images (any variant, no head):
+                       threshold: float | None = 0.2, length: int = 32,
+                       head: nn.Module | None = None, indicator: str = "gradient") -> dict:
+    """Attention measured, not only shown, on pairs of test images from two cameras:
 
-    * ``positive_distance``: mean ||M*_m1 - M*_m2||_2 over same-person pairs from two
-      cameras, the quantity SA minimises (lower: more consistent across cameras);
-    * ``negative_distance``: the same over pairs of different people, for reference;
-    * ``on_person`` / ``on_cue``: mean share of the attention mass on the person and on the
-      identity cue, when the pairs carry SynthPeople masks (``mask1``, ``mask2``);
-    * ``empty``: share of maps with no attention at all (left out of the two shares).
-
-    The maps are ``similarity_attention``: Grad-CAM of cos(f1, f2) on each image.
+    * ``positive_distance`` / ``negative_distance``: mean ||M*_m1 - M*_m2||_2 of the
+      similarity attention (Grad-CAM of cos(f1, f2), any variant, no head) over same-person
+      and different-person pairs (lower for the same person: more consistent);
+    * ``empty``: share of similarity maps with no attention at all; pairs with an empty map
+      are left out of the distances, and empty maps out of the shares;
+    * with SynthPeople masks (``mask1``, ``mask2``): ``on_person`` / ``on_cue``, the mean
+      share of attention mass on the person and on the identity cue; ``person_area`` /
+      ``cue_area``, their mean share of the image; ``person_lift`` / ``cue_lift`` = share /
+      area (1: no better than spreading attention evenly); the same for the class Grad-CAM
+      of each image's top training identity: ``class_empty``, ``class_on_person``,
+      ``class_person_lift``, ``class_on_cue``, ``class_cue_lift``;
+    * with the Siamese ``head``: ``sa_positive_distance`` and ``sa_empty``, SA's own
+      attention (Grad-CAM of <alpha, f_i>) on the same-person pairs.
     """
     device = device or default_device()
     model.to(device).eval()
-    distances, same, person, cue, empty = [], [], [], [], []
+    if head is not None:
+        head.to(device).eval()
+    rows: dict[str, list[torch.Tensor]] = {}
+
+    def add(key: str, value: torch.Tensor) -> None:
+        rows.setdefault(key, []).append(value.detach().float().cpu())
+
     for batch in pair_loader:
         x1, x2 = batch["image1"].to(device), batch["image2"].to(device)
-        maps = [upsample(a.detach().float(), x1.shape[-2:]) for a in similarity_attention(model, x1, x2)]
-        p1, p2 = (crop_and_resize(horizontal_profile(m), threshold, length) for m in maps)
-        distances.append(torch.linalg.vector_norm(p1 - p2, dim=1).cpu())
-        same.append(batch["same"].bool())
-        for m, key in zip(maps, ("mask1", "mask2"), strict=True):
-            empty.append((m.flatten(1).amax(1) == 0).cpu())
-            if key in batch:
-                mask = batch[key].to(device)
-                person.append(mass_share(m, mask >= 1).cpu())
-                cue.append(mass_share(m, mask == 2).cpu())
-    d, s = torch.cat(distances), torch.cat(same)
-    nan = float("nan")
-    return {"positive_distance": d[s].mean().item() if s.any() else nan,
-            "negative_distance": d[~s].mean().item() if (~s).any() else nan,
-            "on_person": torch.cat(person).nanmean().item() if person else nan,
-            "on_cue": torch.cat(cue).nanmean().item() if cue else nan,
-            "empty": torch.cat(empty).float().mean().item()}
+        same = batch["same"].bool()
+        sim = similarity_attention(model, x1, x2)
+        cls = _class_attention(model, torch.cat([x1, x2])).chunk(2)
+        add("same", same)
+        add("distance", _profile_distance(sim, x1.shape[-2:], threshold, length))
+        add("valid", ~(empty_maps(sim[0]) | empty_maps(sim[1])).cpu())
+        if head is not None:
+            sa = siamese_attention(model, head, x1, x2, indicator, False, threshold, length)
+            add("sa_distance", attention_distance(sa.cropped1, sa.cropped2))
+            add("sa_valid", sa.valid)
+        for side, key in enumerate(("mask1", "mask2")):
+            add("empty", empty_maps(sim[side]))
+            add("class_empty", empty_maps(cls[side]))
+            if key not in batch:
+                continue
+            mask = batch[key].to(device)
+            for prefix, maps in (("", sim[side]), ("class_", cls[side])):
+                m = upsample(maps.detach().float(), x1.shape[-2:])
+                add(prefix + "on_person", mass_share(m, mask >= 1))
+                add(prefix + "on_cue", mass_share(m, mask == 2))
+            add("person_area", (mask >= 1).flatten(1).float().mean(1))
+            add("cue_area", (mask == 2).flatten(1).float().mean(1))
+    col = {k: torch.cat(v) for k, v in rows.items()}
+    same, valid = col["same"].bool(), col["valid"].bool()
+    result = {"positive_distance": _masked_mean(col["distance"], same & valid),
+              "negative_distance": _masked_mean(col["distance"], ~same & valid),
+              "empty": col["empty"].mean().item(), "class_empty": col["class_empty"].mean().item()}
+    if head is not None:
+        sa_valid = col["sa_valid"].bool()
+        result["sa_positive_distance"] = _masked_mean(col["sa_distance"], same & sa_valid)
+        result["sa_empty"] = 1 - sa_valid[same].float().mean().item()
+    for prefix in ("", "class_"):
+        if prefix + "on_person" not in col:
+            continue
+        for region in ("person", "cue"):
+            share, area = col[f"{prefix}on_{region}"], col[f"{region}_area"]
+            keep = ~share.isnan()  # empty maps attend nowhere
+            result[f"{prefix}on_{region}"] = _masked_mean(share, keep)
+            result[f"{prefix}{region}_lift"] = (_masked_mean(share, keep) / _masked_mean(area, keep)
+                                                if keep.any() else float("nan"))
+    if "person_area" in col:
+        result["person_area"] = col["person_area"].mean().item()
+        result["cue_area"] = col["cue_area"].mean().item()
+    return result
+
+
+def _profile_distance(maps: tuple[torch.Tensor, torch.Tensor], size, threshold, length) -> torch.Tensor:
+    """||M*_m1 - M*_m2||_2 of two batches of maps, as SA's consistency term measures it."""
+    p1, p2 = (crop_and_resize(horizontal_profile(upsample(m.detach().float(), size)), threshold, length)
+              for m in maps)
+    return attention_distance(p1, p2)

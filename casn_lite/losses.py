@@ -27,10 +27,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 
 from .attention import (
     crop_and_resize,
+    empty_maps,
     erase_attended,
+    evaluation_mode,
     frozen_batchnorm_stats,
     grad_cam,
     horizontal_profile,
@@ -38,12 +41,12 @@ from .attention import (
     soft_mask,
     upsample,
 )
-from .models import ReIDOutput, SiameseHead
+from .models import SiameseHead
 
 __all__ = [
     "identification_loss", "attention_mining_loss", "siamese_bce_loss", "attention_distance",
     "siamese_attention_loss", "IAResult", "SAResult", "identification_attention",
-    "siamese_attention", "CASNLoss",
+    "siamese_attention", "warm_up_siamese_head", "CASNLoss", "IA_GRADIENTS",
 ]
 
 
@@ -85,19 +88,23 @@ def attention_distance(profile1: torch.Tensor, profile2: torch.Tensor) -> torch.
 
 def siamese_attention_loss(bce: torch.Tensor, distance: torch.Tensor, same: torch.Tensor,
                            consistency_weight: float = 0.2, negative_margin: float | None = None,
-                           negative_weight: float = 0.2) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                           negative_weight: float = 0.2, valid: torch.Tensor | None = None,
+                           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """L_sa = L_bce + 0.2 mean_{positive pairs} ||M*_m1 - M*_m2||_2 [+ a hinge on negatives].
 
+    ``valid`` ([B] booleans) marks the pairs whose two maps hold attention: a pair with an
+    empty map has no profile to compare (and no gradient), so it is left out of both means.
     The hinge (off by default) asks negative pairs' profiles to differ by at least
     ``negative_margin``: mean_{negative pairs} max(0, margin - distance).
     """
-    positive = same.bool()
+    valid = torch.ones_like(same, dtype=torch.bool) if valid is None else valid.bool()
+    positive = same.bool() & valid
     zero = distance.sum() * 0  # keeps the graph and dtype when a batch has no such pair
     consistency = distance[positive].mean() if positive.any() else zero
     loss = bce + consistency_weight * consistency
     parts = {"bce": bce, "consistency": consistency}
     if negative_margin is not None:
-        negative = ~positive
+        negative = ~same.bool() & valid
         hinge = F.relu(negative_margin - distance[negative]).mean() if negative.any() else zero
         loss = loss + negative_weight * hinge
         parts["negative_hinge"] = hinge
@@ -105,30 +112,57 @@ def siamese_attention_loss(bce: torch.Tensor, distance: torch.Tensor, same: torc
 
 
 # --------------------------------------------------------------------------- attention passes
+IA_GRADIENTS = ("attention", "all")
+
+
 @dataclass
 class IAResult:
-    output: ReIDOutput  # the model on the real images
     attention: torch.Tensor  # M: Grad-CAM of the true class, [B, 1, h, w] in [0, 1]
     mask: torch.Tensor  # T(M) at image size, [B, 1, H, W]
     masked_images: torch.Tensor  # I* = I - T(M) * I
     masked_logits: torch.Tensor  # the network's identity scores on I*
+    empty: torch.Tensor  # [B] booleans: maps with no attention at all
+
+
+def score_without_training_it(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The model's identity scores on ``images`` as a fixed function of the images: weights
+    taken as constants, evaluation mode. A loss on these scores reaches the network only
+    through the images (for I*: through the mask, hence through the attention)."""
+    frozen = {name: t.detach() for name, t in (*model.named_parameters(), *model.named_buffers())}
+    was_training = model.training
+    model.eval()
+    try:
+        return functional_call(model, frozen, (images,)).logits
+    finally:
+        model.train(was_training)
 
 
 def identification_attention(model: nn.Module, images: torch.Tensor, pids: torch.Tensor,
                              sigma: float = 0.5, omega: float = 10.0, second_order: bool = False,
-                             output: ReIDOutput | None = None) -> IAResult:
+                             gradient: str = "attention") -> IAResult:
     """IA: where the network looks for the true identity, and what it sees without it.
 
-    The masked images go through the network without moving batch norm's running stats
-    (they are not images the network will meet at test time)."""
-    out = output if output is not None else model(images)
+    The attention comes from a forward pass in evaluation mode (each image's own map; see
+    ``casn_lite.attention``). ``gradient="attention"`` (default): the masked images are
+    scored by the network taken as a fixed function, so L_ia can only be lowered by moving
+    the attention. ``"all"`` (GAIN's and the paper's form): the masked pass is an ordinary
+    training forward that L_ia also trains, which lets the network learn to score any image
+    with a hole low instead (docs/attention_study.md); batch norm's running stats are left
+    alone in that pass."""
+    if gradient not in IA_GRADIENTS:
+        raise ValueError(f"unknown gradient {gradient!r}; choose one of {', '.join(IA_GRADIENTS)}")
+    with evaluation_mode(model):
+        out = model(images)
     class_score = out.logits.gather(1, pids[:, None]).squeeze(1)  # s_c
-    attention = grad_cam(class_score, out.feature_map, create_graph=second_order)
+    attention = grad_cam(class_score, out.feature_map, create_graph=second_order)  # M
     mask = soft_mask(upsample(attention, images.shape[-2:]), sigma, omega)  # T(M)
     masked = erase_attended(images, mask)  # I*
-    with frozen_batchnorm_stats(model):
-        masked_logits = model(masked).logits
-    return IAResult(out, attention, mask, masked, masked_logits)
+    if gradient == "attention":
+        masked_logits = score_without_training_it(model, masked)
+    else:
+        with frozen_batchnorm_stats(model):
+            masked_logits = model(masked).logits
+    return IAResult(attention, mask, masked, masked_logits, empty_maps(attention))
 
 
 @dataclass
@@ -142,6 +176,13 @@ class SAResult:
     profile2: torch.Tensor
     cropped1: torch.Tensor  # M*_m: the profile's span above the threshold, resized, [B, L]
     cropped2: torch.Tensor
+    empty1: torch.Tensor  # [B] booleans: image 1's map holds no attention
+    empty2: torch.Tensor
+
+    @property
+    def valid(self) -> torch.Tensor:
+        """Pairs whose two maps both hold attention: the ones a profile distance means something for."""
+        return ~(self.empty1 | self.empty2)
 
 
 def siamese_attention(model: nn.Module, head: nn.Module, images1: torch.Tensor,
@@ -149,20 +190,60 @@ def siamese_attention(model: nn.Module, head: nn.Module, images1: torch.Tensor,
                       second_order: bool = False, threshold: float | None = 0.2,
                       length: int = 32) -> SAResult:
     """SA: classify a pair as same/different, then ask where each image shows what made the
-    pair look the same, as a profile over the image's rows."""
-    out = model(torch.cat([images1, images2]))  # both sides in one batch
-    f1, f2 = out.embedding.chunk(2)
+    pair look the same, as a profile over the image's rows.
+
+    The pair is classified on the training-mode features (L_bce trains them); the scores
+    s_i = <alpha, f_i> whose Grad-CAM gives the attention come from a forward pass in
+    evaluation mode, so that each map is that image's own."""
+    images = torch.cat([images1, images2])  # both sides in one batch
+    f1, f2 = model(images).embedding.chunk(2)
     difference = f1 - f2  # f_minus
     pair_logits = head(difference)  # z = (z_diff, z_same)
     alpha = indicator_vector(pair_logits[:, 1], difference, indicator)
-    scores = torch.cat([(alpha * f1).sum(1), (alpha * f2).sum(1)])  # s_i = <alpha, f_i>
+    with evaluation_mode(model):
+        out = model(images)
+    g1, g2 = out.embedding.chunk(2)  # f_i, each image on its own
+    scores = torch.cat([(alpha * g1).sum(1), (alpha * g2).sum(1)])  # s_i = <alpha, f_i>
     attention = grad_cam(scores, out.feature_map, create_graph=second_order)
     profile = horizontal_profile(upsample(attention, images1.shape[-2:]))  # M_m
     cropped = crop_and_resize(profile, threshold, length)  # M*_m
     a1, a2 = attention.chunk(2)
     p1, p2 = profile.chunk(2)
     c1, c2 = cropped.chunk(2)
-    return SAResult(pair_logits, difference, alpha, a1, a2, p1, p2, c1, c2)
+    return SAResult(pair_logits, difference, alpha, a1, a2, p1, p2, c1, c2,
+                    empty_maps(a1), empty_maps(a2))
+
+
+def warm_up_siamese_head(head: nn.Module, model: nn.Module, pair_batches, device: torch.device,
+                         steps: int = 100, lr: float = 1e-3) -> list[float]:
+    """Train the Siamese head alone on the current model's pair differences (features in
+    evaluation mode, no gradient into the model), so that its indicator alpha means something
+    before L_sa reaches the trunk. A fresh head says "same" at chance (L_bce = ln 2), and its
+    alpha is then an arbitrary half of the dimensions. Returns L_bce after each step."""
+    optimizer = torch.optim.Adam(head.parameters(), lr=lr)
+    was_training = model.training
+    model.eval()
+    head.train()
+    losses: list[float] = []
+    batches = iter(pair_batches)
+    try:
+        while len(losses) < steps:
+            try:
+                batch = next(batches)
+            except StopIteration:  # the pair loader ran out: start it again
+                batches = iter(pair_batches)
+                batch = next(batches)
+            with torch.no_grad():
+                f = model(torch.cat([batch["image1"], batch["image2"]]).to(device)).embedding
+            f1, f2 = f.chunk(2)
+            loss = siamese_bce_loss(head(f1 - f2), batch["same"].to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+    finally:
+        model.train(was_training)
+    return losses
 
 
 # --------------------------------------------------------------------------- one loss for all variants
@@ -173,24 +254,40 @@ class CASNLoss(nn.Module):
     an identity batch (``image``, ``pid``) and, when ``sa`` is on, a pair batch (``image1``,
     ``image2``, ``same``); ``casn_lite.engine.JointLoader`` zips the two. It is a module
     because the Siamese head has weights: ``fit`` trains and checkpoints them with the model.
+
+    Options beyond the paper's equation (the paper's form: ``ia_gradient="all"``,
+    ``ramp_epochs=0``, no head warm-up):
+
+    * ``ia_gradient="attention"``: L_ia moves the attention only (see
+      ``identification_attention``);
+    * ``ramp_epochs``: lambda_ia and lambda_sa grow linearly from 0 to their values over
+      this many epochs (``fit`` reports the progress through ``set_progress``), so the
+      attention terms start on features that L_ide shaped;
+    * ``warm_up_head``: trains the Siamese head alone before the attention terms start.
     """
 
     def __init__(self, ia: bool = True, sa: bool = True, *, arch: str = "ide", feature_dim: int = 512,
-                 lambda_ia: float = 1.0, lambda_sa: float = 1.0,
+                 lambda_ia: float = 1.0, lambda_sa: float = 1.0, ramp_epochs: float = 0.0,
                  sigma: float = 0.5, omega: float = 10.0, ia_score: str = "prob",
+                 ia_gradient: str = "attention",
                  second_order: bool = False, indicator: str = "gradient",
                  profile_threshold: float | None = 0.2, profile_length: int = 32,
                  consistency_weight: float = 0.2, negative_margin: float | None = None,
                  negative_weight: float = 0.2, hidden_dim: int = 512):
         super().__init__()
+        if ia_gradient not in IA_GRADIENTS:
+            raise ValueError(f"unknown ia_gradient {ia_gradient!r}; choose one of {', '.join(IA_GRADIENTS)}")
+        if ramp_epochs < 0:
+            raise ValueError(f"ramp_epochs must be >= 0, got {ramp_epochs}")
         self.ia, self.sa, self.arch = ia, sa, arch
-        self.lambda_ia, self.lambda_sa = lambda_ia, lambda_sa
-        self.sigma, self.omega, self.ia_score = sigma, omega, ia_score
+        self.lambda_ia, self.lambda_sa, self.ramp_epochs = lambda_ia, lambda_sa, ramp_epochs
+        self.sigma, self.omega, self.ia_score, self.ia_gradient = sigma, omega, ia_score, ia_gradient
         self.second_order, self.indicator = second_order, indicator
         self.profile_threshold, self.profile_length = profile_threshold, profile_length
         self.consistency_weight = consistency_weight
         self.negative_margin, self.negative_weight = negative_margin, negative_weight
         self.head = SiameseHead(feature_dim, hidden_dim) if sa else None
+        self.progress = 0.0  # epochs trained so far, set by fit through set_progress
 
     @property
     def variant(self) -> str:
@@ -199,6 +296,22 @@ class CASNLoss(nn.Module):
         return {(False, False): base, (True, False): f"{base}+IA", (False, True): f"{base}+SA",
                 (True, True): f"CASN({base})"}[(self.ia, self.sa)]
 
+    def set_progress(self, epochs: float) -> None:
+        """How far training is, in epochs (fractions too): drives the lambda ramp."""
+        self.progress = float(epochs)
+
+    def ramp(self) -> float:
+        """The factor on lambda_ia and lambda_sa now: 0 -> 1 over ``ramp_epochs``."""
+        return 1.0 if self.ramp_epochs <= 0 else min(1.0, self.progress / self.ramp_epochs)
+
+    def warm_up_head(self, model: nn.Module, pair_batches, device: torch.device, steps: int = 100,
+                     lr: float = 1e-3) -> list[float]:
+        """Train the Siamese head alone on ``model``'s current features (``warm_up_siamese_head``)."""
+        if self.head is None:
+            return []
+        self.head.to(device)
+        return warm_up_siamese_head(self.head, model, pair_batches, device, steps, lr)
+
     def forward(self, model: nn.Module, batch: dict, device: torch.device
                 ) -> tuple[torch.Tensor, dict[str, float]]:
         images = batch["image"].to(device, non_blocking=True)
@@ -206,12 +319,14 @@ class CASNLoss(nn.Module):
         out = model(images)
         loss = identification_loss(out.logits if out.part_logits is None else out.part_logits, pids)  # L_ide
         terms = {"ide": loss.detach()}
+        ramp = self.ramp()
         if self.ia:
             ia = identification_attention(model, images, pids, self.sigma, self.omega,
-                                          self.second_order, output=out)
+                                          self.second_order, gradient=self.ia_gradient)
             l_ia = attention_mining_loss(ia.masked_logits, pids, self.ia_score)
-            loss = loss + self.lambda_ia * l_ia
+            loss = loss + ramp * self.lambda_ia * l_ia
             terms["ia"] = l_ia.detach()
+            terms["ia_empty"] = ia.empty.float().mean()
         if self.sa:
             if "image1" not in batch:
                 raise KeyError("CASNLoss(sa=True) needs pair batches (image1, image2, same): "
@@ -222,9 +337,10 @@ class CASNLoss(nn.Module):
                                    self.second_order, self.profile_threshold, self.profile_length)
             l_sa, parts = siamese_attention_loss(
                 siamese_bce_loss(sa.pair_logits, same), attention_distance(sa.cropped1, sa.cropped2),
-                same, self.consistency_weight, self.negative_margin, self.negative_weight)
-            loss = loss + self.lambda_sa * l_sa
+                same, self.consistency_weight, self.negative_margin, self.negative_weight, sa.valid)
+            loss = loss + ramp * self.lambda_sa * l_sa
             terms["sa"] = l_sa.detach()
             terms.update({k: v.detach() for k, v in parts.items()})
+            terms["sa_empty"] = (~sa.valid).float().mean()
         values = torch.stack([v.float() for v in terms.values()]).tolist()  # one device sync
         return loss, dict(zip(terms, values, strict=True))

@@ -90,7 +90,8 @@ class IDE(nn.Module):
         self.feature_dim = embed_dim  # size of the retrieval feature f
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.embed = nn.Sequential(nn.Linear(BACKBONES[backbone], embed_dim), nn.BatchNorm1d(embed_dim))
-        self.head = nn.Sequential(nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(embed_dim, num_classes))
+        # not in place: the ReLU must leave the embedding f (the BN output) untouched
+        self.head = nn.Sequential(nn.ReLU(), nn.Dropout(dropout), nn.Linear(embed_dim, num_classes))
         nn.init.kaiming_normal_(self.embed[0].weight, mode="fan_out")
         nn.init.zeros_(self.embed[0].bias)
         nn.init.normal_(self.head[-1].weight, std=0.001)

@@ -90,9 +90,11 @@ def pair_loader(data: ReIDData, height: int, width: int, pairs_per_batch: int, n
 
 def test_pair_loader(data: ReIDData, height: int, width: int, num_pairs: int, batch_size: int = 32,
                      seed: int = 0) -> DataLoader:
-    """``num_pairs`` pairs of test images (query + gallery), half of them one person seen by
-    two cameras, resized only; with SynthPeople's masks (mask1, mask2) when there are any."""
-    images = ImageDataset(data.query + data.gallery, build_transforms(height, width),
+    """``num_pairs`` pairs of test images (query + gallery), half of them one person and half
+    two people, each pair from two cameras, resized only; with SynthPeople's masks (mask1,
+    mask2) when there are any. Distractors (pid 0) and junk (pid -1) are left out."""
+    people = [s for s in data.query + data.gallery if s.pid > 0]
+    images = ImageDataset(people, build_transforms(height, width),
                           mask_of=data.mask_path if data.name == "SynthPeople" else None)
     sampler = PairSampler(images.pids, images.camids, num_pairs, 0.5, seed=seed)
     return DataLoader(PairDataset(images), batch_size=batch_size, sampler=sampler)

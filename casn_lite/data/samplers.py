@@ -104,8 +104,9 @@ class IdentitySampler(_EpochSeeded, Sampler[int]):
 
 class PairSampler(_EpochSeeded, Sampler[tuple[int, int]]):
     """``num_pairs`` index pairs ``(i, j)`` per epoch, a ``positive_fraction`` of them showing the
-    same identity. Positive pairs come from two different cameras whenever the identity was
-    seen by more than one (``cross_camera``), which is what Siamese re-ID training is for."""
+    same identity. With ``cross_camera``, every pair comes from two different cameras whenever
+    it can: positives (what Siamese re-ID training is for) and negatives alike, so the camera
+    does not tell them apart."""
 
     def __init__(self, pids: Sequence[int], camids: Sequence[int], num_pairs: int,
                  positive_fraction: float = 0.5, cross_camera: bool = True, seed: int = 0):
@@ -136,6 +137,10 @@ class PairSampler(_EpochSeeded, Sampler[tuple[int, int]]):
     def _negative(self, rng: np.random.Generator) -> tuple[int, int]:
         i = int(rng.integers(len(self.pids)))
         others = np.flatnonzero(self.pids != self.pids[i])
+        # from another camera too, like the positives: otherwise a pair's camera would tell
+        # negatives (sometimes one camera) from positives (always two)
+        if self.cross_camera and (self.camids[others] != self.camids[i]).any():
+            others = others[self.camids[others] != self.camids[i]]
         return i, int(rng.choice(others))
 
     def __iter__(self) -> Iterator[tuple[int, int]]:

@@ -1,0 +1,249 @@
+"""The attention study: in which regime do CASN's attention terms mean something?
+
+    .venv/bin/python benchmarks/attention_study.py --seeds 0 1 2 [--settings a,b] [--out DIR]
+
+For each *setting* (input size, length of the IDE start, lambda and its ramp, the Siamese
+head's warm-up, how L_ia may lower itself) and each seed, the four variants IDE, IDE+IA,
+IDE+SA and CASN(IDE) train from the same IDE start for the same number of epochs on the
+same batches, and are measured the same way: retrieval (mAP first, rank-1), the start's
+mean p(true class | image), and attention on cross-camera test pairs with SynthPeople's
+masks (empty-map rate, attention on the person and on the identity cue as lift over
+their area share, for the class Grad-CAM and the similarity attention; SA's own profile
+distance and the similarity one on same-person pairs, empty maps excluded).
+
+Every difference is paired: variant minus IDE on the same seed. It counts as an effect
+only if its sign is the same on every seed and the mean paired difference exceeds twice
+its standard error; for mAP and rank-1 a 95 % interval from resampling the queries is
+given too. Records are appended to ``DIR/records.jsonl`` as each run finishes, so an
+interrupted study resumes where it stopped; ``DIR/attention_study.md`` is the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from casn_lite.ablation import (
+    StartConfig,
+    ide_start,
+    train_from,
+    true_class_probability,
+    variant_loss,
+)
+from casn_lite.data import (
+    SynthConfig,
+    load_or_generate,
+    pair_loader,
+    reid_loaders,
+    test_pair_loader,
+)
+from casn_lite.engine import JointLoader, TrainConfig, evaluate_attention, extract_features
+from casn_lite.evaluation import evaluate_ranking, pairwise_distance
+from casn_lite.verdict import paired_difference
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = ("IDE", "IDE+IA", "IDE+SA", "CASN(IDE)")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One regime of the study."""
+
+    height: int = 64
+    width: int = 32
+    ide_epochs: int = 30  # the shared start: long enough for p(true class | image) to be high
+    variant_epochs: int = 3  # then each variant from it
+    lambda_ia: float = 1.0
+    lambda_sa: float = 1.0
+    ramp_epochs: float = 1.0  # lambdas grow from 0 over this many epochs (0: the paper's, none)
+    head_warmup: int = 100  # steps of the Siamese head alone before SA starts (0: none)
+    ia_gradient: str = "attention"  # "all": the paper's form, L_ia may also train the classifier
+    lr: float = 1e-3
+    pairs_per_batch: int = 16
+
+
+BASE = Setting()
+SETTINGS = {  # one knob at a time around the base, in the order they run
+    "base": BASE,
+    "large": replace(BASE, height=128, width=64),
+    "paper-form": replace(BASE, ramp_epochs=0.0, head_warmup=0, ia_gradient="all"),
+    "short-start": replace(BASE, ide_epochs=10),
+    "no-warmup": replace(BASE, head_warmup=0),
+    "no-ramp": replace(BASE, ramp_epochs=0.0),
+    "lambda-0.3": replace(BASE, lambda_ia=0.3, lambda_sa=0.3),
+}
+DATA = SynthConfig(train_ids=48, test_ids=48, cameras=4, images_per_camera=4, seed=0)
+
+RETRIEVAL = ("mAP", "rank1")
+ATTENTION = ("class_empty", "class_person_lift", "class_cue_lift", "empty", "person_lift", "cue_lift",
+             "positive_distance", "negative_distance", "sa_empty", "sa_positive_distance")
+LOWER_IS_BETTER = {"class_empty", "empty", "positive_distance", "sa_empty", "sa_positive_distance"}
+
+
+# --------------------------------------------------------------------------- one run
+def per_query(model, loaders, device) -> tuple[list[float], list[float]]:
+    """Each valid query's AP and rank-1 hit (for the query bootstrap); the means are mAP and rank-1."""
+    qf, qp, qc = extract_features(model, loaders.query, device)
+    gf, gp, gc = extract_features(model, loaders.gallery, device)
+    dist = pairwise_distance(qf, gf)
+    ap, hit = [], []
+    for i in range(len(qp)):
+        if not ((gp == qp[i]) & (gc != qc[i])).any():
+            continue  # no true match from another camera: not a valid query
+        r = evaluate_ranking(dist[i:i + 1], qp[i:i + 1], gp, qc[i:i + 1], gc, max_rank=1)
+        ap.append(r["mAP"])
+        hit.append(float(r["cmc"][0]))
+    return ap, hit
+
+
+def run_setting_seed(name: str, s: Setting, seed: int, data, device, done: set, write) -> None:
+    """The start, then every variant not in ``done``, for one setting and seed."""
+    loaders = reid_loaders(data, s.height, s.width, 32, 4, seed)
+    start_cfg = StartConfig(height=s.height, width=s.width, epochs=s.ide_epochs, seed=seed)
+    start, info = ide_start(data, start_cfg, loaders.train, device, progress=False)
+    p_true = true_class_probability(start, data, s.height, s.width, device)
+    pairs = pair_loader(data, s.height, s.width, s.pairs_per_batch, len(loaders.train), seed=seed)
+    joint = JointLoader(loaders.train, pairs)
+    test_pairs = test_pair_loader(data, s.height, s.width, num_pairs=128, seed=0)
+    for variant in VARIANTS:
+        if (name, seed, variant) in done:
+            continue
+        loss = variant_loss(variant, feature_dim=start.feature_dim, lambda_ia=s.lambda_ia,
+                            lambda_sa=s.lambda_sa, ramp_epochs=s.ramp_epochs, ia_gradient=s.ia_gradient)
+        warmup = loss.warm_up_head(start, pairs, device, steps=s.head_warmup) if s.head_warmup else []
+        cfg = TrainConfig(epochs=s.variant_epochs, optimizer="adam", lr=s.lr, schedule="cosine",
+                          warmup_epochs=0.5, progress=False)
+        tic = time.perf_counter()
+        run = train_from(start, joint, cfg, loss, device, seed)
+        ap, hit = per_query(run["model"], loaders, device)
+        attention = evaluate_attention(run["model"], test_pairs, device, head=loss.head)
+        last = run["history"][-1]
+        write({"setting": name, **asdict(s), "seed": seed, "variant": variant,
+               "mAP": float(np.mean(ap)), "rank1": float(np.mean(hit)), "ap": ap, "hit": hit,
+               "start_p_true": p_true, "start_seconds": info["seconds"], **attention,
+               "bce_after_warmup": warmup[-1] if warmup else math.nan,
+               "bce_last_epoch": last.get("bce", math.nan), "train_seconds": time.perf_counter() - tic})
+        print(f"{name:<12} seed {seed} {variant:<10} mAP {100 * np.mean(ap):5.1f}  rank-1 {100 * np.mean(hit):5.1f}"
+              f"  class lift {attention['class_person_lift']:.2f}  empty {attention['class_empty']:.2f}"
+              f"  ({time.perf_counter() - tic:.0f} s)", flush=True)
+
+
+# --------------------------------------------------------------------------- the analysis
+def paired(records: list[dict], setting: str, variant: str, key: str) -> dict:
+    """Variant minus IDE on each seed (``casn_lite.verdict``): mean, standard error, verdict."""
+    by = {(r["seed"], r["variant"]): r for r in records if r["setting"] == setting}
+    seeds = sorted(sd for sd, v in by if v == variant and (sd, "IDE") in by)
+    d = paired_difference([by[(sd, "IDE")][key] for sd in seeds], [by[(sd, variant)][key] for sd in seeds])
+    return {"n": d.n, "mean": d.mean, "se": d.se, "effect": d.effect}
+
+
+def query_bootstrap(records: list[dict], setting: str, variant: str, key: str, draws: int = 1000) -> tuple[float, float]:
+    """95 % interval of the mean (over seeds) paired difference in mAP ("ap") or rank-1
+    ("hit"), resampling the queries (the same resample for both variants of a seed)."""
+    by = {(r["seed"], r["variant"]): r for r in records if r["setting"] == setting}
+    seeds = sorted(sd for sd, v in by if v == variant and (sd, "IDE") in by)
+    if not seeds:
+        return math.nan, math.nan
+    rng = np.random.default_rng(0)
+    diffs = [np.asarray(by[(sd, variant)][key]) - np.asarray(by[(sd, "IDE")][key]) for sd in seeds]
+    n = len(diffs[0])
+    means = [np.mean([d[idx].mean() for d in diffs]) for idx in (rng.integers(0, n, n) for _ in range(draws))]
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _fmt(value: float, percent: bool) -> str:
+    return "n/a" if value != value else (f"{100 * value:.1f}" if percent else f"{value:.2f}")
+
+
+def report(records: list[dict], command: str) -> str:
+    """The markdown report: per setting, the variants' means and the paired differences."""
+    lines = ["# Attention study: results", "", f"Command: `{command}`", ""]
+    for setting in dict.fromkeys(r["setting"] for r in records):
+        rows = [r for r in records if r["setting"] == setting]
+        s = rows[0]
+        seeds = sorted({r["seed"] for r in rows})
+        lines += [f"## {setting}", "",
+                  f"{s['height']}x{s['width']}, IDE start {s['ide_epochs']} epochs then {s['variant_epochs']}, "
+                  f"lambda_ia {s['lambda_ia']}, lambda_sa {s['lambda_sa']}, ramp {s['ramp_epochs']} epochs, "
+                  f"head warm-up {s['head_warmup']} steps, L_ia gradient: {s['ia_gradient']}; seeds {seeds}; "
+                  f"start p(c|I) = {np.mean([r['start_p_true'] for r in rows]):.2f}", ""]
+        keys = [*RETRIEVAL, *ATTENTION, "bce_after_warmup", "bce_last_epoch"]
+        lines += ["| variant | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+        for variant in VARIANTS:
+            vr = [r for r in rows if r["variant"] == variant]
+            if not vr:
+                continue
+            cells = [_fmt(float(np.nanmean([r[k] for r in vr])) if any(r[k] == r[k] for r in vr) else math.nan,
+                          k in RETRIEVAL) for k in keys]
+            lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+        lines += ["", "Paired differences against IDE (mean ± standard error over seeds; **bold**: an effect, "
+                  "i.e. the same sign on every seed and |mean| > 2 SE; mAP and rank-1 in points, with the "
+                  "query-bootstrap 95 % interval):", ""]
+        lines += ["| variant | " + " | ".join((*RETRIEVAL, *ATTENTION[:7])) + " |",
+                  "|---" * (len(RETRIEVAL) + 8) + "|"]
+        for variant in VARIANTS[1:]:
+            cells = []
+            for key in (*RETRIEVAL, *ATTENTION[:7]):
+                d = paired(records, setting, variant, key)
+                scale = 100 if key in RETRIEVAL else 1
+                text = "n/a" if d["n"] == 0 else (f"{scale * d['mean']:+.2f} ± {scale * d['se']:.2f}"
+                                                   if d["se"] == d["se"] else f"{scale * d['mean']:+.2f}")
+                if key in RETRIEVAL and d["n"]:
+                    low, high = query_bootstrap(records, setting, variant, "ap" if key == "mAP" else "hit")
+                    text += f" [{100 * low:+.1f}, {100 * high:+.1f}]"
+                cells.append(f"**{text}**" if d["effect"] else text)
+            lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated: " + ", ".join(SETTINGS))
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "attention_study")
+    parser.add_argument("--report-only", action="store_true", help="write the report from the records so far")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.settings.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SETTINGS]
+    if unknown:
+        parser.error(f"unknown setting(s) {', '.join(unknown)}; choose from {', '.join(SETTINGS)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "records.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+    def write(record: dict) -> None:
+        records.append(record)
+        with path.open("a") as f:  # one line per finished run: a resumed study skips it
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    command = "python benchmarks/attention_study.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    if not args.report_only:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        data = load_or_generate(None, DATA)
+        for name in names:
+            for seed in args.seeds:
+                done = {(r["setting"], r["seed"], r["variant"]) for r in records}
+                if all((name, seed, v) in done for v in VARIANTS):
+                    continue
+                run_setting_seed(name, SETTINGS[name], seed, data, device, done, write)
+    text = report([r for r in records if r["setting"] in names], command)
+    (args.out / "attention_study.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,312 @@
+"""Every CASN term and attention function on values worked out by hand, and short
+optimisations showing that each term moves the quantity it is meant to move.
+
+Each hand-worked case is chosen so that a one-line slip changes the number: the wrong
+class, the wrong pairs, a dropped weight, a flipped sign, a missing normalisation.
+"""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from casn_lite.attention import (
+    crop_and_resize,
+    empty_maps,
+    erase_attended,
+    evaluation_mode,
+    grad_cam,
+    horizontal_profile,
+    indicator_vector,
+    mass_share,
+    normalize_per_image,
+    soft_mask,
+    upsample,
+)
+from casn_lite.data import load_dataset, reid_loaders
+from casn_lite.data import test_pair_loader as make_test_pairs
+from casn_lite.engine import TrainConfig, fit
+from casn_lite.losses import (
+    CASNLoss,
+    attention_distance,
+    attention_mining_loss,
+    identification_attention,
+    siamese_attention,
+    siamese_attention_loss,
+    siamese_bce_loss,
+    warm_up_siamese_head,
+)
+from casn_lite.models import SiameseHead, build_model
+
+CPU = torch.device("cpu")
+
+
+# --------------------------------------------------------------------------- values by hand
+def test_grad_cam_by_hand():
+    # score = mean(A_0) - mean(A_1) over a 2 x 2 map: d score / d A_k = +-1/4, so w = (1/4, -1/4)
+    A = torch.tensor([[[[4.0, 0.0], [2.0, 0.0]], [[0.0, 0.0], [0.0, 4.0]]]], requires_grad=True)
+    score = A[:, 0].mean(dim=(1, 2)) - A[:, 1].mean(dim=(1, 2))
+    raw = grad_cam(score, A, normalize=False)
+    # sum_k w_k A_k = (A_0 - A_1) / 4 = [[1, 0], [0.5, -1]] -> ReLU -> [[1, 0], [0.5, 0]]
+    torch.testing.assert_close(raw, torch.tensor([[[[1.0, 0.0], [0.5, 0.0]]]]))
+    torch.testing.assert_close(grad_cam(score, A), raw)  # max 1, min 0: normalising changes nothing
+
+
+def test_normalize_soft_mask_and_erase_by_hand():
+    torch.testing.assert_close(normalize_per_image(torch.tensor([[[[1.0, 2.0, 4.0]]]])),
+                               torch.tensor([[[[0.0, 1 / 3, 1.0]]]]))
+    torch.testing.assert_close(soft_mask(torch.tensor([0.5, 0.6, 0.4])),  # sigmoid(10 (M - 0.5))
+                               torch.tensor([0.5, 1 / (1 + math.exp(-1)), 1 / (1 + math.exp(1))]))
+    torch.testing.assert_close(soft_mask(torch.tensor([0.7]), sigma=0.6, omega=20.0),
+                               torch.tensor([1 / (1 + math.exp(-2))]))
+    torch.testing.assert_close(erase_attended(torch.tensor([2.0, -4.0]), torch.tensor([0.25, 1.0])),
+                               torch.tensor([1.5, 0.0]))  # I - T I
+
+
+def test_profile_crop_and_distance_by_hand():
+    maps = torch.tensor([[[[1.0, 3.0], [2.0, 0.0]]]])
+    torch.testing.assert_close(horizontal_profile(maps), torch.tensor([[3.0, 2.0]]))  # max over w
+    profile = torch.tensor([[0.0, 0.0, 1.0, 2.0, 1.0, 0.0]])
+    # rows above 0.2 x max = 0.4: rows 2..4 = [1, 2, 1], stretched to 5 values
+    torch.testing.assert_close(crop_and_resize(profile, 0.2, 5), torch.tensor([[1.0, 1.5, 2.0, 1.5, 1.0]]))
+    torch.testing.assert_close(crop_and_resize(profile, None, 6), profile)  # no crop, same length
+    torch.testing.assert_close(attention_distance(torch.tensor([[0.0, 3.0]]), torch.tensor([[4.0, 0.0]])),
+                               torch.tensor([5.0]))
+
+
+def test_indicator_by_hand():
+    difference = torch.tensor([[0.5, -1.0, 2.0]], requires_grad=True)
+    w = torch.tensor([1.0, 2.0, -3.0])
+    z_same = (difference * w).sum(1)  # d z_same / d f_minus = w
+    torch.testing.assert_close(indicator_vector(z_same, difference, "gradient"), torch.tensor([[1.0, 1.0, 0.0]]))
+    torch.testing.assert_close(indicator_vector(z_same, difference, "difference"), torch.tensor([[1.0, 0.0, 1.0]]))
+
+
+def test_ia_and_bce_losses_by_hand():
+    logits = torch.tensor([[0.0, math.log(3.0)], [math.log(4.0), 0.0]])  # p = (1/4, 3/4), (4/5, 1/5)
+    pids = torch.tensor([1, 0])
+    assert attention_mining_loss(logits, pids).item() == pytest.approx((3 / 4 + 4 / 5) / 2)
+    assert attention_mining_loss(logits, pids, "logit").item() == pytest.approx((math.log(3) + math.log(4)) / 2)
+    pair_logits = torch.tensor([[0.0, 0.0], [0.0, math.log(3.0)]])  # p(same) = 1/2, 3/4
+    assert siamese_bce_loss(pair_logits, torch.tensor([1, 0])).item() == pytest.approx(
+        (math.log(2) + math.log(4)) / 2)  # -log(1/2), -log(1/4)
+
+
+def test_siamese_attention_loss_uses_the_right_pairs_and_weights():
+    bce = torch.tensor(1.0)
+    distance = torch.tensor([1.0, 3.0, 5.0, 7.0, 9.0])
+    same = torch.tensor([1, 1, 0, 1, 0])
+    valid = torch.tensor([True, True, True, False, True])  # pair 3 has an empty map
+    loss, parts = siamese_attention_loss(bce, distance, same, valid=valid)
+    assert parts["consistency"].item() == pytest.approx(2.0)  # mean of 1 and 3 only
+    assert loss.item() == pytest.approx(1.0 + 0.2 * 2.0)
+    loss, parts = siamese_attention_loss(bce, distance, same, consistency_weight=0.5, negative_margin=6.0,
+                                         negative_weight=0.1, valid=valid)
+    assert parts["negative_hinge"].item() == pytest.approx((1.0 + 0.0) / 2)  # max(0, 6 - 5), max(0, 6 - 9)
+    assert loss.item() == pytest.approx(1.0 + 0.5 * 2.0 + 0.1 * 0.5)
+
+
+def test_empty_maps_and_mass_share_by_hand():
+    maps = torch.tensor([[[[0.0, 0.0]]], [[[0.0, 2.0]]]])
+    assert empty_maps(maps).tolist() == [True, False]
+    region = torch.tensor([[[True, False]], [[False, True]]])
+    share = mass_share(torch.tensor([[[[1.0, 3.0]]], [[[1.0, 3.0]]]]), region)
+    torch.testing.assert_close(share, torch.tensor([0.25, 0.75]))
+
+
+def test_casn_loss_weights_and_ramp():
+    torch.manual_seed(0)
+    model = build_model("ide", "resnet18", num_classes=4, embed_dim=16)
+    batch = {"image": torch.randn(4, 3, 64, 32), "pid": torch.tensor([0, 0, 1, 1]),
+             "image1": torch.randn(2, 3, 64, 32), "image2": torch.randn(2, 3, 64, 32),
+             "same": torch.tensor([1, 0])}
+    loss_fn = CASNLoss(feature_dim=16, hidden_dim=8, lambda_ia=0.5, lambda_sa=2.0, ramp_epochs=2.0)
+    for progress, ramp in ((0.0, 0.0), (1.0, 0.5), (3.0, 1.0)):
+        loss_fn.set_progress(progress)
+        torch.manual_seed(1)  # the same dropout in every call
+        loss, terms = loss_fn(model.train(), batch, CPU)
+        expected = terms["ide"] + ramp * (0.5 * terms["ia"] + 2.0 * terms["sa"])
+        assert loss.item() == pytest.approx(expected, rel=1e-5), progress
+        assert terms["sa"] == pytest.approx(terms["bce"] + 0.2 * terms["consistency"], rel=1e-5)
+
+
+def test_ide_embedding_is_the_batch_norm_output():
+    torch.manual_seed(0)
+    model = build_model("ide", "resnet18", num_classes=4, embed_dim=16).train()
+    out = model(torch.randn(6, 3, 64, 32))
+    assert (out.embedding < 0).any(), "a ReLU in the head must not overwrite the embedding"
+    torch.testing.assert_close(out.embedding, model.embed(model.pool(out.feature_map).flatten(1)))
+
+
+def test_evaluation_mode_restores_each_modules_mode():
+    model = build_model("ide", "resnet18", num_classes=4, embed_dim=16).train()
+    model.trunk[1].eval()  # a frozen batch norm stays frozen afterwards
+    with evaluation_mode(model):
+        assert not any(m.training for m in model.modules())
+    assert model.embed[1].training and model.head[1].training and not model.trunk[1].training
+
+
+# --------------------------------------------------------------------------- on a trained model
+@pytest.fixture(scope="module")
+def trained(tiny_synth):
+    """A small IDE trained a few epochs on the tiny SynthPeople set, and that set."""
+    data = load_dataset("synthpeople", tiny_synth[0])
+    torch.manual_seed(0)
+    model = build_model("ide", "resnet18", num_classes=data.num_train_pids, embed_dim=32)
+    loader = reid_loaders(data, 64, 32, batch_size=16, num_instances=2, seed=0).train
+    fit(model, loader, TrainConfig(epochs=6, optimizer="adam", lr=1e-3, schedule="constant", progress=False),
+        device=CPU)
+    # a long training run leaves batch norm's running statistics at the average batch's; this
+    # short one has not yet, so average them over a few batches as a long run would have
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    with torch.no_grad():
+        for _, batch in zip(range(8), loader, strict=False):
+            model.train()(batch["image"])
+    for m in norms:
+        m.momentum = 0.1
+    return model, data, loader
+
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return F.cosine_similarity(a.flatten(1), b.flatten(1), dim=1)
+
+
+def test_training_mode_attention_is_the_per_image_map(trained):
+    from casn_lite.data import ImageDataset, build_transforms
+
+    model, data, _ = trained
+    # every training image in one batch: a batch whose statistics are those batch norm keeps
+    batch = torch.utils.data.default_collate(list(ImageDataset(data.train, build_transforms(64, 32))))
+    images, pids = batch["image"], batch["pid"]
+    torch.manual_seed(0)
+    ia = identification_attention(model.train(), images, pids)
+    model.eval()
+    reference = []
+    for i in range(len(images)):  # the textbook map: evaluation mode, one image at a time
+        out = model(images[i:i + 1])
+        reference.append(grad_cam(out.logits[:, pids[i]], out.feature_map))
+    reference = torch.cat(reference)
+    keep = ~(empty_maps(ia.attention) | empty_maps(reference))
+    assert keep.float().mean() > 0.5
+    cosine = _cosine(ia.attention[keep].detach(), reference[keep])
+    assert cosine.mean() >= 0.95, cosine
+
+
+def test_sa_attention_in_training_mode_is_the_per_image_map(trained):
+    model, data, _ = trained
+    pairs = next(iter(make_test_pairs(data, 64, 32, num_pairs=8, batch_size=8)))
+    torch.manual_seed(0)
+    head = SiameseHead(32, 16)
+    sa = siamese_attention(model.train(), head, pairs["image1"], pairs["image2"])
+    model.eval()
+    reference = []  # Grad-CAM of s_1 = <alpha, f_1>, evaluation mode, one image at a time
+    for i in range(len(sa.indicator)):
+        out = model(pairs["image1"][i:i + 1])
+        reference.append(grad_cam((sa.indicator[i] * out.embedding).sum(1), out.feature_map))
+    reference = torch.cat(reference)
+    keep = ~(sa.empty1 | empty_maps(reference))
+    assert keep.float().mean() > 0.5
+    cosine = _cosine(sa.attention1[keep].detach(), reference[keep])
+    assert cosine.mean() >= 0.95, cosine
+
+
+def test_consistency_steps_lower_the_profile_distance_of_positive_pairs(trained):
+    model, data, _ = trained
+    model = __import__("copy").deepcopy(model).train()
+    pairs = next(iter(make_test_pairs(data, 64, 32, num_pairs=16, batch_size=16, seed=1)))
+    positive = pairs["same"].bool()
+    head = SiameseHead(32, 16)
+    optimizer = torch.optim.Adam(model.trunk.parameters(), lr=1e-3)
+
+    def distance():
+        torch.manual_seed(0)
+        sa = siamese_attention(model, head, pairs["image1"][positive], pairs["image2"][positive])
+        d = attention_distance(sa.cropped1, sa.cropped2)
+        return d[sa.valid].mean()
+
+    before = distance().item()
+    for _ in range(8):
+        loss = distance()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = distance().item()
+    assert after < 0.7 * before, (before, after)
+
+
+def test_ia_steps_through_the_mask_enlarge_the_erased_part_of_the_person(trained, tiny_synth):
+    from casn_lite.data import ImageDataset, build_transforms
+
+    model, data, _ = trained
+    model = __import__("copy").deepcopy(model).train()
+    images = ImageDataset(data.train[::3], build_transforms(64, 32), mask_of=data.mask_path)
+    batch = torch.utils.data.default_collate([images[i] for i in range(len(images))])
+    person = (batch["mask"] >= 1).float()[:, None]
+    optimizer = torch.optim.Adam(model.trunk.parameters(), lr=1e-4)
+
+    def step():  # sigma 0.8: a small mask, so the masked image still shows who it is
+        ia = identification_attention(model, batch["image"], batch["pid"], sigma=0.8, gradient="attention")
+        erased = (ia.mask * person).flatten(1).sum(1) / person.flatten(1).sum(1)
+        return attention_mining_loss(ia.masked_logits, batch["pid"]), erased.mean()
+
+    loss0, before = step()
+    for _ in range(8):
+        loss, _ = step()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    loss1, after = step()
+    assert loss1 < loss0
+    assert after > before + 0.03, (before.item(), after.item())
+
+
+def test_ia_attention_gradient_leaves_the_classifier_alone(trained):
+    model, _, loader = trained
+    batch = next(iter(loader))
+    for gradient, classifier_moves in (("attention", False), ("all", True)):
+        model.zero_grad()
+        ia = identification_attention(model.train(), batch["image"], batch["pid"], gradient=gradient)
+        attention_mining_loss(ia.masked_logits, batch["pid"]).backward()
+        grad = model.head[-1].weight.grad
+        assert (grad is not None and grad.abs().sum() > 0) == classifier_moves, gradient
+        assert model.trunk[0].weight.grad.abs().sum() > 0, "the attention path reaches the trunk"
+
+
+def test_head_warm_up_learns_same_or_different(trained):
+    model, data, _ = trained
+    from casn_lite.data import pair_loader
+
+    torch.manual_seed(0)
+    head = SiameseHead(32, 32)
+    pairs = pair_loader(data, 64, 32, pairs_per_batch=16, num_batches=4, seed=0)
+    model.train()
+    losses = warm_up_siamese_head(head, model, pairs, CPU, steps=60, lr=3e-3)
+    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    assert first == pytest.approx(math.log(2), abs=0.1), "a fresh head is at chance"
+    assert last < first - 0.05, losses
+    assert model.training, "the model's mode is restored"
+
+
+def test_upsampled_attention_keeps_its_range():
+    maps = torch.rand(2, 1, 4, 2)
+    up = upsample(maps, (64, 32))
+    assert up.shape == (2, 1, 64, 32) and up.min() >= maps.min() - 1e-6 and up.max() <= maps.max() + 1e-6
+
+
+# --------------------------------------------------------------------------- verdicts
+def test_verdict_rule():
+    from casn_lite.verdict import paired_difference, verdict
+
+    d = paired_difference([0.30, 0.32, 0.31], [0.35, 0.36, 0.37])  # +5, +4, +6 points
+    assert d.effect and d.mean == pytest.approx(0.05) and d.se == pytest.approx(0.01 / math.sqrt(3))
+    assert not paired_difference([0.30, 0.32, 0.31], [0.35, 0.31, 0.37]).effect, "a sign flips"
+    assert not paired_difference([0.30, 0.32, 0.31], [0.31, 0.40, 0.32]).effect, "within 2 SE"
+    assert not paired_difference([0.30], [0.50]).effect, "one seed is never an effect"
+    line = verdict("mAP", "IDE", "IDE+IA", [0.30, 0.32, 0.31], [0.25, 0.26, 0.27])
+    assert "-5.00 points (worse), 3 seeds; an effect" in line
+    line = verdict("distance", "IDE", "IDE+SA", [2.0, 2.2], [1.5, 1.6], higher_is_better=False, scale=1, unit="")
+    assert "-0.55 (better), 2 seeds" in line
