@@ -1,14 +1,23 @@
 """Issue 12: no silent wrong results and no lost data (one section per finding)."""
 
+import json
+import sys
+
+import nbformat
 import pytest
 import torch
+import yaml
 from torch.utils.data import DataLoader
 
+from casn_lite import reproduce
+from casn_lite.__main__ import main
 from casn_lite.data import IdentitySampler, ImageDataset, build_transforms, load_dataset
 from casn_lite.engine import CheckpointMismatch, TrainConfig, fit, seed_everything
 
+from .test_reproduce import HEADER, OK, make_project
 
-# --------------------------------------------------------------------------- 1. resume
+
+# --------------------------------------------------------------------------- 1. resume (fit)
 def tiny_run(root, seed=0, samples=None):
     """A model and a loader as a notebook builds them: seeded, on the tiny set."""
     seed_everything(seed)
@@ -83,3 +92,143 @@ def test_a_truncated_checkpoint_is_set_aside_and_training_starts_again(tiny_synt
         history = fit(model, loader, settings(tmp_path), linear_loss)
     assert len(history) == 1 and last.is_file()
     assert (tmp_path / "last.pt.unreadable").read_bytes() == broken, "the broken file is kept, aside"
+
+
+# --------------------------------------------------------------------------- reproduce (1, 7, 8, 10)
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    return make_project(tmp_path, monkeypatch)
+
+
+REMEMBERS = HEADER + """# %% tags=["parameters"]
+checkpoint_dir = None
+
+# %%
+from pathlib import Path
+last = Path(checkpoint_dir) / "last.pt"
+found = last.is_file()
+last.parent.mkdir(parents=True, exist_ok=True)
+last.write_text("trained")
+
+# %% tags=["metrics"]
+from IPython.display import JSON, display
+display(JSON({"found_a_checkpoint": found}))
+"""
+
+
+def test_restart_trains_again_instead_of_resuming(project):
+    (project / "notebooks" / "02_remembers.py").write_text(REMEMBERS)
+    out = project / "runs"
+    assert reproduce.run("good", only=["02"], out=out)[0]["metrics"] == {"found_a_checkpoint": False}
+    again = reproduce.run("good", only=["02"], out=out, restart=True)
+    assert again[0]["metrics"] == {"found_a_checkpoint": False}, "--restart removed the old checkpoints"
+
+
+DIES = HEADER + """# %% tags=["parameters"]
+x = 1
+
+# %%
+import os
+os._exit(1)
+"""
+
+
+def test_a_dead_kernel_is_a_failed_notebook_and_the_others_still_run(project, capsys):
+    (project / "notebooks" / "01_fails.py").write_text(DIES)
+    (project / "notebooks" / "02_ok.py").write_text(OK)
+    results = reproduce.run("good", out=project / "runs")
+    assert [r["status"] for r in results] == ["ok", "failed", "ok"]
+    assert "DeadKernelError" in results[1]["error"]
+    table = capsys.readouterr().out
+    assert "01_fails" in table and "failed: DeadKernelError" in table
+
+
+INTERRUPTS = HEADER + """# %% tags=["parameters"]
+x = 1
+
+# %%
+import os, signal, time
+os.kill(os.getppid(), signal.SIGINT)  # the user presses Ctrl-C in the terminal of reproduce
+time.sleep(30)
+
+# %%
+y = 2
+"""
+
+
+def test_an_interrupted_notebook_is_marked_interrupted(project):
+    (project / "notebooks" / "01_fails.py").write_text(INTERRUPTS)
+    out = project / "runs"
+    with pytest.raises(KeyboardInterrupt):
+        reproduce.run("good", only=["01"], out=out)
+    nb = nbformat.read(out / "01_fails.ipynb", as_version=4)
+    assert nb.metadata.papermill["status"] == "interrupted"
+    statuses = [c.metadata.papermill["status"] for c in nb.cells if c.cell_type == "code"]
+    assert "interrupted" in statuses and statuses[-1] == "pending", statuses
+    assert json.loads((out / "01_fails.metrics.json").read_text())["status"] == "interrupted"
+
+
+def test_a_second_run_into_the_same_folder_is_refused(project):
+    out = project / "runs"
+    with reproduce.lock_folder(out), pytest.raises(reproduce.ReproduceError, match="another reproduce run"):
+        reproduce.run("good", only=["00"], out=out)
+    assert reproduce.run("good", only=["00"], out=out)[0]["status"] == "ok", "the lock goes with its run"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("defaults: {x: 1\n", "not valid YAML"),
+    ("defualts: {x: 1}\n", "unknown section 'defualts'"),
+    ("real_data: {default: {x: 1}}\n", "unknown section 'real_data.default'"),
+    ("arch: {pcbb: {defaults: {x: 1}}}\n", "unknown section 'arch.pcbb'"),
+    ("- x\n", "a mapping"),
+])
+def test_a_malformed_profile_is_named(project, text, message):
+    (project / "profiles" / "bad.yaml").write_text(text)
+    with pytest.raises(reproduce.ReproduceError, match=message):
+        reproduce.plan("bad")
+
+
+def test_the_shipped_profiles_have_only_known_sections():
+    for name in ("ci", "cpu", "gpu"):
+        reproduce.check_sections(name, yaml.safe_load((reproduce.PROFILE_DIR / f"{name}.yaml").read_text()))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--jobs", "0"], "--jobs must be at least 1"),
+    (["--jobs", "-2"], "--jobs must be at least 1"),
+    (["--only", ""], "--only"),
+    (["--only", "00,"], "--only"),
+])
+def test_reproduce_cli_refuses_bad_options(project, capsys, argv, message):
+    assert main(["reproduce", "--profile", "good", "--out", str(project / "runs"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_reproduce_cli_refuses_an_out_that_is_a_file_or_read_only(project, capsys, monkeypatch):
+    afile = project / "afile"
+    afile.write_text("mine")
+    assert main(["reproduce", "--profile", "good", "--out", str(afile)]) == 2
+    assert "is a file" in capsys.readouterr().err and afile.read_text() == "mine"
+    locked = project / "locked"
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(type(locked), "mkdir", refuse)  # a read-only folder, even for root
+    assert main(["reproduce", "--profile", "good", "--out", str(locked / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "Permission denied" in err and "Traceback" not in err
+
+
+def test_reproduce_without_the_notebook_extras_says_what_to_install(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "papermill", None)  # import papermill fails
+    monkeypatch.delitem(sys.modules, "casn_lite.reproduce")
+    assert main(["reproduce", "--profile", "ci"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install -e '.[notebooks]'" in err and "papermill" in err
+
+
+def test_kernels_do_not_print_their_tcp_warning(project, capfd):
+    reproduce.run("good", only=["00"], out=project / "runs")
+    assert "without encryption" not in capfd.readouterr().err
