@@ -232,3 +232,20 @@ def test_reproduce_without_the_notebook_extras_says_what_to_install(monkeypatch,
 def test_kernels_do_not_print_their_tcp_warning(project, capfd):
     reproduce.run("good", only=["00"], out=project / "runs")
     assert "without encryption" not in capfd.readouterr().err
+
+
+# --------------------------------------------------------------------------- 1. resume (train)
+def test_train_refuses_to_resume_with_another_lr_and_restart_trains_again(tiny_synth, tmp_path, capsys):
+    out = tmp_path / "run"
+    command = ["train", "--variant", "IDE", "--data-root", str(tiny_synth[0]), "--backbone", "resnet18",
+               "--height", "32", "--width", "16", "--epochs", "1", "--batch-size", "8", "--num-instances", "2",
+               "--workers", "0", "--lr", "1e-3", "--out", str(out), "--quiet"]
+    assert main(command) == 0
+    before = (out / "checkpoints" / "last.pt").read_bytes()
+    capsys.readouterr()
+    assert main([*command[:-4], "2e-3", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "lr: 0.001 -> 0.002" in err and "--restart" in err and "Traceback" not in err
+    assert (out / "checkpoints" / "last.pt").read_bytes() == before, "the old run is left as it was"
+    assert main([*command[:-4], "2e-3", "--out", str(out), "--quiet", "--restart"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["final_loss"] > 0
