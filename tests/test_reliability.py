@@ -1,9 +1,13 @@
 """Issue 12: no silent wrong results and no lost data (one section per finding)."""
 
 import json
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -13,8 +17,13 @@ from casn_lite import reproduce
 from casn_lite.__main__ import main
 from casn_lite.data import IdentitySampler, ImageDataset, build_transforms, load_dataset
 from casn_lite.engine import CheckpointMismatch, TrainConfig, fit, seed_everything
+from casn_lite.inference import rank_gallery
+from casn_lite.models import build_model, load_checkpoint, save_checkpoint
 
 from .test_reproduce import HEADER, OK, make_project
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
 
 
 # --------------------------------------------------------------------------- 1. resume (fit)
@@ -249,3 +258,83 @@ def test_train_refuses_to_resume_with_another_lr_and_restart_trains_again(tiny_s
     assert (out / "checkpoints" / "last.pt").read_bytes() == before, "the old run is left as it was"
     assert main([*command[:-4], "2e-3", "--out", str(out), "--quiet", "--restart"]) == 0
     assert json.loads((out / "metrics.json").read_text())["final_loss"] > 0
+
+
+# --------------------------------------------------------------------------- 9. checkpoints run no code
+class Planted:
+    """Unpickled, it creates a file: what a crafted checkpoint could do with a shell command."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+@pytest.fixture
+def exported(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("ide", "resnet18", num_classes=3, embed_dim=8)
+    path = save_checkpoint(model, tmp_path / "model.pt", (64, 32), dataset="SynthPeople",
+                           rank1=np.float64(0.5), cmc=np.array([0.5, 1.0]), seeds=(0, 1))
+    return model, path
+
+
+def test_a_checkpoint_holds_plain_values_and_loads_without_pickled_code(exported):
+    model, path = exported
+    loaded, info = load_checkpoint(path)
+    assert info["input_size"] == (64, 32)
+    assert info["info"] == {"dataset": "SynthPeople", "rank1": 0.5, "cmc": [0.5, 1.0], "seeds": [0, 1]}
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    torch.load(path, weights_only=True)  # what anyone can check: plain values and tensors only
+
+
+def test_a_crafted_checkpoint_runs_no_code(exported, tmp_path):
+    marker = tmp_path / "pwned"
+    state = torch.load(exported[1], weights_only=True)
+    state["info"]["note"] = Planted(marker)
+    torch.save(state, tmp_path / "crafted.pt")
+    with pytest.raises(ValueError, match="refused"):
+        load_checkpoint(tmp_path / "crafted.pt")
+    assert not marker.exists(), "unpickling ran code from the file"
+
+
+def test_a_truncated_or_foreign_checkpoint_is_named(exported, tmp_path):
+    _, path = exported
+    (tmp_path / "cut.pt").write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        load_checkpoint(tmp_path / "cut.pt")
+    state = torch.load(path, weights_only=True)
+    state["build_args"]["num_classes"] = 5
+    torch.save(state, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="do not match the architecture"):
+        load_checkpoint(tmp_path / "other.pt")
+    state["build_args"]["layers"] = 5
+    torch.save(state, tmp_path / "odd.pt")
+    with pytest.raises(ValueError, match="cannot rebuild"):
+        load_checkpoint(tmp_path / "odd.pt")
+
+
+def test_rank_gallery_refuses_a_crafted_checkpoint_in_one_line(exported, tmp_path):
+    marker = tmp_path / "pwned"
+    state = torch.load(exported[1], weights_only=True)
+    state["info"]["note"] = Planted(marker)
+    torch.save(state, tmp_path / "crafted.pt")
+    (tmp_path / "gallery").mkdir()
+    done = subprocess.run([sys.executable, str(EXAMPLES / "rank_gallery.py"), str(tmp_path / "crafted.pt"),
+                           str(tmp_path / "q.jpg"), str(tmp_path / "gallery")],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert not marker.exists()
+
+
+def test_rank_gallery_refuses_a_negative_topk(exported, tiny_synth, tmp_path):
+    root = tiny_synth[0]
+    query = next((root / "query").iterdir())
+    done = subprocess.run([sys.executable, str(EXAMPLES / "rank_gallery.py"), str(exported[1]), str(query),
+                           str(root / "bounding_box_test"), "--topk", "-1"],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 2 and "--topk" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    with pytest.raises(ValueError, match="topk"):
+        rank_gallery(exported[0], (64, 32), query, root / "bounding_box_test", topk=0)
