@@ -16,7 +16,8 @@ from torch.utils.data import DataLoader
 from casn_lite import reproduce
 from casn_lite.__main__ import main
 from casn_lite.data import IdentitySampler, ImageDataset, build_transforms, load_dataset
-from casn_lite.engine import CheckpointMismatch, TrainConfig, fit, seed_everything
+from casn_lite.engine import CheckpointMismatch, TrainConfig, evaluate, fit, seed_everything
+from casn_lite.evaluation import evaluate_ranking, pairwise_distance
 from casn_lite.inference import rank_gallery
 from casn_lite.models import build_model, load_checkpoint, save_checkpoint
 
@@ -338,3 +339,84 @@ def test_rank_gallery_refuses_a_negative_topk(exported, tiny_synth, tmp_path):
     assert done.returncode == 2 and "--topk" in done.stderr and "Traceback" not in done.stderr, done.stderr
     with pytest.raises(ValueError, match="topk"):
         rank_gallery(exported[0], (64, 32), query, root / "bounding_box_test", topk=0)
+
+
+# --------------------------------------------------------------------------- 2. NaN never scores, 4. labels
+def small_problem(seed=0, num_q=12, num_g=40, ids=6):
+    rng = np.random.default_rng(seed)
+    q_pids, g_pids = rng.integers(1, ids + 1, num_q), rng.integers(1, ids + 1, num_g)
+    q_cams, g_cams = np.zeros(num_q, int), np.ones(num_g, int)
+    return rng.random((num_q, num_g)), q_pids, g_pids, q_cams, g_cams
+
+
+@pytest.mark.parametrize("where", ["all", "one row", "one cell", "inf"])
+def test_non_finite_distances_are_refused(where):
+    dist, *labels = small_problem()
+    if where == "all":
+        dist[:] = np.nan
+    elif where == "one row":
+        dist[3] = np.nan
+    elif where == "one cell":
+        dist[3, 5] = np.nan
+    else:
+        dist[0, 0] = np.inf
+    with pytest.raises(ValueError, match="not finite"):
+        evaluate_ranking(dist, *labels)
+
+
+def test_non_finite_features_are_refused():
+    q, g = torch.randn(4, 8), torch.randn(6, 8)
+    q[1, 2] = float("nan")
+    for metric in ("cosine", "euclidean"):
+        with pytest.raises(ValueError, match="query features .* not finite"):
+            pairwise_distance(q, g, metric)
+        with pytest.raises(ValueError, match="gallery features .* not finite"):
+            pairwise_distance(g, q, metric)
+
+
+def test_a_model_with_nan_weights_does_not_evaluate(tiny_synth):
+    data = load_dataset("synthpeople", tiny_synth[0])
+    tf = build_transforms(64, 32)
+    query, gallery = (DataLoader(ImageDataset(s, tf), 64) for s in (data.query, data.gallery))
+    model = build_model("ide", "resnet18", num_classes=3, embed_dim=8)
+    with torch.no_grad():
+        model.trunk[0].weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="not finite"):
+        evaluate(model, query, gallery, torch.device("cpu"))
+
+
+def test_fractional_pids_are_refused_and_whole_float_pids_work():
+    dist, q_pids, g_pids, q_cams, g_cams = small_problem()
+    expected = evaluate_ranking(dist, q_pids, g_pids, q_cams, g_cams)
+    as_float = evaluate_ranking(dist, q_pids.astype(float), g_pids.astype(float), q_cams, g_cams)
+    assert as_float["mAP"] == expected["mAP"]
+    fractional = g_pids.astype(float)
+    fractional[0] += 0.2
+    with pytest.raises(ValueError, match="g_pids .* whole numbers"):
+        evaluate_ranking(dist, q_pids, fractional, q_cams, g_cams)
+
+
+def test_integer_and_bool_distances():
+    dist, *labels = small_problem()
+    whole = (dist * 1000).astype(np.int64)
+    assert evaluate_ranking(whole, *labels)["mAP"] == evaluate_ranking(whole.astype(float), *labels)["mAP"]
+    assert evaluate_ranking(whole.astype(np.uint8), *labels)["num_valid_queries"] > 0
+    with pytest.raises(ValueError, match="bool"):
+        evaluate_ranking(dist > 0.5, *labels)
+
+
+def test_euclidean_distance_is_exact_for_features_far_from_the_origin():
+    rng = np.random.default_rng(0)
+    q = 1e4 + rng.standard_normal((5, 256))
+    g = 1e4 + rng.standard_normal((7, 256))
+    exact = ((q[:, None, :] - g[None, :, :]) ** 2).sum(-1)  # float64, the direct way
+    got = pairwise_distance(torch.tensor(q, dtype=torch.float32), torch.tensor(g, dtype=torch.float32),
+                            "euclidean").double().numpy()
+    np.testing.assert_allclose(got, exact, rtol=1e-3)
+
+
+@pytest.mark.parametrize("option", [{"max_rank": 0}, {"max_rank": -3}, {"chunk_size": 0}])
+def test_evaluation_options_must_be_positive(option):
+    dist, *labels = small_problem()
+    with pytest.raises(ValueError, match=f"{next(iter(option))} must be at least 1"):
+        evaluate_ranking(dist, *labels, **option)
