@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 import time
 
 from .data.datasets import DATASETS, DatasetLayoutError, ImageReadError, load_dataset
-from .data.synth import PRESETS, generate
+from .data.synth import PRESETS, check_memory, generate
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -16,7 +17,11 @@ def _synth(args: argparse.Namespace) -> int:
                                    ("cameras", args.cameras), ("images_per_camera", args.images_per_camera),
                                    ("height", args.height), ("width", args.width), ("seed", args.seed))
                  if v is not None}
-    config = dataclasses.replace(PRESETS[args.preset], **overrides)
+    try:
+        config = dataclasses.replace(PRESETS[args.preset], **overrides)
+        check_memory(config)
+    except ValueError as err:
+        raise ValueError(_as_flags(str(err))) from None
     start = time.perf_counter()
     meta = generate(args.out, config, progress=not args.quiet)
     seconds = time.perf_counter() - start
@@ -25,6 +30,13 @@ def _synth(args: argparse.Namespace) -> int:
           f"({total / seconds:.0f} images/s) written to {args.out}")
     print(load_dataset("synthpeople", args.out).summary())
     return 0
+
+
+def _as_flags(message: str) -> str:
+    """A SynthConfig message in the words of the command line: ``train_ids`` -> ``--train-ids``."""
+    for name in ("train_ids", "test_ids", "images_per_camera", "cameras", "height", "width", "seed"):
+        message = re.sub(rf"\b{name}\b", "--" + name.replace("_", "-"), message)
+    return message
 
 
 def _info(args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
 """Issue 12: no silent wrong results and no lost data (one section per finding)."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -15,12 +16,20 @@ from torch.utils.data import DataLoader
 
 from casn_lite import reproduce
 from casn_lite.__main__ import main
-from casn_lite.data import IdentitySampler, ImageDataset, build_transforms, load_dataset
+from casn_lite.data import (
+    DatasetLayoutError,
+    IdentitySampler,
+    ImageDataset,
+    build_transforms,
+    load_dataset,
+    synth,
+)
 from casn_lite.engine import CheckpointMismatch, TrainConfig, evaluate, fit, seed_everything
 from casn_lite.evaluation import evaluate_ranking, pairwise_distance
 from casn_lite.inference import rank_gallery
 from casn_lite.models import build_model, load_checkpoint, save_checkpoint
 
+from .conftest import TINY
 from .test_reproduce import HEADER, OK, make_project
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -420,3 +429,111 @@ def test_evaluation_options_must_be_positive(option):
     dist, *labels = small_problem()
     with pytest.raises(ValueError, match=f"{next(iter(option))} must be at least 1"):
         evaluate_ranking(dist, *labels, **option)
+
+
+# --------------------------------------------------------------------------- 3, 6. data synth
+def listing(root):
+    """Every file under root with its size: to tell that nothing changed."""
+    return {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def interrupt_after(monkeypatch, calls: int):
+    """Make generation stop with Ctrl-C when it draws batch number ``calls + 1``."""
+    real, seen = synth.render_batch, []
+
+    def render(*args, **kwargs):
+        seen.append(1)
+        if len(seen) > calls:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(synth, "render_batch", render)
+
+
+def test_an_interrupted_first_generation_leaves_nothing_that_loads(tmp_path, monkeypatch):
+    out = tmp_path / "set"
+    interrupt_after(monkeypatch, 1)  # train written, stopped in query
+    with pytest.raises(KeyboardInterrupt):
+        synth.generate(out, TINY, progress=False)
+    assert not out.exists() or not any(out.iterdir())
+    assert [p.name for p in tmp_path.iterdir()] in (["set"], []), "no half-written folder left beside it"
+    with pytest.raises(DatasetLayoutError):
+        load_dataset("auto", out)
+
+
+def test_an_interrupted_regeneration_keeps_the_previous_set(tmp_path, monkeypatch):
+    out = tmp_path / "set"
+    synth.generate(out, TINY, progress=False)
+    before = listing(out)
+    interrupt_after(monkeypatch, 2)  # train and query of seed 4 drawn, stopped in the gallery
+    with pytest.raises(KeyboardInterrupt):
+        synth.generate(out, dataclasses.replace(TINY, seed=4), progress=False)
+    assert listing(out) == before
+    assert json.loads((out / "meta.json").read_text())["seed"] == TINY.seed
+
+
+def test_a_half_written_set_of_the_old_generator_is_refused(tmp_path):
+    out = tmp_path / "set"
+    synth.generate(out, TINY, progress=False)
+    gallery = sorted((out / "bounding_box_test").iterdir())
+    for p in gallery[len(gallery) // 2:]:
+        p.unlink()  # killed while writing the gallery, with an older meta.json beside it
+    for name in ("auto", "synthpeople"):
+        with pytest.raises(DatasetLayoutError, match="incomplete"):
+            load_dataset(name, out)
+    (out / "meta.json").unlink()  # killed before any meta.json: it would load as Market-1501
+    with pytest.raises(DatasetLayoutError, match="incomplete SynthPeople"):
+        load_dataset("auto", out)
+    synth.generate(out, TINY, progress=False)  # and a new run replaces it without help
+    assert load_dataset("auto", out).name == "SynthPeople"
+
+
+def test_loaders_and_ensure_regenerate_an_incomplete_set(tmp_path):
+    out = tmp_path / "set"
+    synth.generate(out, TINY, progress=False)
+    next((out / "query").iterdir()).unlink()
+    synth.ensure_synthpeople(out, TINY, progress=False)
+    assert load_dataset("synthpeople", out).name == "SynthPeople"
+
+
+def synth_cli(out, *extra):
+    return main(["data", "synth", "--out", str(out), "--train-ids", "8", "--test-ids", "7", "--cameras", "3",
+                 "--images-per-camera", "2", "--height", "64", "--width", "32", "--quiet", *extra])
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--seed", "-1"], "--seed"),
+    (["--height", "100000", "--width", "100000"], "--height"),
+    (["--cameras", "12"], "--cameras"),
+])
+def test_synth_validates_before_touching_the_previous_set(tmp_path, capsys, flags, named):
+    out = tmp_path / "set"
+    assert synth_cli(out) == 0
+    before = listing(out)
+    capsys.readouterr()
+    assert synth_cli(out, *flags) == 2
+    err = capsys.readouterr().err
+    assert named in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert listing(out) == before
+
+
+def test_synth_ctrl_c_prints_one_line(tmp_path, capsys, monkeypatch):
+    interrupt_after(monkeypatch, 0)
+    assert synth_cli(tmp_path / "set") == 130
+    err = capsys.readouterr().err
+    assert err.startswith("interrupted:") and len(err.strip().splitlines()) == 1
+
+
+def test_synth_refuses_an_out_that_is_a_file_or_read_only(tmp_path, capsys, monkeypatch):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    assert synth_cli(afile) == 2
+    assert "is a file" in capsys.readouterr().err and afile.read_text() == "mine"
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "ro"))
+
+    monkeypatch.setattr(synth.tempfile, "mkdtemp", refuse)  # a read-only folder, even for root
+    assert synth_cli(tmp_path / "ro" / "set") == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "Traceback" not in err

@@ -27,6 +27,8 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
+from .synth import incomplete
+
 __all__ = [
     "DATASETS",
     "DatasetLayoutError",
@@ -172,6 +174,9 @@ def load_dataset(name: str, root: str | Path) -> ReIDData:
     found = _find_root(layout, root)
     if found is None:
         raise DatasetLayoutError(f"{root} is not a {layout.name} folder.\n{_expected_layout(layout, root)}")
+    if name == "synthpeople" and (reason := incomplete(found)) is not None:
+        raise DatasetLayoutError(f"{found} holds an incomplete SynthPeople set ({reason}); generate it "
+                                 f"again: python -m casn_lite data synth --out {found}")
     train, query, gallery = (_parse_split(found / s, layout.max_cameras) for s in SPLITS)
     for split, items in (("bounding_box_train", train), ("query", query), ("bounding_box_test", gallery)):
         if not items:
@@ -195,6 +200,10 @@ def detect_dataset(root: str | Path) -> str:
     root = Path(root)
     if (root / "meta.json").is_file() and _find_root(DATASETS["synthpeople"], root):
         return "synthpeople"
+    if (root / "masks").is_dir() and _find_root(DATASETS["synthpeople"], root):
+        raise DatasetLayoutError(f"{root} holds an incomplete SynthPeople set (masks/ but no meta.json: "
+                                 f"generation was interrupted); generate it again: "
+                                 f"python -m casn_lite data synth --out {root}")
     for cand in (root, root / "detected", root / "cuhk03-np" / "detected", *(root / d for d in
                  ("Market-1501-v15.09.15", "Market-1501", "market1501", "DukeMTMC-reID"))):
         if not all((cand / s).is_dir() for s in SPLITS):
