@@ -537,3 +537,36 @@ def test_synth_refuses_an_out_that_is_a_file_or_read_only(tmp_path, capsys, monk
     assert synth_cli(tmp_path / "ro" / "set") == 2
     err = capsys.readouterr().err
     assert "cannot write" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- 5. student copies
+def test_student_refuses_the_notebooks_folder(project, capsys):
+    executed = project / "notebooks" / "00_ok.ipynb"
+    executed.write_text("the executed notebook, with outputs")
+    before = listing(project / "notebooks")
+    for out in (project / "notebooks", project / "notebooks" / ".." / "notebooks"):
+        assert main(["student", "--out", str(out), "--force"]) == 2
+        err = capsys.readouterr().err
+        assert "notebook sources" in err and "Traceback" not in err
+    assert listing(project / "notebooks") == before
+
+
+def test_student_does_not_overwrite_without_force(project, capsys):
+    out = project / "handout"
+    assert main(["student", "--out", str(out)]) == 0
+    mine = out / "01_fails.ipynb"
+    mine.write_text("a student's work")
+    capsys.readouterr()
+    assert main(["student", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "01_fails.ipynb" in err and "--force" in err and "Traceback" not in err
+    assert mine.read_text() == "a student's work"
+    assert main(["student", "--out", str(out), "--force"]) == 0
+    assert nbformat.read(mine, as_version=4).cells
+
+
+def test_student_refuses_an_out_that_is_a_file(project, capsys):
+    afile = project / "afile"
+    afile.write_text("mine")
+    assert main(["student", "--out", str(afile)]) == 2
+    assert "is a file" in capsys.readouterr().err and afile.read_text() == "mine"
