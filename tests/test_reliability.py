@@ -20,8 +20,10 @@ from casn_lite.data import (
     DatasetLayoutError,
     IdentitySampler,
     ImageDataset,
+    ImageReadError,
     build_transforms,
     load_dataset,
+    read_image,
     synth,
 )
 from casn_lite.engine import CheckpointMismatch, TrainConfig, evaluate, fit, seed_everything
@@ -570,3 +572,25 @@ def test_student_refuses_an_out_that_is_a_file(project, capsys):
     afile.write_text("mine")
     assert main(["student", "--out", str(afile)]) == 2
     assert "is a file" in capsys.readouterr().err and afile.read_text() == "mine"
+
+
+# --------------------------------------------------------------------------- 10. images and user datasets
+def test_an_image_too_large_to_decode_is_a_read_error(tiny_synth, monkeypatch):
+    from PIL import Image
+
+    path = next((tiny_synth[0] / "query").iterdir())
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 64 x 32 pixels: more than twice the limit
+    with pytest.raises(ImageReadError, match="too large"):
+        read_image(path)
+
+
+def test_identities_in_both_train_and_test_are_warned_about(tiny_synth, tmp_path):
+    import shutil
+
+    root = tmp_path / "mine"
+    for split in ("bounding_box_train", "query", "bounding_box_test"):
+        shutil.copytree(tiny_synth[0] / split, root / split)
+    test_image = sorted((root / "query").iterdir())[0]
+    shutil.copy(test_image, root / "bounding_box_train" / test_image.name)  # a test identity in training
+    with pytest.warns(UserWarning, match="1 identit.* both"):
+        load_dataset("market1501", root)

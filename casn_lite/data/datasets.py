@@ -17,6 +17,7 @@ stay in the gallery, camera ids become 0-based and training pids are relabelled
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,9 +183,21 @@ def load_dataset(name: str, root: str | Path) -> ReIDData:
         if not items:
             raise DatasetLayoutError(f"{found / split} holds no images.\n{_expected_layout(layout, root)}")
     train_pids = sorted({s.pid for s in train})
+    _warn_overlap(found, set(train_pids), {s.pid for s in query + gallery})
     label = {pid: i for i, pid in enumerate(train_pids)}
     train = [Sample(s.path, label[s.pid], s.camid) for s in train]
     return ReIDData(layout.name, found, train, query, gallery, train_pids)
+
+
+def _warn_overlap(root: Path, train_pids: set[int], test_pids: set[int]) -> None:
+    """Warn when identities are in both training and test splits: the scores would not measure
+    re-identification of unseen people (distractors, pid 0, do not count)."""
+    shared = sorted((train_pids & test_pids) - {0})
+    if shared:
+        shown = ", ".join(map(str, shared[:5])) + (", ..." if len(shared) > 5 else "")
+        warnings.warn(f"{root}: {len(shared)} identit{'y is' if len(shared) == 1 else 'ies are'} in both "
+                      f"training and test splits ({shown}); the results will overstate re-identification "
+                      "of unseen people", stacklevel=3)
 
 
 _DIALECTS = (  # how each dataset writes its file names after '<pid>_c<camera>'
@@ -225,6 +238,8 @@ def read_image(path: Path) -> Image.Image:
     try:
         with Image.open(path) as im:
             return im.convert("RGB")
+    except Image.DecompressionBombError as err:
+        raise ImageReadError(f"cannot read image {path}: too large to decode safely ({err})") from None
     except (OSError, UnidentifiedImageError) as err:
         raise ImageReadError(f"cannot read image {path}: {err}") from err
 
