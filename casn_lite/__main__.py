@@ -62,7 +62,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         raise ValueError(f"reproduce needs the notebook extras ({err.name or err} is missing): "
                          "pip install -e '.[notebooks]'") from None
     results = run(args.profile, only, args.data_root, args.out, restart=args.restart, arch=args.arch,
-                  jobs=args.jobs)
+                  jobs=args.jobs, smoke=args.smoke)
     return 0 if all(r["status"] == "ok" for r in results) else 1
 
 
@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--restart", action="store_true",
                      help="run every notebook again, training from scratch: its checkpoints are removed "
                           "(default: skip those that finished, resume the rest)")
+    rep.add_argument("--smoke", action="store_true",
+                     help="the profile's code path (GPU branches included) on tiny data and one epoch per "
+                          "training, on any machine, into <out>-smoke; prints the profile's estimated GPU time")
     rep.set_defaults(run=_reproduce)
 
     from .train import add_arguments

@@ -69,6 +69,7 @@ class Job:
     number: str
     source: Path
     parameters: dict = field(default_factory=dict)
+    kernel_arguments: list[str] = field(default_factory=list)  # smoke runs: the GPU-path emulation
 
 
 def _layer(profile: str, where: str, section: dict, names: dict[str, set[str]]) -> dict[str, dict]:
@@ -195,11 +196,12 @@ def _finished(record: Path, parameters: dict) -> dict | None:
     return earlier if earlier.get("status") == "ok" and same else None
 
 
-def default_out(profile: str, data_root: str | None = None, arch: str | None = None) -> Path:
-    """runs/<profile>[-<arch>][-<dataset folder>]: runs with different settings never mix."""
+def default_out(profile: str, data_root: str | None = None, arch: str | None = None,
+                smoke: bool = False) -> Path:
+    """runs/<profile>[-<arch>][-<dataset folder>][-smoke]: runs with different settings never mix."""
     name = profile + (f"-{arch}" if arch and arch != "ide" else "")
     name += f"-{Path(data_root).expanduser().resolve().name}" if data_root else ""
-    return ROOT / "runs" / name
+    return ROOT / "runs" / (name + ("-smoke" if smoke else ""))
 
 
 def _execute(job: Job, out: Path, kernel: str, cwd: str) -> dict:
@@ -213,7 +215,7 @@ def _execute(job: Job, out: Path, kernel: str, cwd: str) -> dict:
     result = {"notebook": job.source.stem, "parameters": job.parameters, "status": "ok"}
     try:
         papermill.execute_notebook(source_nb, executed, parameters=job.parameters, kernel_name=kernel,
-                                   cwd=cwd, progress_bar=False, extra_arguments=QUIET_KERNEL)
+                                   cwd=cwd, progress_bar=False, extra_arguments=QUIET_KERNEL + job.kernel_arguments)
     except papermill.PapermillExecutionError as err:
         result.update(status="failed", cell=err.exec_count, error=f"{err.ename}: {err.evalue}")
     except KeyboardInterrupt:
@@ -288,23 +290,57 @@ def _slots(jobs: int):
 
 def run(profile: str, only: list[str] | None = None, data_root: str | None = None,
         out: str | Path | None = None, kernel: str = "python3", restart: bool = False,
-        arch: str | None = None, jobs: int = 1) -> list[dict]:
+        arch: str | None = None, jobs: int = 1, smoke: bool = False) -> list[dict]:
     """Run the planned notebooks; a failure is recorded and the rest still run.
 
     Run again after an interruption, it skips the notebooks that already finished with the
     same parameters, and a notebook with a ``checkpoint_dir`` parameter resumes its training
     from the last checkpoint under ``out/checkpoints/``. ``restart`` runs every notebook again
     and removes those checkpoints first, so that they train from scratch. With ``jobs``
-    > 1, that many notebooks run at once, each on its own GPU (or its share of the cores)."""
+    > 1, that many notebooks run at once, each on its own GPU (or its share of the cores).
+    With ``smoke``, the profile's code path runs on tiny data (``casn_lite.smoke``) into
+    ``<out>-smoke``, from scratch, and the profile's GPU time is estimated from it."""
     if jobs < 1:
         raise ReproduceError(f"--jobs must be at least 1, got {jobs}")
     planned = plan(profile, only, data_root, arch)
-    out = Path(out) if out else default_out(profile, data_root, arch)
+    out = Path(out) if out else default_out(profile, data_root, arch, smoke)
     with lock_folder(out):
-        results = _run_planned(planned, profile, out, kernel, restart, jobs)
+        full = _prepare_smoke(planned, out) if smoke else {}
+        results = _run_planned(planned, profile, out, kernel, restart or smoke, jobs)
     ordered = [results[job.number] for job in planned]
     print(summary_table(ordered, out))
+    if smoke:
+        _report_estimate(planned, full, out, profile)
     return ordered
+
+
+def _prepare_smoke(planned: list[Job], out: Path) -> dict[str, dict]:
+    """Shrink each job to a smoke run and have its kernel emulate the GPU path; returns the
+    profile's own parameters per notebook (for the estimate)."""
+    from .smoke import kernel_arguments, smoke_parameters
+
+    log = out / "smoke-steps.jsonl"
+    log.unlink(missing_ok=True)
+    full = {}
+    for job in planned:
+        full[job.number] = dict(job.parameters)
+        job.parameters = smoke_parameters(job.parameters, _parameters(job.source))
+        job.kernel_arguments = kernel_arguments(log.resolve(), job.number)
+    return full
+
+
+def _report_estimate(planned: list[Job], full: dict[str, dict], out: Path, profile: str) -> None:
+    """Print (and save as gpu-estimate.json) the profile's GPU time from the smoke run's steps."""
+    from .smoke import estimate, estimate_report
+
+    log = out / "smoke-steps.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    if not records:
+        print("\nGPU estimate: no training step was logged (did the notebooks fail before training?)")
+        return
+    result = estimate(records, full, {job.number: job.parameters for job in planned})
+    _write_text(out / "gpu-estimate.json", json.dumps(result, indent=1))
+    print(estimate_report(result, profile))
 
 
 def _run_planned(planned: list[Job], profile: str, out: Path, kernel: str, restart: bool,
