@@ -242,20 +242,30 @@ def _describe_loss(loss_fn) -> str:
 
 def check_resumable(state: dict, identity: dict, checkpoint_dir: Path) -> None:
     """Refuse to resume a checkpoint whose recorded run differs from this one, naming how."""
-    recorded = state.get("identity") or {"settings": {k: v for k, v in json.loads(json.dumps(
-        state.get("config", {}), default=str)).items() if k not in _RUN_CONTROL}}  # older checkpoints
-    before, now = recorded.get("settings", {}), identity["settings"]
-    changes = [f"{k}: {before.get(k)} -> {now.get(k)}" if k != "extra" else "extra differs"
-               for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
-    for key, what in (("data", "the training data differ"), ("start", "the starting weights differ "
-                      "(another seed, model or start)"), ("loss", f"the loss differs ({recorded.get('loss')} -> "
-                      f"{identity['loss']})")):
-        if key in recorded and recorded[key] != identity[key]:
-            changes.append(what)
+    changes = _differences(_recorded_identity(state), identity)
     if changes:
         raise CheckpointMismatch(
             f"{checkpoint_dir / 'last.pt'} was saved by another run ({'; '.join(changes)}); to train again, "
             "delete it or choose another checkpoint folder (reproduce --restart and train --restart do so)")
+
+
+def _recorded_identity(state: dict) -> dict:
+    """The identity a checkpoint records; one saved before identities has only its config."""
+    if "identity" in state:
+        return state["identity"]
+    config = json.loads(json.dumps(state.get("config", {}), default=str))
+    return {"settings": {k: v for k, v in config.items() if k not in _RUN_CONTROL}}
+
+
+def _differences(before: dict, now: dict) -> list[str]:
+    """How two run identities differ, in words ("lr: 0.001 -> 0.002", "the training data differ")."""
+    old, new = before.get("settings", {}), now["settings"]
+    changes = [f"{k}: {old.get(k)} -> {new.get(k)}" if k != "extra" else "extra differs"
+               for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    words = {"data": "the training data differ", "start": "the starting weights differ (another seed, model or start)",
+             "loss": f"the loss differs ({before.get('loss')} -> {now['loss']})"}
+    changes += [text for key, text in words.items() if key in before and before[key] != now[key]]
+    return changes
 
 
 def fit(model: nn.Module, loader, cfg: TrainConfig, loss_fn: LossFn = ide_loss,

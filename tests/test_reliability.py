@@ -102,6 +102,18 @@ def test_resume_false_starts_fresh_over_a_mismatching_checkpoint(tiny_synth, tmp
     assert fit(model, loader, settings(tmp_path, lr=2e-3), linear_loss) == history, "the new run is the one recorded"
 
 
+def test_a_checkpoint_from_before_identities_is_checked_on_its_config(tiny_synth, tmp_path):
+    model, loader = tiny_run(tiny_synth[0])
+    first = fit(model, loader, settings(tmp_path), linear_loss)
+    state = torch.load(tmp_path / "last.pt", weights_only=False)
+    del state["identity"]  # as saved by the earlier version
+    torch.save(state, tmp_path / "last.pt")
+    model, loader = tiny_run(tiny_synth[0])
+    with pytest.raises(CheckpointMismatch, match="lr: 0.001 -> 0.002"):
+        fit(model, loader, settings(tmp_path, lr=2e-3), linear_loss)
+    assert fit(model, loader, settings(tmp_path), linear_loss) == first
+
+
 def test_a_truncated_checkpoint_is_set_aside_and_training_starts_again(tiny_synth, tmp_path):
     model, loader = tiny_run(tiny_synth[0])
     fit(model, loader, settings(tmp_path), linear_loss)
