@@ -189,9 +189,10 @@ def _runner_parameters(job: Job, names: set[str], profile: str, out: Path) -> di
 
 def _finished(record: Path, parameters: dict) -> dict | None:
     """The earlier result of this notebook, if it ran to the end with the same parameters."""
-    if not record.is_file():
+    try:
+        earlier = json.loads(record.read_text())
+    except (OSError, ValueError):  # none yet, or left damaged by an older version: run it again
         return None
-    earlier = json.loads(record.read_text())
     same = json.dumps(earlier.get("parameters"), sort_keys=True) == json.dumps(parameters, sort_keys=True, default=str)
     return earlier if earlier.get("status") == "ok" and same else None
 

@@ -157,6 +157,13 @@ def test_restart_trains_again_instead_of_resuming(project):
     assert again[0]["metrics"] == {"found_a_checkpoint": False}, "--restart removed the old checkpoints"
 
 
+def test_a_damaged_record_runs_the_notebook_again(project):
+    out = project / "runs"
+    reproduce.run("good", only=["00"], out=out)
+    (out / "00_ok.metrics.json").write_text('{"status": "o')
+    assert reproduce.run("good", only=["00"], out=out)[0]["status"] == "ok"
+
+
 DIES = HEADER + """# %% tags=["parameters"]
 x = 1
 
