@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 import time
 
 from .data.datasets import DATASETS, DatasetLayoutError, ImageReadError, load_dataset
-from .data.synth import PRESETS, generate
+from .data.synth import PRESETS, check_memory, generate
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -16,7 +17,11 @@ def _synth(args: argparse.Namespace) -> int:
                                    ("cameras", args.cameras), ("images_per_camera", args.images_per_camera),
                                    ("height", args.height), ("width", args.width), ("seed", args.seed))
                  if v is not None}
-    config = dataclasses.replace(PRESETS[args.preset], **overrides)
+    try:
+        config = dataclasses.replace(PRESETS[args.preset], **overrides)
+        check_memory(config)
+    except ValueError as err:
+        raise ValueError(_as_flags(str(err))) from None
     start = time.perf_counter()
     meta = generate(args.out, config, progress=not args.quiet)
     seconds = time.perf_counter() - start
@@ -27,25 +32,47 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _as_flags(message: str) -> str:
+    """A SynthConfig message in the words of the command line: ``train_ids`` -> ``--train-ids``."""
+    for name in ("train_ids", "test_ids", "images_per_camera", "cameras", "height", "width", "seed"):
+        message = re.sub(rf"\b{name}\b", "--" + name.replace("_", "-"), message)
+    return message
+
+
 def _info(args: argparse.Namespace) -> int:
     print(load_dataset(args.dataset, args.root).summary())
     return 0
 
 
-def _reproduce(args: argparse.Namespace) -> int:
-    from .reproduce import run  # papermill is imported only when needed
+def _notebook_numbers(only: str | None) -> list[str] | None:
+    """``--only 00,01`` as ["00", "01"]; None when not given; an empty entry is refused."""
+    if only is None:
+        return None
+    numbers = [n.strip() for n in only.split(",")]
+    if not all(numbers):
+        raise ValueError(f"--only {only!r} has an empty entry; give notebook numbers, e.g. --only 00,01")
+    return numbers
 
-    only = [n.strip() for n in args.only.split(",")] if args.only else None
+
+def _reproduce(args: argparse.Namespace) -> int:
+    only = _notebook_numbers(args.only)
+    try:
+        from .reproduce import run  # papermill is imported only when needed
+    except ImportError as err:
+        raise ValueError(f"reproduce needs the notebook extras ({err.name or err} is missing): "
+                         "pip install -e '.[notebooks]'") from None
     results = run(args.profile, only, args.data_root, args.out, restart=args.restart, arch=args.arch,
-                  jobs=args.jobs)
+                  jobs=args.jobs, smoke=args.smoke)
     return 0 if all(r["status"] == "ok" for r in results) else 1
 
 
 def _student(args: argparse.Namespace) -> int:
-    from .course import student_copies
-
-    only = [n.strip() for n in args.only.split(",")] if args.only else None
-    for path in student_copies(args.out, only):
+    try:
+        from .course import student_copies
+    except ImportError as err:
+        raise ValueError(f"student needs the notebook extras ({err.name or err} is missing): "
+                         "pip install -e '.[notebooks]'") from None
+    for path in student_copies(args.out, _notebook_numbers(args.only), force=args.force):
         print(f"wrote {path}")
     return 0
 
@@ -93,7 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--jobs", type=int, default=1,
                      help="notebooks to run at once: one per visible GPU, or sharing the CPU cores (default 1)")
     rep.add_argument("--restart", action="store_true",
-                     help="run every notebook again (default: skip those that finished, resume the rest)")
+                     help="run every notebook again, training from scratch: its checkpoints are removed "
+                          "(default: skip those that finished, resume the rest)")
+    rep.add_argument("--smoke", action="store_true",
+                     help="the profile's code path (GPU branches included) on tiny data and one epoch per "
+                          "training, on any machine, into <out>-smoke; prints the profile's estimated GPU time")
     rep.set_defaults(run=_reproduce)
 
     from .train import add_arguments
@@ -105,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     student = commands.add_parser("student", help="write student copies of the notebooks (no answers, no outputs)")
     student.add_argument("--out", required=True, help="folder for the .ipynb copies (created if missing)")
     student.add_argument("--only", help="comma-separated notebook numbers, e.g. 02,03 (default: all)")
+    student.add_argument("--force", action="store_true", help="overwrite copies already in --out")
     student.set_defaults(run=_student)
     return parser
 
@@ -116,6 +148,17 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetLayoutError, ImageReadError, ValueError) as err:  # ReproduceError is a ValueError
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: {INTERRUPTED.get(args.command, 'stopped')}", file=sys.stderr)
+        return 130
+
+
+INTERRUPTED = {  # what Ctrl-C leaves behind, per command
+    "data": "nothing was changed in --out (a new set is moved into place only when complete)",
+    "reproduce": "the running notebook is marked interrupted; run the same command again to resume",
+    "train": "the last finished epoch is saved; run the same command again to resume",
+    "student": "files already written are complete; the others were not written",
+}
 
 
 if __name__ == "__main__":

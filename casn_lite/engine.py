@@ -8,10 +8,14 @@ continues an interrupted run and reaches the same weights as an uninterrupted on
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import random
+import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -40,10 +44,14 @@ from .losses import attention_distance, identification_loss, siamese_attention
 __all__ = [
     "TrainConfig", "TrainingDiverged", "default_device", "seed_everything", "ide_loss", "fit",
     "make_optimizer", "make_scheduler", "extract_features", "evaluate", "load_training_state",
-    "JointLoader", "evaluate_attention", "set_epoch",
+    "JointLoader", "evaluate_attention", "set_epoch", "CheckpointMismatch", "run_identity",
 ]
 
 LossFn = Callable[[nn.Module, dict, torch.device], tuple[torch.Tensor, dict[str, float]]]
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint saved by a run with other settings, data, starting weights or loss."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -159,16 +167,107 @@ def _set_rng_state(state: dict) -> None:
 
 
 def _save_atomically(obj: dict, path: Path) -> None:
-    """Write to a temporary file, then rename: an interrupted save never leaves a broken file."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """Write to a temporary file of this process, then rename: an interrupted save never leaves a
+    broken file, and two runs saving at once never write into the same temporary file."""
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def load_training_state(checkpoint_dir: str | Path) -> dict | None:
-    """The last checkpoint of a run (or None): weights, optimizer, scheduler, history, RNG."""
+    """The last checkpoint of a run (or None): weights, optimizer, scheduler, history, RNG.
+    An unreadable one (truncated, corrupt) is renamed ``last.pt.unreadable``, with a warning,
+    and None returned: the run starts again instead of failing every time."""
     path = Path(checkpoint_dir) / "last.pt"
-    return torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001  any unpickling error: the file is damaged
+        aside = path.with_name("last.pt.unreadable")
+        os.replace(path, aside)
+        warnings.warn(f"{path} cannot be read ({type(err).__name__}: {err}); moved to {aside.name}, "
+                      "training starts from scratch", stacklevel=2)
+        return None
+
+
+_RUN_CONTROL = ("checkpoint_dir", "resume", "progress", "desc")  # how a run is shown, not what it learns
+
+
+def run_identity(cfg: TrainConfig, trained: nn.Module, loader, loss_fn) -> dict:
+    """What determines a run's result, as plain values saved in ``last.pt``: its settings
+    (``cfg`` but how it is shown; ``cfg.extra`` included), and fingerprints of its training
+    data, its starting weights (seed, architecture, start) and its loss."""
+    settings = {k: v for k, v in asdict(cfg).items() if k not in _RUN_CONTROL}
+    return {"settings": json.loads(json.dumps(settings, default=str)), "data": _data_fingerprint(loader),
+            "start": _weights_fingerprint(trained), "loss": _describe_loss(loss_fn)}
+
+
+def _data_fingerprint(loader) -> str:
+    """A hash of what a loader draws from: image names, identities and cameras, sampler seed."""
+    parts = []
+    for part in (getattr(loader, "identity_loader", loader), getattr(loader, "pair_loader", None)):
+        if part is None:
+            continue
+        dataset = getattr(part, "dataset", None)
+        dataset = getattr(dataset, "images", dataset)  # a PairDataset draws from an ImageDataset
+        samples = getattr(dataset, "samples", None)
+        if samples is not None:
+            parts.append([(Path(s.path).name, s.pid, s.camid) for s in samples])
+        elif hasattr(part, "pids"):  # the in-memory loaders
+            parts.append([part.pids.tolist(), part.camids.tolist(), list(part.images.shape)])
+        sampler = getattr(part, "batch_sampler", None) or getattr(part, "sampler", None)
+        parts.append([len(part), getattr(sampler, "seed", None), getattr(getattr(part, "sampler", None), "seed", None)])
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+
+
+def _weights_fingerprint(module: nn.Module) -> str:
+    """A hash of a module's weights and buffers, value by value."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _describe_loss(loss_fn) -> str:
+    """The loss's name and its plain options, e.g. ``CASNLoss(ia=True, lambda_ia=1.0, ...)``."""
+    name = getattr(loss_fn, "__qualname__", type(loss_fn).__qualname__)
+    options = {k: v for k, v in sorted(vars(loss_fn).items()) if not k.startswith("_") and k != "training"
+               and isinstance(v, bool | int | float | str | None)} if isinstance(loss_fn, nn.Module) else {}
+    return f"{name}({', '.join(f'{k}={v!r}' for k, v in options.items())})"
+
+
+def check_resumable(state: dict, identity: dict, checkpoint_dir: Path) -> None:
+    """Refuse to resume a checkpoint whose recorded run differs from this one, naming how."""
+    changes = _differences(_recorded_identity(state), identity)
+    if changes:
+        raise CheckpointMismatch(
+            f"{checkpoint_dir / 'last.pt'} was saved by another run ({'; '.join(changes)}); to train again, "
+            "delete it or choose another checkpoint folder (reproduce --restart and train --restart do so)")
+
+
+def _recorded_identity(state: dict) -> dict:
+    """The identity a checkpoint records; one saved before identities has only its config."""
+    if "identity" in state:
+        return state["identity"]
+    config = json.loads(json.dumps(state.get("config", {}), default=str))
+    return {"settings": {k: v for k, v in config.items() if k not in _RUN_CONTROL}}
+
+
+def _differences(before: dict, now: dict) -> list[str]:
+    """How two run identities differ, in words ("lr: 0.001 -> 0.002", "the training data differ")."""
+    old, new = before.get("settings", {}), now["settings"]
+    changes = [f"{k}: {old.get(k)} -> {new.get(k)}" if k != "extra" else "extra differs"
+               for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    words = {"data": "the training data differ", "start": "the starting weights differ (another seed, model or start)",
+             "loss": f"the loss differs ({before.get('loss')} -> {now['loss']})"}
+    changes += [text for key, text in words.items() if key in before and before[key] != now[key]]
+    return changes
 
 
 def fit(model: nn.Module, loader, cfg: TrainConfig, loss_fn: LossFn = ide_loss,
@@ -199,7 +298,9 @@ def fit(model: nn.Module, loader, cfg: TrainConfig, loss_fn: LossFn = ide_loss,
     start_epoch = 0
 
     ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
+    identity = run_identity(cfg, trained, loader, loss_fn) if ckpt_dir else None
     if ckpt_dir and cfg.resume and (state := load_training_state(ckpt_dir)) is not None:
+        check_resumable(state, identity, ckpt_dir)
         model.load_state_dict(state["model"])
         trained["loss"].load_state_dict(state.get("loss", {}))
         optimizer.load_state_dict(state["optimizer"])
@@ -248,7 +349,8 @@ def fit(model: nn.Module, loader, cfg: TrainConfig, loss_fn: LossFn = ide_loss,
             _save_atomically({"model": model.state_dict(), "loss": trained["loss"].state_dict(),
                               "optimizer": optimizer.state_dict(),
                               "scheduler": scheduler.state_dict(), "rng": _rng_state(), "epoch": epoch,
-                              "history": history, "config": asdict(cfg)}, ckpt_dir / "last.pt")
+                              "history": history, "config": asdict(cfg), "identity": identity},
+                             ckpt_dir / "last.pt")
     bar.close()
     return history
 

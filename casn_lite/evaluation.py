@@ -17,6 +17,9 @@ queries at a time, so a 10,000 x 100,000 matrix needs only a few hundred MB.
 A gallery image of another identity at exactly the same distance as a true match
 is ranked before it (ties count against the model, so constant features score
 near zero instead of perfectly).
+
+Nothing non-finite is ranked: NaN or infinite features or distances (a diverged model)
+raise ValueError instead of scoring, and labels must be whole numbers.
 """
 
 from __future__ import annotations
@@ -35,23 +38,60 @@ def _as_tensor(x: ArrayLike, device: torch.device | None = None) -> torch.Tensor
     return t if device is None else t.to(device)
 
 
+def _check_finite(t: torch.Tensor, what: str) -> None:
+    """Refuse NaN or infinite values, saying how many rows hold them."""
+    finite = torch.isfinite(t)
+    if not bool(finite.all()):
+        bad = int((~finite).reshape(len(t), -1).any(1).sum()) if t.dim() else 1
+        raise ValueError(f"{what} are not finite: {bad} of {len(t) if t.dim() else 1} rows hold NaN or inf "
+                         "(did training diverge?)")
+
+
 def pairwise_distance(query: ArrayLike, gallery: ArrayLike, metric: str = "cosine") -> torch.Tensor:
     """Distance matrix [num_query, num_gallery] between two sets of feature rows.
 
     ``cosine``: 1 - cos(q, g), in [0, 2]. ``euclidean``: squared Euclidean distance
-    ||q - g||^2 (ranking is the same as for the plain distance, and it is cheaper).
+    ||q - g||^2 (ranking is the same as for the plain distance, and it is cheaper), computed
+    after moving both sets by the gallery's mean: the same distances, but float32 keeps its
+    precision for features far from the origin. Non-finite features raise ValueError.
     """
     q = _as_tensor(query).float()
     g = _as_tensor(gallery, q.device).float()
+    _check_finite(q, "query features")
+    _check_finite(g, "gallery features")
     if metric == "cosine":
         q = torch.nn.functional.normalize(q, dim=1)
         g = torch.nn.functional.normalize(g, dim=1)
         return 1.0 - q @ g.T
     if metric == "euclidean":
+        centre = g.mean(0, keepdim=True)
+        q, g = q - centre, g - centre
         # ||q||^2 + ||g||^2 - 2 q.g, clamped at 0 against rounding
         sq = q.pow(2).sum(1, keepdim=True) + g.pow(2).sum(1) - 2.0 * (q @ g.T)
         return sq.clamp_min_(0.0)
     raise ValueError(f"unknown metric {metric!r}; choose 'cosine' or 'euclidean'")
+
+
+def _labels(x: ArrayLike, name: str, device: torch.device) -> torch.Tensor:
+    """Identity or camera labels as integers; fractional ones (1.2 and 1.7 are not one person)
+    are refused instead of truncated."""
+    t = _as_tensor(x, device)
+    if t.is_floating_point() and not bool((torch.isfinite(t) & (t == t.round())).all()):
+        raise ValueError(f"{name} must be whole numbers (labels), got values such as "
+                         f"{t[~(torch.isfinite(t) & (t == t.round()))][0].item()}")
+    return t.long()
+
+
+def _distances(distmat: ArrayLike) -> torch.Tensor:
+    """The distance matrix as floats (integers become float64); bool and non-finite refused."""
+    dist = _as_tensor(distmat)
+    if dist.dtype == torch.bool:
+        raise ValueError("distmat is bool; pass distances as numbers (e.g. distmat.astype(float))")
+    if not dist.is_floating_point():
+        dist = dist.double()
+    if dist.dim() == 2:
+        _check_finite(dist, "distances")
+    return dist
 
 
 def _rank_chunk(
@@ -124,13 +164,17 @@ def evaluate_ranking(
     ``chunk_size`` queries are ranked at a time (default: about 2**23 matrix
     cells per chunk); the result does not depend on it.
     """
-    dist = _as_tensor(distmat)
+    if max_rank < 1:
+        raise ValueError(f"max_rank must be at least 1, got {max_rank}")
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    dist = _distances(distmat)
     if dist.dim() != 2:
         raise ValueError(f"distmat must be 2-D [num_query, num_gallery], got shape {tuple(dist.shape)}")
     num_q, num_g = dist.shape
     device = dist.device
-    qp, qc = _as_tensor(q_pids, device).long(), _as_tensor(q_camids, device).long()
-    gp, gc = _as_tensor(g_pids, device).long(), _as_tensor(g_camids, device).long()
+    qp, qc = _labels(q_pids, "q_pids", device), _labels(q_camids, "q_camids", device)
+    gp, gc = _labels(g_pids, "g_pids", device), _labels(g_camids, "g_camids", device)
     if qp.numel() != num_q or qc.numel() != num_q or gp.numel() != num_g or gc.numel() != num_g:
         raise ValueError(
             f"label lengths do not match distmat {num_q}x{num_g}: q_pids={qp.numel()}, "

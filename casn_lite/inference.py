@@ -10,6 +10,7 @@ from torch import nn
 
 from .data.datasets import IMAGE_SUFFIXES, read_image
 from .data.transforms import build_transforms
+from .evaluation import pairwise_distance
 
 __all__ = ["embed_images", "rank_gallery"]
 
@@ -32,6 +33,8 @@ def rank_gallery(model: nn.Module, input_size: tuple[int, int], query: str | Pat
     """The ``topk`` images of the ``gallery`` folder closest to the ``query`` image (cosine
     distance), nearest first."""
     query, gallery = Path(query), Path(gallery)
+    if topk < 1:
+        raise ValueError(f"topk must be at least 1, got {topk}")
     if not query.is_file():
         raise FileNotFoundError(f"query image {query} does not exist")
     if not gallery.is_dir():
@@ -41,6 +44,6 @@ def rank_gallery(model: nn.Module, input_size: tuple[int, int], query: str | Pat
         raise FileNotFoundError(f"gallery folder {gallery} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     q = embed_images(model, [query], input_size)
     g = embed_images(model, paths, input_size)
-    distance = 1 - (q @ g.T)[0]
+    distance = pairwise_distance(q, g)[0]  # refuses non-finite features (a diverged model)
     order = torch.argsort(distance)[:topk]
     return [(paths[i], float(distance[i])) for i in order]

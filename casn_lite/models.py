@@ -14,10 +14,13 @@ what CASN needs:
 
 from __future__ import annotations
 
+import os
+import pickle
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torchvision
 from torch import nn
@@ -180,30 +183,72 @@ CHECKPOINT_FORMAT = "casn-lite model"
 
 def save_checkpoint(model: nn.Module, path: str | Path, input_size: tuple[int, int], **info) -> Path:
     """Save a trained model for inference: its weights, how to rebuild it, the input size
-    (height, width) it was trained at, and any ``info`` (dataset, metrics, ...)."""
+    (height, width) it was trained at, and any ``info`` (dataset, metrics, ...). Everything
+    but the weights is stored as plain values (numbers, strings, lists, dicts), so that
+    ``load_checkpoint`` reads it with ``torch.load(weights_only=True)``: no code runs."""
     if not hasattr(model, "build_args"):
         raise ValueError("save_checkpoint needs a model made by build_model (it records how to rebuild it)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": CHECKPOINT_FORMAT, "version": 1, "build_args": model.build_args,
-                "input_size": tuple(input_size), "state_dict": model.state_dict(), "info": info}, path)
+    state = {"format": CHECKPOINT_FORMAT, "version": 1, "build_args": _plain(model.build_args),
+             "input_size": [int(v) for v in input_size], "state_dict": model.state_dict(), "info": _plain(info)}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
     return path
+
+
+def _plain(value):
+    """``value`` as plain Python values: numpy and torch numbers and arrays become numbers and
+    lists, tuples become lists, anything else its string."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray | np.generic | torch.Tensor):
+        return _plain(value.tolist())
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     """A model saved by ``save_checkpoint``, rebuilt, in evaluation mode on ``device``, and a
-    dict with its ``input_size`` and ``info``."""
+    dict with its ``input_size`` and ``info``. The file is read with ``weights_only=True`` (a
+    file that would run code is refused); a corrupt, truncated or mismatched file raises
+    ValueError saying so."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = _read_weights_only(path)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         hint = " (a training checkpoint from fit? export the model with save_checkpoint)" if (
             isinstance(state, dict) and "optimizer" in state) else ""
         raise ValueError(f"{path} is not a casn-lite model checkpoint{hint}")
-    model = build_model(**state["build_args"])
-    model.load_state_dict(state["state_dict"])
+    try:
+        model = build_model(**state["build_args"])
+    except (TypeError, ValueError, KeyError) as err:
+        raise ValueError(f"{path}: cannot rebuild the model it describes ({err})") from None
+    try:
+        model.load_state_dict(state["state_dict"])
+    except (RuntimeError, KeyError) as err:
+        first = str(err).strip().splitlines()[0]
+        raise ValueError(f"{path}: its weights do not match the architecture it records "
+                         f"({state['build_args']}): {first}") from None
     return model.to(device).eval(), {"input_size": tuple(state["input_size"]), "info": state["info"]}
+
+
+def _read_weights_only(path: Path):
+    """``torch.load(weights_only=True)`` with one-line errors for unsafe and damaged files."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "Weights only load failed" in str(err):
+            raise ValueError(f"{path} refused: it holds objects other than tensors and plain values, "
+                             "which could run code when loaded (was it written by save_checkpoint?)") from None
+        raise ValueError(f"{path} is corrupt or truncated ({err})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise ValueError(f"{path} is corrupt or truncated ({type(err).__name__}: {str(err)[:200]})") from None
 
 
 class SiameseHead(nn.Module):

@@ -8,14 +8,20 @@ executed by papermill with the profile's parameters, and saved with its outputs 
 the notebook's last cell (tagged ``metrics``), read back from the executed notebook.
 Profile, notebook and parameter names are checked before anything runs: papermill
 would inject a misspelt parameter without a word.
+
+A run locks its output folder (a second run into it is refused), records a notebook whose
+kernel dies as failed and goes on, and marks a notebook stopped by Ctrl-C as interrupted.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +30,8 @@ import nbformat
 import papermill
 import yaml
 
-__all__ = ["NOTEBOOK_DIR", "PROFILE_DIR", "notebooks", "profiles", "plan", "run", "ReproduceError"]
+__all__ = ["NOTEBOOK_DIR", "PROFILE_DIR", "notebooks", "profiles", "plan", "run", "ReproduceError",
+           "check_sections", "lock_folder"]
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -32,7 +39,12 @@ PROFILE_DIR = ROOT / "profiles"
 
 
 class ReproduceError(ValueError):
-    """A profile, notebook or parameter name that does not exist."""
+    """A profile, notebook, parameter or option that cannot be used, or a busy output folder."""
+
+
+SECTIONS = {"description", "defaults", "notebooks", "arch", "real_data"}  # a profile's top level
+LAYER_SECTIONS = {"defaults", "notebooks"}  # inside real_data and arch.<name>
+ARCHS = {"ide", "pcb"}
 
 
 def notebooks() -> dict[str, Path]:
@@ -57,6 +69,7 @@ class Job:
     number: str
     source: Path
     parameters: dict = field(default_factory=dict)
+    kernel_arguments: list[str] = field(default_factory=list)  # smoke runs: the GPU-path emulation
 
 
 def _layer(profile: str, where: str, section: dict, names: dict[str, set[str]]) -> dict[str, dict]:
@@ -80,6 +93,39 @@ def _layer(profile: str, where: str, section: dict, names: dict[str, set[str]]) 
             for n in names}
 
 
+def _read_profile(profile: str) -> dict:
+    """A profile's YAML as a mapping; malformed text is refused with where it breaks."""
+    path = PROFILE_DIR / f"{profile}.yaml"
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        raise ReproduceError(f"profile {path} is not valid YAML{at}: "
+                             f"{getattr(err, 'problem', None) or err}") from None
+    spec = spec if spec is not None else {}
+    check_sections(profile, spec)
+    return spec
+
+
+def check_sections(profile: str, spec) -> None:
+    """Refuse a profile with a section the runner does not read (a misspelt ``defualts:``
+    would otherwise be ignored without a word)."""
+    def refuse_unknown(mapping, known: set[str], where: str) -> None:
+        if not isinstance(mapping, dict):
+            raise ReproduceError(f"profile {profile!r}: {where or 'the file'} must be a mapping of sections")
+        for key in mapping:
+            if key not in known:
+                raise ReproduceError(f"profile {profile!r}: unknown section {where + str(key)!r}; "
+                                     f"known: {', '.join(sorted(known))}")
+
+    refuse_unknown(spec, SECTIONS, "")
+    refuse_unknown(spec.get("real_data") or {}, LAYER_SECTIONS, "real_data.")
+    refuse_unknown(spec.get("arch") or {}, ARCHS, "arch.")
+    for arch, section in (spec.get("arch") or {}).items():
+        refuse_unknown(section or {}, LAYER_SECTIONS, f"arch.{arch}.")
+
+
 def plan(profile: str, only: list[str] | None = None, data_root: str | None = None,
          arch: str | None = None) -> list[Job]:
     """The notebooks to run and their parameters; refuses unknown names with the valid ones.
@@ -90,8 +136,10 @@ def plan(profile: str, only: list[str] | None = None, data_root: str | None = No
     notebooks that have an ``arch`` parameter run."""
     if profile not in profiles():
         raise ReproduceError(f"unknown profile {profile!r}; choose one of: {', '.join(profiles())}")
-    spec = yaml.safe_load((PROFILE_DIR / f"{profile}.yaml").read_text()) or {}
+    spec = _read_profile(profile)
     available = notebooks()
+    if only is not None and not only:
+        raise ReproduceError(f"no notebook chosen; choose from: {', '.join(available)}")
     chosen = only or list(available)
     for number in chosen:
         if number not in available:
@@ -141,22 +189,25 @@ def _runner_parameters(job: Job, names: set[str], profile: str, out: Path) -> di
 
 def _finished(record: Path, parameters: dict) -> dict | None:
     """The earlier result of this notebook, if it ran to the end with the same parameters."""
-    if not record.is_file():
+    try:
+        earlier = json.loads(record.read_text())
+    except (OSError, ValueError):  # none yet, or left damaged by an older version: run it again
         return None
-    earlier = json.loads(record.read_text())
     same = json.dumps(earlier.get("parameters"), sort_keys=True) == json.dumps(parameters, sort_keys=True, default=str)
     return earlier if earlier.get("status") == "ok" and same else None
 
 
-def default_out(profile: str, data_root: str | None = None, arch: str | None = None) -> Path:
-    """runs/<profile>[-<arch>][-<dataset folder>]: runs with different settings never mix."""
+def default_out(profile: str, data_root: str | None = None, arch: str | None = None,
+                smoke: bool = False) -> Path:
+    """runs/<profile>[-<arch>][-<dataset folder>][-smoke]: runs with different settings never mix."""
     name = profile + (f"-{arch}" if arch and arch != "ide" else "")
     name += f"-{Path(data_root).expanduser().resolve().name}" if data_root else ""
-    return ROOT / "runs" / name
+    return ROOT / "runs" / (name + ("-smoke" if smoke else ""))
 
 
 def _execute(job: Job, out: Path, kernel: str, cwd: str) -> dict:
-    """Run one notebook with papermill; record its result (metrics read back) next to it."""
+    """Run one notebook with papermill; record its result (metrics read back) next to it.
+    Any error, a dead kernel included, makes it failed; Ctrl-C marks it interrupted."""
     executed = out / f"{job.source.stem}.ipynb"
     source_nb = out / f"{job.source.stem}.source.ipynb"
     nbformat.write(jupytext.read(job.source), source_nb)
@@ -165,15 +216,54 @@ def _execute(job: Job, out: Path, kernel: str, cwd: str) -> dict:
     result = {"notebook": job.source.stem, "parameters": job.parameters, "status": "ok"}
     try:
         papermill.execute_notebook(source_nb, executed, parameters=job.parameters, kernel_name=kernel,
-                                   cwd=cwd, progress_bar=False)
+                                   cwd=cwd, progress_bar=False, extra_arguments=QUIET_KERNEL + job.kernel_arguments)
     except papermill.PapermillExecutionError as err:
         result.update(status="failed", cell=err.exec_count, error=f"{err.ename}: {err.evalue}")
+    except KeyboardInterrupt:
+        result.update(status="interrupted", error="stopped by Ctrl-C")
+        _mark_interrupted(executed)
+        raise
+    except Exception as err:  # noqa: BLE001  a dead kernel, a timeout: this notebook failed, the rest run
+        result.update(status="failed", error=f"{type(err).__name__}: {_first_line(err)}")
     finally:
         source_nb.unlink(missing_ok=True)
-    result["seconds"] = round(time.perf_counter() - start, 1)
-    result["metrics"] = _metrics(executed) if executed.is_file() and result["status"] == "ok" else {}
-    (out / f"{job.source.stem}.metrics.json").write_text(json.dumps(result, indent=1, default=str))
+        result["seconds"] = round(time.perf_counter() - start, 1)
+        result["metrics"] = _metrics(executed) if executed.is_file() and result["status"] == "ok" else {}
+        _write_text(out / f"{job.source.stem}.metrics.json", json.dumps(result, indent=1, default=str))
     return result
+
+
+def _first_line(err: BaseException) -> str:
+    """The first line of an error's message, for the one-line summary."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]  # no "running over TCP without encryption" per notebook
+
+
+def _mark_interrupted(executed: Path) -> None:
+    """Say in an executed notebook that it was stopped: papermill's metadata would claim that
+    every cell it never ran completed."""
+    if not executed.is_file():
+        return
+    nb = nbformat.read(executed, as_version=4)
+    nb.metadata.setdefault("papermill", {})["status"] = "interrupted"
+    cells = [c.metadata.papermill for c in nb.cells if "papermill" in c.metadata]
+    started = [meta for meta in cells if meta.get("start_time")]
+    for meta in cells:
+        if not meta.get("start_time"):
+            meta["status"] = "pending"
+    if started:  # the run stopped in (or right after) the last cell it started
+        started[-1]["status"] = "interrupted"
+    _write_text(executed, nbformat.writes(nb))
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write a file under a temporary name, then move it into place."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _worker_setup(slots) -> None:
@@ -201,16 +291,62 @@ def _slots(jobs: int):
 
 def run(profile: str, only: list[str] | None = None, data_root: str | None = None,
         out: str | Path | None = None, kernel: str = "python3", restart: bool = False,
-        arch: str | None = None, jobs: int = 1) -> list[dict]:
+        arch: str | None = None, jobs: int = 1, smoke: bool = False) -> list[dict]:
     """Run the planned notebooks; a failure is recorded and the rest still run.
 
     Run again after an interruption, it skips the notebooks that already finished with the
-    same parameters (unless ``restart``), and a notebook with a ``checkpoint_dir`` parameter
-    resumes its training from the last checkpoint under ``out/checkpoints/``. With ``jobs``
-    > 1, that many notebooks run at once, each on its own GPU (or its share of the cores)."""
+    same parameters, and a notebook with a ``checkpoint_dir`` parameter resumes its training
+    from the last checkpoint under ``out/checkpoints/``. ``restart`` runs every notebook again
+    and removes those checkpoints first, so that they train from scratch. With ``jobs``
+    > 1, that many notebooks run at once, each on its own GPU (or its share of the cores).
+    With ``smoke``, the profile's code path runs on tiny data (``casn_lite.smoke``) into
+    ``<out>-smoke``, from scratch, and the profile's GPU time is estimated from it."""
+    if jobs < 1:
+        raise ReproduceError(f"--jobs must be at least 1, got {jobs}")
     planned = plan(profile, only, data_root, arch)
-    out = Path(out) if out else default_out(profile, data_root, arch)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out) if out else default_out(profile, data_root, arch, smoke)
+    with lock_folder(out):
+        full = _prepare_smoke(planned, out) if smoke else {}
+        results = _run_planned(planned, profile, out, kernel, restart or smoke, jobs)
+    ordered = [results[job.number] for job in planned]
+    print(summary_table(ordered, out))
+    if smoke:
+        _report_estimate(planned, full, out, profile)
+    return ordered
+
+
+def _prepare_smoke(planned: list[Job], out: Path) -> dict[str, dict]:
+    """Shrink each job to a smoke run and have its kernel emulate the GPU path; returns the
+    profile's own parameters per notebook (for the estimate)."""
+    from .smoke import kernel_arguments, smoke_parameters
+
+    log = out / "smoke-steps.jsonl"
+    log.unlink(missing_ok=True)
+    full = {}
+    for job in planned:
+        full[job.number] = dict(job.parameters)
+        job.parameters = smoke_parameters(job.parameters, _parameters(job.source))
+        job.kernel_arguments = kernel_arguments(log.resolve(), job.number)
+    return full
+
+
+def _report_estimate(planned: list[Job], full: dict[str, dict], out: Path, profile: str) -> None:
+    """Print (and save as gpu-estimate.json) the profile's GPU time from the smoke run's steps."""
+    from .smoke import estimate, estimate_report
+
+    log = out / "smoke-steps.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    if not records:
+        print("\nGPU estimate: no training step was logged (did the notebooks fail before training?)")
+        return
+    result = estimate(records, full, {job.number: job.parameters for job in planned})
+    _write_text(out / "gpu-estimate.json", json.dumps(result, indent=1))
+    print(estimate_report(result, profile))
+
+
+def _run_planned(planned: list[Job], profile: str, out: Path, kernel: str, restart: bool,
+                 jobs: int) -> dict[str, dict]:
+    """Skip what finished, run the rest (one at a time or ``jobs`` at once); results by number."""
     results: dict[str, dict] = {}
     todo = []
     for job in planned:
@@ -220,6 +356,8 @@ def run(profile: str, only: list[str] | None = None, data_root: str | None = Non
             print(f"[{job.number}] {job.source.stem}: finished earlier, skipped (--restart runs it again)", flush=True)
             results[job.number] = earlier
         else:
+            if restart:
+                _forget_checkpoints(job, out)
             todo.append(job)
     if jobs <= 1:
         for job in todo:
@@ -236,9 +374,46 @@ def run(profile: str, only: list[str] | None = None, data_root: str | None = Non
             futures = {job.number: pool.submit(_execute, job, out, kernel, str(NOTEBOOK_DIR)) for job in todo}
             for number, future in futures.items():
                 results[number] = future.result()
-    ordered = [results[job.number] for job in planned]
-    print(summary_table(ordered, out))
-    return ordered
+    return results
+
+
+def _forget_checkpoints(job: Job, out: Path) -> None:
+    """--restart: remove the checkpoints the runner keeps for this notebook, so it trains again."""
+    own = (out / "checkpoints" / job.source.stem).resolve()
+    if str(own) == job.parameters.get("checkpoint_dir") and own.is_dir():
+        shutil.rmtree(own)
+        print(f"[{job.number}] {job.source.stem}: --restart, removed its checkpoints in {own}", flush=True)
+
+
+@contextmanager
+def lock_folder(out: Path) -> Iterator[Path]:
+    """Create ``out`` and hold a lock on it while a run writes there; a second run is refused."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ReproduceError(f"--out {out} is a file; choose a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle = open(out / ".reproduce.lock", "a+")  # noqa: SIM115  held until the run ends
+    except OSError as err:
+        raise ReproduceError(f"cannot write to --out {out}: {err.strerror or err}; choose another folder") from None
+    with handle:
+        if not _try_lock(handle):
+            raise ReproduceError(f"another reproduce run is writing to {out}; wait for it to finish "
+                                 "or choose another --out")
+        yield out
+
+
+def _try_lock(handle) -> bool:
+    """An exclusive lock on an open file without waiting; False when another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no protection against a second run
+        return True
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def summary_table(results: list[dict], out: Path) -> str:
@@ -250,6 +425,7 @@ def summary_table(results: list[dict], out: Path) -> str:
             shown = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                               for k, v in r["metrics"].items() if isinstance(v, (int, float)))
         else:
-            shown = f"failed in cell {r['cell']}: {r['error']}"
+            where = f" in cell {r['cell']}" if r.get("cell") is not None else ""
+            shown = f"{r['status']}{where}: {r.get('error', '')}"
         lines.append(f"{r['notebook']:<28}{r['status']:<8}{r['seconds']:>8.1f}  {shown}")
     return "\n".join(lines)

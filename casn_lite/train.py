@@ -6,14 +6,16 @@
 
 Every process trains on its own share of each epoch's batches (samplers sharded by rank)
 and DDP averages the gradients; rank 0 shows progress, saves checkpoints every epoch
-(``--out``/checkpoints, resumed when run again), evaluates at the end, and exports the
-model for inference (``--out``/model.pt).
+(``--out``/checkpoints, resumed when run again with the same settings and data; refused
+with other ones, unless ``--restart``), evaluates at the end, and exports the model for
+inference (``--out``/model.pt).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from .ablation import VARIANTS, variant_loss
@@ -45,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="folder for checkpoints, metrics.json and model.pt")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--restart", action="store_true",
+                        help="train from scratch over the checkpoints in --out (default: resume them, "
+                             "refused when they were saved with other settings)")
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -70,7 +75,7 @@ def train(args: argparse.Namespace) -> dict:
             loader = JointLoader(loader, pairs)
         cfg = TrainConfig(epochs=args.epochs, optimizer=args.optimizer, lr=args.lr, schedule="cosine",
                           warmup_epochs=min(2.0, args.epochs / 10), checkpoint_dir=str(out / "checkpoints"),
-                          resume=True, progress=not args.quiet, desc=f"{args.variant} ({world} process(es))")
+                          resume=not args.restart, progress=not args.quiet, desc=f"{args.variant} ({world} process(es))")
         history = fit(model, loader, cfg, loss_fn, device)
         agree = replicas_agree(model)  # DDP kept every process's weights identical
         if not is_main_process():
@@ -80,7 +85,9 @@ def train(args: argparse.Namespace) -> dict:
                    **{k: result[k] for k in ("rank1", "rank5", "mAP", "mINP")},
                    "train_seconds": sum(h["seconds"] for h in history), "final_loss": history[-1]["loss"]}
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        tmp = out / f".metrics.json.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(metrics, indent=1))
+        os.replace(tmp, out / "metrics.json")
         save_checkpoint(model, out / "model.pt", (args.height, args.width), **metrics)
         print(json.dumps(metrics))
         return metrics

@@ -9,6 +9,7 @@
 import argparse
 import sys
 
+from casn_lite.data import ImageReadError
 from casn_lite.inference import rank_gallery
 from casn_lite.models import load_checkpoint
 
@@ -20,10 +21,12 @@ def main() -> int:
     parser.add_argument("gallery", help="a folder of gallery images")
     parser.add_argument("--topk", type=int, default=10, help="how many matches to list (default 10)")
     args = parser.parse_args()
+    if args.topk < 1:
+        parser.error(f"--topk must be at least 1, got {args.topk}")
     try:
         model, info = load_checkpoint(args.checkpoint)
         ranked = rank_gallery(model, info["input_size"], args.query, args.gallery, args.topk)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ImageReadError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"{len(ranked)} closest gallery images to {args.query} (cosine distance):")

@@ -40,8 +40,10 @@ def test_casn_trains_end_to_end_and_checkpoints_the_siamese_head(tiny_synth, tmp
     state = load_training_state(tmp_path)
     torch.testing.assert_close(state["loss"]["head.layers.0.weight"], loss_fn.head.layers[0].weight.cpu())
 
-    # a resumed run (nothing more to do) restores the head from the checkpoint
+    # the same run again, resumed (nothing more to do): the head comes from the checkpoint
+    seed_everything(0)
+    data, _, joint = loaders(tiny_synth[0])
+    model = build_model("ide", "resnet18", num_classes=data.num_train_pids, embed_dim=16)
     fresh = CASNLoss(ia=True, sa=True, feature_dim=16, hidden_dim=8)
-    fit(build_model("ide", "resnet18", num_classes=data.num_train_pids, embed_dim=16), joint,
-        TrainConfig(epochs=2, optimizer="adam", progress=False, checkpoint_dir=str(tmp_path), resume=True), fresh)
+    fit(model, joint, TrainConfig(**{**cfg.__dict__, "resume": True}), fresh)
     torch.testing.assert_close(fresh.head.layers[0].weight, loss_fn.head.layers[0].weight)

@@ -94,10 +94,11 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tiny_synth, tmp
         try:
             history = fit(model, loader, TrainConfig(checkpoint_dir=str(checkpoint_dir), **cfg), loss_fn)
         except KeyboardInterrupt:
-            seed_everything(123)  # a new session: nothing in memory survives
+            seed_everything(1)  # a new session runs the notebook again: nothing in memory survives
             data, loader, _, _ = tiny_loaders(tiny_synth[0])
             model = small_model(data)
-            history = fit(model, loader, TrainConfig(checkpoint_dir=str(checkpoint_dir), resume=True, **cfg))
+            history = fit(model, loader, TrainConfig(checkpoint_dir=str(checkpoint_dir), resume=True, **cfg),
+                          loss_fn)
         return model, history
 
     straight, h1 = run(tmp_path / "a")

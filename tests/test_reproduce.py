@@ -31,6 +31,11 @@ print("never reached")
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
+    return make_project(tmp_path, monkeypatch)
+
+
+def make_project(tmp_path, monkeypatch):
+    """Two notebooks (one fails) and four profiles in tmp_path, where the runner looks."""
     nbs, profiles = tmp_path / "notebooks", tmp_path / "profiles"
     nbs.mkdir()
     profiles.mkdir()

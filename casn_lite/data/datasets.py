@@ -17,6 +17,7 @@ stay in the gallery, camera ids become 0-based and training pids are relabelled
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
+
+from .synth import incomplete
 
 __all__ = [
     "DATASETS",
@@ -172,14 +175,29 @@ def load_dataset(name: str, root: str | Path) -> ReIDData:
     found = _find_root(layout, root)
     if found is None:
         raise DatasetLayoutError(f"{root} is not a {layout.name} folder.\n{_expected_layout(layout, root)}")
+    if name == "synthpeople" and (reason := incomplete(found)) is not None:
+        raise DatasetLayoutError(f"{found} holds an incomplete SynthPeople set ({reason}); generate it "
+                                 f"again: python -m casn_lite data synth --out {found}")
     train, query, gallery = (_parse_split(found / s, layout.max_cameras) for s in SPLITS)
     for split, items in (("bounding_box_train", train), ("query", query), ("bounding_box_test", gallery)):
         if not items:
             raise DatasetLayoutError(f"{found / split} holds no images.\n{_expected_layout(layout, root)}")
     train_pids = sorted({s.pid for s in train})
+    _warn_overlap(found, set(train_pids), {s.pid for s in query + gallery})
     label = {pid: i for i, pid in enumerate(train_pids)}
     train = [Sample(s.path, label[s.pid], s.camid) for s in train]
     return ReIDData(layout.name, found, train, query, gallery, train_pids)
+
+
+def _warn_overlap(root: Path, train_pids: set[int], test_pids: set[int]) -> None:
+    """Warn when identities are in both training and test splits: the scores would not measure
+    re-identification of unseen people (distractors, pid 0, do not count)."""
+    shared = sorted((train_pids & test_pids) - {0})
+    if shared:
+        shown = ", ".join(map(str, shared[:5])) + (", ..." if len(shared) > 5 else "")
+        warnings.warn(f"{root}: {len(shared)} identit{'y is' if len(shared) == 1 else 'ies are'} in both "
+                      f"training and test splits ({shown}); the results will overstate re-identification "
+                      "of unseen people", stacklevel=3)
 
 
 _DIALECTS = (  # how each dataset writes its file names after '<pid>_c<camera>'
@@ -195,6 +213,10 @@ def detect_dataset(root: str | Path) -> str:
     root = Path(root)
     if (root / "meta.json").is_file() and _find_root(DATASETS["synthpeople"], root):
         return "synthpeople"
+    if (root / "masks").is_dir() and _find_root(DATASETS["synthpeople"], root):
+        raise DatasetLayoutError(f"{root} holds an incomplete SynthPeople set (masks/ but no meta.json: "
+                                 f"generation was interrupted); generate it again: "
+                                 f"python -m casn_lite data synth --out {root}")
     for cand in (root, root / "detected", root / "cuhk03-np" / "detected", *(root / d for d in
                  ("Market-1501-v15.09.15", "Market-1501", "market1501", "DukeMTMC-reID"))):
         if not all((cand / s).is_dir() for s in SPLITS):
@@ -216,6 +238,8 @@ def read_image(path: Path) -> Image.Image:
     try:
         with Image.open(path) as im:
             return im.convert("RGB")
+    except Image.DecompressionBombError as err:
+        raise ImageReadError(f"cannot read image {path}: too large to decode safely ({err})") from None
     except (OSError, UnidentifiedImageError) as err:
         raise ImageReadError(f"cannot read image {path}: {err}") from err
 

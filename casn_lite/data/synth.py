@@ -26,6 +26,10 @@ Output (``root`` is the folder you pass)::
     root/bounding_box_test/...                          the rest, plus distractors (0000) and junk (-1)
     root/masks/<same split>/<same name>.png             0 background, 1 person, 2 identity cue
     root/meta.json                                      generator version, settings, identities, images
+
+A set is drawn into a hidden folder beside ``root`` and moved into place only when complete,
+``meta.json`` last (it is the completeness marker: the loaders check that the files it lists
+are all there). An interrupted run leaves the previous set, if any, as it was.
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +49,8 @@ from tqdm.auto import tqdm
 
 __all__ = [
     "GENERATOR_VERSION",
+    "incomplete",
+    "check_memory",
     "PRESETS",
     "SynthConfig",
     "generate",
@@ -126,6 +134,11 @@ class SynthConfig:
             raise ValueError("images must be at least 32 x 16 pixels")
         if self.train_ids + self.test_ids > 9998:
             raise ValueError("at most 9998 identities fit 4-digit Market-1501 pids")
+        if not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1, got {self.seed}")
+        for name in ("distractors", "junk"):
+            if (getattr(self, name) or 0) < 0:
+                raise ValueError(f"{name} must not be negative")
 
 
 PRESETS = {
@@ -597,24 +610,89 @@ def _file_name(pid: int, cam: int, frame: int) -> str:
     return f"{pid:04d}_c{cam + 1}s1_{frame:06d}_00.jpg" if pid >= 0 else f"-1_c{cam + 1}s1_{frame:06d}_00.jpg"
 
 
-def _clear_previous_set(out: Path) -> None:
-    """Remove the images of an earlier SynthPeople set in ``out``; never touch other data."""
+BYTES_PER_PIXEL = 80  # peak memory of drawing one pixel of a batch (66 measured), to refuse early
+
+
+def _check_target(out: Path) -> None:
+    """Refuse, before drawing anything, a folder that cannot hold a SynthPeople set."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; choose a folder")
     existing = [out / d for d in (*SPLITS, "masks") if (out / d).exists()]
-    if not existing:
-        return
-    meta = out / "meta.json"
-    if not (meta.is_file() and json.loads(meta.read_text()).get("generator") == "SynthPeople"):
+    if existing and not (_written_by_synthpeople(out) or (out / "masks").is_dir()):
         raise ValueError(f"{out} already holds {existing[0].name}/ that SynthPeople did not write; "
                          "choose an empty or new folder")
-    for d in existing:
-        shutil.rmtree(d)
+
+
+def _written_by_synthpeople(out: Path) -> bool:
+    meta = out / "meta.json"
+    try:
+        return meta.is_file() and json.loads(meta.read_text()).get("generator") == "SynthPeople"
+    except (OSError, ValueError):
+        return False
+
+
+def check_memory(cfg: SynthConfig) -> None:
+    """Refuse an image size whose batches would not fit in the memory available now."""
+    need = _BATCH * cfg.height * cfg.width * BYTES_PER_PIXEL
+    available = _available_memory()
+    if available is not None and need > available:
+        raise ValueError(f"drawing {cfg.height} x {cfg.width} images needs about {need / 2**30:.1f} GiB, "
+                         f"{available / 2**30:.1f} GiB is available; choose a smaller height and width")
+
+
+def _available_memory() -> int | None:
+    """MemAvailable from /proc/meminfo (Linux); None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _staging_folder(out: Path) -> Path:
+    """A new hidden folder beside ``out`` (same file system: moving it in is a rename)."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as err:
+        raise ValueError(f"cannot write to {out.parent}: {err.strerror or err}; choose another --out") from None
+
+
+def _move_into_place(staging: Path, out: Path) -> None:
+    """Replace the set in ``out`` (if any) by the complete one in ``staging``; other files in
+    ``out`` stay. meta.json leaves first and comes back last, so that the set in between never
+    passes for complete."""
+    out.mkdir(exist_ok=True)
+    previous = staging / "previous"
+    previous.mkdir()
+    for name in ("meta.json", *SPLITS, "masks"):
+        if (out / name).exists():
+            os.replace(out / name, previous / name)
+    for name in (*SPLITS, "masks", "meta.json"):
+        os.replace(staging / name, out / name)
 
 
 def generate(out: str | Path, config: SynthConfig | None = None, progress: bool = True) -> dict:
-    """Generate a SynthPeople set under ``out`` and return its meta data (also saved as meta.json)."""
+    """Generate a SynthPeople set under ``out`` and return its meta data (also saved as meta.json).
+    The set is drawn beside ``out`` and moved in when complete; a set already there is replaced
+    only then."""
     cfg = config or SynthConfig()
     out = Path(out)
-    _clear_previous_set(out)
+    _check_target(out)
+    check_memory(cfg)
+    staging = _staging_folder(out)
+    try:
+        meta = _draw_set(staging, cfg, progress)
+        _move_into_place(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return meta
+
+
+def _draw_set(out: Path, cfg: SynthConfig, progress: bool) -> dict:
+    """Draw every image, mask and meta.json (written last) into the folder ``out``."""
     root_seq = np.random.SeedSequence(cfg.seed)
     seq_people, seq_cams, seq_plan, seq_params, seq_pixels, seq_pids = root_seq.spawn(6)
     rng_people = np.random.default_rng(seq_people)
@@ -685,6 +763,26 @@ def generate(out: str | Path, config: SynthConfig | None = None, progress: bool 
     return meta
 
 
+def incomplete(root: str | Path) -> str | None:
+    """Why the SynthPeople set in ``root`` is incomplete (files missing or extra against its
+    meta.json, e.g. an interrupted run of an older version), or None when it is whole."""
+    root = Path(root)
+    try:
+        listed = json.loads((root / "meta.json").read_text())["images"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "its meta.json is missing or unreadable"
+    for split in SPLITS:
+        expected = {name.split("/", 1)[1] for name in listed if name.startswith(split + "/")}
+        images = {p.name for p in (root / split).glob("*.jpg")} if (root / split).is_dir() else set()
+        masks = {p.stem + ".jpg" for p in (root / "masks" / split).glob("*.png")} \
+            if (root / "masks" / split).is_dir() else set()
+        for what, found in (("images", images), ("masks", masks)):
+            if found != expected:
+                return (f"{split}: {len(found)} {what} where meta.json lists {len(expected)}"
+                        + ("" if found <= expected else f", {len(found - expected)} of them not listed"))
+    return None
+
+
 def ensure_synthpeople(out: str | Path, config: SynthConfig | None = None, progress: bool = True) -> Path:
     """Generate a SynthPeople set at ``out`` unless one with the same settings and generator
     version is already there; return ``out``. Notebooks call this so that they share data."""
@@ -698,7 +796,8 @@ def ensure_synthpeople(out: str | Path, config: SynthConfig | None = None, progr
         _lock(lock)
         if meta_path.is_file():
             head = json.loads(meta_path.read_text())
-            if head.get("version") == GENERATOR_VERSION and head.get("config") == dataclasses.asdict(cfg):
+            if (head.get("version") == GENERATOR_VERSION and head.get("config") == dataclasses.asdict(cfg)
+                    and incomplete(out) is None):
                 return out
         generate(out, cfg, progress=progress)
     return out

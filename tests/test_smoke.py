@@ -1,0 +1,93 @@
+"""reproduce --smoke: a profile's GPU code path on the CPU at tiny sizes, and its GPU time estimated."""
+
+import json
+import os
+
+import pytest
+
+from casn_lite import reproduce, smoke
+from casn_lite.__main__ import main
+
+from .test_reproduce import HEADER, make_project
+
+TRAINS = HEADER + """# %% tags=["parameters"]
+train_ids = 48
+height = 64
+width = 32
+batch_size = 32
+seeds = [0]
+epochs = 2
+results_dir = "results"
+
+# %%
+import torch
+from casn_lite import engine
+from casn_lite.data import loaders
+
+seen = {}
+
+def loss_fn(model, batch, device):
+    seen["autocast"] = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    seen["channels_last"] = model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    loss = model(batch["image"]).float().mean(dim=(1, 2, 3)).pow(2).mean()
+    return loss, {}
+
+model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
+batches = [{"image": torch.randn(2, 3, 8, 4)} for _ in range(3)]
+history = engine.fit(model, batches, engine.TrainConfig(epochs=epochs, progress=False), loss_fn)
+
+# %% tags=["metrics"]
+from IPython.display import JSON, display
+display(JSON({**seen, "epochs_trained": len(history), "in_memory": loaders._use_memory("auto", None, 1, 1, None),
+              "train_ids": train_ids, "height": height, "width": width, "seeds": seeds,
+              "results_dir": results_dir}))
+"""
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    root = make_project(tmp_path, monkeypatch)
+    for name in ("00_ok.py", "01_fails.py"):
+        (root / "notebooks" / name).unlink()
+    (root / "notebooks" / "02_trains.py").write_text(TRAINS)
+    (root / "profiles" / "big.yaml").write_text(
+        "defaults: {train_ids: 96, batch_size: 64, height: 256, width: 128}\n"
+        'notebooks: {"02": {seeds: [0, 1, 2], epochs: 5}}\n')
+    return root
+
+
+def test_smoke_takes_the_gpu_branches_on_tiny_data_and_estimates_gpu_time(project, capsys):
+    out = project / "runs"
+    (result,) = reproduce.run("big", out=out, smoke=True)
+    assert result["status"] == "ok", result
+    m = result["metrics"]
+    assert m["autocast"] and m["channels_last"] and m["in_memory"], "the GPU's branches, taken on the CPU"
+    assert m["epochs_trained"] == 1, "one epoch per fit"
+    assert (m["train_ids"], m["height"], m["width"]) == (8, 64, 32)
+    assert m["seeds"] == [0, 1] and m["results_dir"] is None
+    (record,) = [json.loads(line) for line in (out / "smoke-steps.jsonl").read_text().splitlines()]
+    assert record["full_epochs"] == 5 and record["steps_per_epoch"] == 3
+    estimate = json.loads((out / "gpu-estimate.json").read_text())
+    # 5 epochs x 3 steps, x 12 the data (96 / 8 ids), x 1/4 the steps (batch 64, not 16), x 3/2 the seeds
+    assert estimate["notebooks"]["02"]["steps"] == pytest.approx(5 * 3 * 12 / 4 * 1.5)
+    step = 64 / smoke.GPU_IMAGES_PER_S  # an IDE-cost step of 64 images at 256 x 128
+    assert estimate["seconds"] == pytest.approx(estimate["notebooks"]["02"]["steps"] * step)
+    assert "GPU estimate for profile 'big'" in capsys.readouterr().out
+
+
+def test_smoke_never_skips_and_writes_beside_the_real_run(project):
+    assert reproduce.default_out("gpu", smoke=True).name == "gpu-smoke"
+    out = project / "runs"
+    reproduce.run("big", out=out, smoke=True)
+    stamp = (out / "02_trains.ipynb").stat().st_mtime_ns
+    reproduce.run("big", out=out, smoke=True)
+    assert (out / "02_trains.ipynb").stat().st_mtime_ns != stamp, "a smoke run always runs"
+
+
+@pytest.mark.skipif(not os.environ.get("CASN_LITE_SMOKE"), reason="minutes: set CASN_LITE_SMOKE=1 to run "
+                    "the gpu profile's notebooks on the CPU")
+@pytest.mark.parametrize("arch", [None, "pcb"])
+def test_the_gpu_profile_smoke_runs_every_notebook(tmp_path, arch, capsys):
+    assert main(["reproduce", "--profile", "gpu", "--smoke", "--jobs", "2", "--out", str(tmp_path / "run"),
+                 *(["--arch", arch] if arch else [])]) == 0, capsys.readouterr().out[-3000:]
+    assert "GPU estimate for profile 'gpu'" in capsys.readouterr().out
