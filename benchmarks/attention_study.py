@@ -142,7 +142,8 @@ def paired(records: list[dict], setting: str, variant: str, key: str) -> dict:
     """Variant minus IDE on each seed (``casn_lite.verdict``): mean, standard error, verdict."""
     by = {(r["seed"], r["variant"]): r for r in records if r["setting"] == setting}
     seeds = sorted(sd for sd, v in by if v == variant and (sd, "IDE") in by)
-    d = paired_difference([by[(sd, "IDE")][key] for sd in seeds], [by[(sd, variant)][key] for sd in seeds])
+    d = paired_difference([by[(sd, "IDE")].get(key, math.nan) for sd in seeds],
+                          [by[(sd, variant)].get(key, math.nan) for sd in seeds])
     return {"n": d.n, "mean": d.mean, "se": d.se, "effect": d.effect}
 
 
@@ -165,6 +166,11 @@ def _fmt(value: float, percent: bool) -> str:
     return "n/a" if value != value else (f"{100 * value:.1f}" if percent else f"{value:.2f}")
 
 
+def _mean(values: list[float]) -> float:
+    values = [v for v in values if v == v]
+    return float(np.mean(values)) if values else math.nan
+
+
 def report(records: list[dict], command: str) -> str:
     """The markdown report: per setting, the variants' means and the paired differences."""
     lines = ["# Attention study: results", "", f"Command: `{command}`", ""]
@@ -183,8 +189,7 @@ def report(records: list[dict], command: str) -> str:
             vr = [r for r in rows if r["variant"] == variant]
             if not vr:
                 continue
-            cells = [_fmt(float(np.nanmean([r[k] for r in vr])) if any(r[k] == r[k] for r in vr) else math.nan,
-                          k in RETRIEVAL) for k in keys]
+            cells = [_fmt(_mean([r.get(k, math.nan) for r in vr]), k in RETRIEVAL) for k in keys]
             lines.append(f"| {variant} | " + " | ".join(cells) + " |")
         lines += ["", "Paired differences against IDE (mean ± standard error over seeds; **bold**: an effect, "
                   "i.e. the same sign on every seed and |mean| > 2 SE; mAP and rank-1 in points, with the "

@@ -64,17 +64,23 @@ def variant_loss(name: str, **options) -> CASNLoss:
 
 
 def train_from(start: nn.Module, loader, cfg: TrainConfig, loss_fn, device: torch.device,
-               seed: int, checkpoint_dir: str | Path | None = None) -> dict:
+               seed: int, checkpoint_dir: str | Path | None = None, head_warmup: int = 0) -> dict:
     """Train a copy of ``start`` (left untouched) with ``loss_fn``; seeded, so every variant
-    sees the same batches. Returns the model, its history and the wall time. With a
+    sees the same batches. With ``head_warmup`` steps and a loss that has a Siamese head, the
+    head first learns alone on the start's features, from ``loader``'s pair batches. Returns
+    the model, its history, the head's L_bce over the warm-up and the wall time. With a
     ``checkpoint_dir`` an interrupted run resumes, and a finished one is not redone."""
     seed_everything(seed)
     model = copy.deepcopy(start)
+    warmup: list[float] = []
+    tic = time.perf_counter()
+    if head_warmup and getattr(loss_fn, "head", None) is not None:
+        warmup = loss_fn.warm_up_head(model.to(device), loader.pair_loader, device, steps=head_warmup)
     cfg = replace(cfg, checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None,
                   resume=checkpoint_dir is not None)
-    tic = time.perf_counter()
     history = fit(model, loader, cfg, loss_fn, device)
-    return {"model": model, "loss": loss_fn, "history": history, "seconds": time.perf_counter() - tic}
+    return {"model": model, "loss": loss_fn, "history": history, "warmup": warmup,
+            "seconds": time.perf_counter() - tic}
 
 
 def aggregate(records: list[dict], keys: list[str]) -> dict[str, dict[str, tuple[float, float, int]]]:
@@ -84,7 +90,7 @@ def aggregate(records: list[dict], keys: list[str]) -> dict[str, dict[str, tuple
         rows = [r for r in records if r["variant"] == variant]
         out[variant] = {}
         for key in keys:
-            values = np.array([r[key] for r in rows], dtype=float)
+            values = np.array([r.get(key, math.nan) for r in rows], dtype=float)
             values = values[~np.isnan(values)]
             std = float(values.std(ddof=1)) if len(values) > 1 else math.nan
             out[variant][key] = (float(values.mean()) if len(values) else math.nan, std, len(values))

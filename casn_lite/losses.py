@@ -287,7 +287,7 @@ class CASNLoss(nn.Module):
         self.consistency_weight = consistency_weight
         self.negative_margin, self.negative_weight = negative_margin, negative_weight
         self.head = SiameseHead(feature_dim, hidden_dim) if sa else None
-        self.progress = 0.0  # epochs trained so far, set by fit through set_progress
+        self._progress = 0.0  # epochs trained so far, set by fit (state, not an option)
 
     @property
     def variant(self) -> str:
@@ -298,11 +298,11 @@ class CASNLoss(nn.Module):
 
     def set_progress(self, epochs: float) -> None:
         """How far training is, in epochs (fractions too): drives the lambda ramp."""
-        self.progress = float(epochs)
+        self._progress = float(epochs)
 
     def ramp(self) -> float:
         """The factor on lambda_ia and lambda_sa now: 0 -> 1 over ``ramp_epochs``."""
-        return 1.0 if self.ramp_epochs <= 0 else min(1.0, self.progress / self.ramp_epochs)
+        return 1.0 if self.ramp_epochs <= 0 else min(1.0, self._progress / self.ramp_epochs)
 
     def warm_up_head(self, model: nn.Module, pair_batches, device: torch.device, steps: int = 100,
                      lr: float = 1e-3) -> list[float]:

@@ -40,7 +40,7 @@ backbone = "resnet18"
 pretrained = False
 last_stride = 1
 embed_dim = 512
-ide_epochs = 6  # IDE first: the attention of an untrained network means nothing
+ide_epochs = 8  # IDE first: the attention of an untrained network means nothing (cached, shared with 03-05)
 ia_epochs = 3  # then this many more epochs, once with IA and once without (the control)
 batch_size = 32
 num_instances = 4
@@ -51,9 +51,12 @@ omega = 10.0  # soft-mask sharpness
 ia_score = "prob"  # L_ia on the softmax probability ("prob") or the raw logit ("logit")
 second_order = False  # back-propagate through the Grad-CAM weights too
 lambda_ia = 1.0
+ramp_epochs = 0.5  # lambda_ia grows from 0 over this many epochs (0: the paper's, no ramp)
+ia_gradient = "attention"  # "attention": L_ia moves only the attention; "all": the paper's form
 num_workers = 0
 
 # %%
+import json
 import time
 
 import matplotlib.pyplot as plt
@@ -62,7 +65,7 @@ from IPython.display import JSON, display
 from torch.utils.data import default_collate
 
 from casn_lite import viz
-from casn_lite.ablation import train_from
+from casn_lite.ablation import StartConfig, ide_start, train_from
 from casn_lite.attention import erase_attended, grad_cam, mass_share, soft_mask, upsample
 from casn_lite.data import (
     ImageDataset,
@@ -71,9 +74,9 @@ from casn_lite.data import (
     load_or_generate,
     reid_loaders,
 )
-from casn_lite.engine import TrainConfig, default_device, evaluate, fit, seed_everything
+from casn_lite.engine import TrainConfig, default_device, evaluate, seed_everything
 from casn_lite.losses import CASNLoss, attention_mining_loss, identification_attention
-from casn_lite.models import build_model
+from casn_lite.verdict import verdict
 
 seed_everything(seed)
 device = default_device()
@@ -109,16 +112,18 @@ print(f"{len(data.train)} training images of {data.num_train_pids} people; shown
 # %% [markdown]
 # ## 2 · An IDE model to look into
 #
-# A short IDE training, as in notebook 01. `CASNLoss(ia=False, sa=False)` *is* the IDE
-# loss: the variants of the paper are flags of one loss object, not copies of the loop.
+# A short IDE training, as in notebook 01 (`CASNLoss(ia=False, sa=False)` *is* the IDE loss:
+# the variants of the paper are flags of one loss object, not copies of the loop).
+# `ide_start` keeps the trained model in `runs/cache/`, keyed by everything that determines
+# it, so notebooks 02-05 share one start and a second run loads it.
 
 # %%
-model = build_model("ide", backbone, num_classes=data.num_train_pids, pretrained=pretrained,
-                    last_stride=last_stride, embed_dim=embed_dim)
-train_config = TrainConfig(epochs=ide_epochs, optimizer=optimizer, lr=lr, schedule="cosine",
-                           warmup_epochs=1.0)
-history_ide = fit(model, loaders.train, train_config, CASNLoss(ia=False, sa=False), device)
-print(f"IDE after {ide_epochs} epochs: training loss {history_ide[-1]['loss']:.2f}")
+model, info = ide_start(data, StartConfig("ide", backbone, height, width, ide_epochs, seed, batch_size, num_instances,
+                                          optimizer, lr, pretrained, last_stride, embed_dim), loaders.train, device)
+history_ide = info["history"]
+for h in history_ide:  # one plain line per epoch, for a static render
+    print(f"IDE epoch {h['epoch']}: loss {h['loss']:.3f}")
+print("loaded from the cache" if info["cached"] else f"trained in {info['seconds']:.0f} s")
 
 # %% [markdown]
 # ## 3 · Grad-CAM from its equation
@@ -132,7 +137,9 @@ print(f"IDE after {ide_epochs} epochs: training loss {history_ide[-1]['loss']:.2
 #   M \leftarrow \frac{M - \min M}{\max M - \min M}$$
 #
 # The gradient comes from `torch.autograd.grad`, not from hooks: the map stays part of
-# the graph, so later a loss can be trained *through* it.
+# the graph, so later a loss can be trained *through* it. Grad-CAM is taken in evaluation
+# mode: in training mode batch norm and dropout would make each image's score depend on
+# the rest of the batch and on chance, and the map would not be that image's own.
 
 # %%
 model.eval()
@@ -240,27 +247,36 @@ print(f"mean p(true id): {p_before.mean():.3f} on I, {p_after.mean():.3f} on I*;
 # %% [markdown]
 # ## 6 · First or second order?
 #
-# $L_{ia}$ reaches the network along two paths: through the masked image's forward pass,
-# and through the mask, i.e. through $M = \mathrm{ReLU}(\sum_k w_k A_k)$. With
-# `create_graph=False` (first order, as public GAIN code) the weights $w_k$ are constants
-# and only $A$ carries gradient; with `create_graph=True` (second order) the gradient also
-# flows through $w_k = \mathrm{GAP}(\partial s_c / \partial A_k)$: a derivative of a
-# derivative. Compare the two gradients on the first conv layer, and their cost.
+# $L_{ia}$ reaches the network through the mask, i.e. through
+# $M = \mathrm{ReLU}(\sum_k w_k A_k)$ (and, in the paper's form `ia_gradient="all"`, also
+# through the masked image's forward pass). With `create_graph=False` (first order, as
+# public GAIN code) the weights $w_k$ are constants and only $A$ carries gradient; with
+# `create_graph=True` (second order) the gradient also flows through
+# $w_k = \mathrm{GAP}(\partial s_c / \partial A_k)$: a derivative of a derivative.
+#
+# A property of this head: after $A$ it is average pooling, a linear layer, batch norm in
+# evaluation mode, ReLU and a linear layer, all piecewise linear, so
+# $\partial s_c / \partial A$ does not change when $A$ changes a little. The second-order
+# path then adds nothing to the trunk's gradient; it reaches only the head's weights,
+# through which $w_k$ is computed. The cell measures both, and the cost.
 
 # %%
 model.train()
-first_conv = model.trunk[0].weight
-grads, seconds = {}, {}
+first_conv, embedding_layer = model.trunk[0].weight, model.embed[0].weight
+grads, head_grads, seconds = {}, {}, {}
 for order in (False, True, False, True):  # each twice: the first call of a kind warms up
     tic = time.perf_counter()
     model.zero_grad()
-    ia = identification_attention(model, images, pids, sigma, omega, second_order=order)
+    ia = identification_attention(model, images, pids, sigma, omega, second_order=order, gradient=ia_gradient)
     attention_mining_loss(ia.masked_logits, pids, ia_score).backward()
-    grads[order], seconds[order] = first_conv.grad.flatten().clone(), time.perf_counter() - tic
+    seconds[order] = time.perf_counter() - tic
+    grads[order] = first_conv.grad.flatten().clone()
+    head_grads[order] = 0.0 if embedding_layer.grad is None else embedding_layer.grad.norm().item()
 cosine = torch.nn.functional.cosine_similarity(grads[False], grads[True], dim=0).item()
-ratio = (grads[True].norm() / grads[False].norm()).item()
-print(f"cosine(first-order, second-order gradient) = {cosine:.3f}; norm ratio {ratio:.2f}; "
-      f"time {1000 * seconds[False]:.0f} ms vs {1000 * seconds[True]:.0f} ms")
+print(f"first conv layer: cosine(first-order, second-order gradient) = {cosine:.4f}")
+print(f"embedding layer: gradient norm {head_grads[False]:.2e} (first order) vs {head_grads[True]:.2e} (second)")
+print(f"one IA step: {1000 * seconds[False]:.0f} ms (first order) vs {1000 * seconds[True]:.0f} ms (second); "
+      f"{'second order costs more' if seconds[True] > 1.2 * seconds[False] else 'no clear difference in cost'}")
 
 # %% [markdown]
 # ## 7 · A short IDE+IA training, against a control
@@ -271,17 +287,23 @@ print(f"cosine(first-order, second-order gradient) = {cosine:.3f}; norm ratio {r
 # $$L = L_{ide} + \lambda_{1} L_{ia}.$$
 #
 # Same data order, same seed: the only difference is the IA term. (The masked images pass
-# through the network without moving batch norm's running statistics; they are not images
-# the network will see at test time.)
+# are scored by the network taken as a fixed function (`ia_gradient="attention"`): $L_{ia}$
+# can then only be lowered by moving the attention. In the paper's form (`"all"`) the
+# masked pass also trains the classifier, which can lower $L_{ia}$ by learning to score
+# any image with a hole low instead; `docs/attention_study.md` measures both.)
 
 # %%
 more = TrainConfig(epochs=ia_epochs, optimizer=optimizer, lr=lr, schedule="cosine", warmup_epochs=0.5)
 runs = {}
 for name, loss_fn in {"IDE": CASNLoss(ia=False, sa=False),
-                      "IDE+IA": CASNLoss(ia=True, sa=False, lambda_ia=lambda_ia, sigma=sigma, omega=omega,
-                                         ia_score=ia_score, second_order=second_order)}.items():
+                      "IDE+IA": CASNLoss(ia=True, sa=False, lambda_ia=lambda_ia, ramp_epochs=ramp_epochs,
+                                         sigma=sigma, omega=omega, ia_score=ia_score, ia_gradient=ia_gradient,
+                                         second_order=second_order)}.items():
     run = train_from(model, loaders.train, more, loss_fn, device, seed)  # a copy of model, seeded
     runs[name] = {**run, "result": evaluate(run["model"], loaders.query, loaders.gallery, device)}
+    for h in run["history"]:  # one plain line per epoch, for a static render
+        print(f"{name:<7} epoch {h['epoch']}: " + ", ".join(f"{k} {h[k]:.3f}" for k in ("loss", "ide", "ia") if k in h)
+              + f" ({h['seconds']:.0f} s)")
 fig = viz.plot_history(runs["IDE+IA"]["history"], losses=("loss", "ide", "ia"), metrics=())
 
 # %% [markdown]
@@ -289,8 +311,8 @@ fig = viz.plot_history(runs["IDE+IA"]["history"], losses=("loss", "ide", "ia"), 
 #
 # The same six people under each model's Grad-CAM; then the numbers, over one image of
 # every training person: attention on the person and on the cue (SynthPeople), empty maps,
-# the area the soft mask erases, and retrieval on the *test* identities. One seed and a few epochs: read the direction, not the decimals
-# (notebook 05 repeats this over seeds).
+# the area the soft mask erases, and retrieval on the *test* identities; then what the
+# numbers support, computed from them (notebook 05 repeats this over seeds).
 
 # %%
 maps, rows = {}, []
@@ -307,6 +329,15 @@ print(f"{'variant':<8} {'on person':>10} {'on cue':>8} {'empty':>7} {'erased':>8
 for r in rows:
     print(f"{r['variant']:<8} {100 * r['on_person']:>9.0f}% {100 * r['on_cue']:>7.0f}% {100 * r['empty']:>6.0f}% "
           f"{100 * r['erased_area']:>7.0f}% {100 * r['rank1']:>7.1f}% {100 * r['mAP']:>6.1f}%")
+if has_masks:
+    print(f"(the person covers {100 * person_area:.0f} % of the image: attention on the person above that share "
+          "means the map prefers the person)")
+
+# %%
+for key, label, scale, unit in (("on_person", "attention on the person", 100, " points"),
+                                ("erased_area", "erased area", 100, " points"), ("mAP", "mAP", 100, " points"),
+                                ("rank1", "rank-1", 100, " points")):
+    print(verdict(label, "IDE", "IDE+IA", [rows[0][key]], [rows[1][key]], True, scale, unit))
 
 # %% [markdown]
 # ## Summary
@@ -317,7 +348,8 @@ for r in rows:
 #   network so that the identity cannot be recognised in what is left ($L_{ia}$). The
 #   attention has to cover every part of the person that carries identity.
 # - First order (GAIN's code) treats the channel weights as constants; second order also
-#   differentiates through them, at a higher cost and with a different gradient.
+#   differentiates through them. With this piecewise-linear head that adds gradient to the
+#   head's weights only, not to the trunk's (section 6 measures it).
 # - Next (notebook 03): the second half of CASN makes the attention of the *same person*
 #   agree across cameras.
 #
@@ -337,10 +369,11 @@ for r in rows:
 # 1. A lower sigma erases more (everything the network glances at), so $I^*$ keeps little
 #    and $L_{ia}$ is easy to make small; a higher sigma erases only the peak, and the
 #    network must spread its attention much further before $L_{ia}$ falls.
-# 2. Second order back-propagates through the gradient of the class score: on a CPU the IA
-#    step takes noticeably longer (section 6 times one step). In short runs the maps and
-#    scores change little; the cosine in section 6 shows the gradients point in related but
-#    different directions.
+# 2. Second order back-propagates through the gradient of the class score. Section 6
+#    times one step each way and prints whether the difference is clear; for the trunk the
+#    two gradients are the same (cosine 1), because the head after $A$ is piecewise linear,
+#    so only the head's own weights receive extra gradient. Expect the maps and scores to
+#    change little.
 # 3. An untrained network's Grad-CAM is noise: it erases random regions, and $L_{ia}$
 #    then mostly teaches the classifier to be unsure. Attention mining needs a network
 #    that already finds *some* identity evidence, which it then pushes to find more.
@@ -353,7 +386,7 @@ for r in rows:
 metrics = {f"{r['variant']}_{k}": r[k] for r in rows
            for k in ("rank1", "mAP", "on_person", "on_cue", "empty", "erased_area")}
 metrics.update({"ide_shares_on_person": shares_ide["on_person"], "grad_cosine_first_vs_second": cosine,
-                "train_seconds": float(sum(h["seconds"] for r in runs.values() for h in r["history"])
-                                       + sum(h["seconds"] for h in history_ide)),
+                "train_seconds": float(sum(h["seconds"] for r in runs.values() for h in r["history"]) + info["seconds"]),
                 "device": str(device), "dataset": data.name})
+print(json.dumps(metrics, indent=1))
 display(JSON(metrics))

@@ -40,7 +40,7 @@ backbone = "resnet18"
 pretrained = False  # True: ImageNet weights, which must be downloaded; auto: them when available
 last_stride = 1
 embed_dim = None  # None: 512 for IDE, 256 per stripe for PCB
-ide_epochs = 6  # the shared IDE start
+ide_epochs = 8  # the shared IDE start (cached: notebooks 02-05 train it once)
 casn_epochs = 3  # then CASN(IDE), and IDE for as long (the control)
 batch_size = 32
 num_instances = 4
@@ -49,6 +49,9 @@ optimizer = "adam"
 lr = 1e-3
 lambda_ia = 1.0
 lambda_sa = 1.0
+ramp_epochs = 0.5  # lambdas grow from 0 over this many epochs (0: the paper's, no ramp)
+head_warmup = 100  # steps of the Siamese head alone before SA starts (0: the paper's, none)
+ia_gradient = "attention"  # "all": the paper's form, where L_ia may also train the classifier
 sigma = 0.5
 omega = 10.0
 second_order = False
@@ -60,13 +63,14 @@ num_workers = 0
 checkpoint_dir = None  # a folder: every run saves each epoch there and resumes when restarted
 
 # %%
+import json
 from pathlib import Path
 
 import torch
 from IPython.display import JSON, display
 
 from casn_lite import viz
-from casn_lite.ablation import train_from, variant_loss, variant_names
+from casn_lite.ablation import StartConfig, ide_start, train_from, variant_loss, variant_names
 from casn_lite.attention import similarity_attention
 from casn_lite.data import (
     SynthConfig,
@@ -86,7 +90,7 @@ from casn_lite.engine import (
     seed_everything,
 )
 from casn_lite.evaluation import pairwise_distance
-from casn_lite.models import build_model
+from casn_lite.verdict import verdict
 
 baseline, casn = variant_names(arch)[0], variant_names(arch)[-1]  # e.g. IDE and CASN(IDE)
 seed_everything(seed)
@@ -123,24 +127,34 @@ print({k: tuple(v.shape) for k, v in step.items() if torch.is_tensor(v) and v.nd
 # ## 2 · The shared start, then CASN(IDE) and its control
 #
 # Attention losses need a network that already finds *some* identity evidence, so IDE
-# trains alone first (the paper starts from ImageNet weights instead). From those weights,
-# CASN(IDE) and IDE each train `casn_epochs` more, on the same batches.
+# trains alone first (the paper starts from ImageNet weights instead); `ide_start` keeps it
+# in `runs/cache/` for notebooks 02-05. From those weights, CASN(IDE) and IDE each train
+# `casn_epochs` more, on the same batches. Before SA starts, the Siamese head learns alone
+# for `head_warmup` steps on the start's features (a fresh head says "same" at chance, and
+# its indicator $\alpha$ would pick an arbitrary half of the dimensions), and the lambdas
+# grow from 0 over `ramp_epochs`.
 
 # %%
-start = build_model(arch, backbone, num_classes=data.num_train_pids, pretrained=pretrained,
-                    last_stride=last_stride, embed_dim=embed_dim)
-base = train_from(start, loaders.train, TrainConfig(epochs=ide_epochs, optimizer=optimizer, lr=lr,
-                                                    schedule="cosine", warmup_epochs=1.0, desc=f"{baseline} start"),
-                  variant_loss(baseline), device, seed, checkpoints("ide-start"))
+start, info = ide_start(data, StartConfig(arch, backbone, height, width, ide_epochs, seed, batch_size, num_instances,
+                                          optimizer, lr, pretrained, last_stride, embed_dim), loaders.train, device)
+print(f"{baseline} start", "loaded from the cache" if info["cached"] else f"trained in {info['seconds']:.0f} s")
 
-options = dict(feature_dim=start.feature_dim, lambda_ia=lambda_ia, lambda_sa=lambda_sa, sigma=sigma, omega=omega,
+options = dict(feature_dim=start.feature_dim, lambda_ia=lambda_ia, lambda_sa=lambda_sa, ramp_epochs=ramp_epochs,
+               ia_gradient=ia_gradient, sigma=sigma, omega=omega,
                second_order=second_order, indicator=indicator, profile_threshold=profile_threshold,
                profile_length=profile_length, consistency_weight=consistency_weight)
 more = TrainConfig(epochs=casn_epochs, optimizer=optimizer, lr=lr, schedule="cosine", warmup_epochs=0.5)
 runs = {}
 for name in (baseline, casn):
-    runs[name] = train_from(base["model"], joint, TrainConfig(**{**more.__dict__, "desc": name}),
-                            variant_loss(name, **options), device, seed, checkpoints(name))
+    runs[name] = train_from(start, joint, TrainConfig(**{**more.__dict__, "desc": name}),
+                            variant_loss(name, **options), device, seed, checkpoints(name), head_warmup)
+    for h in runs[name]["history"]:  # one plain line per epoch, for a static render
+        print(f"{name:<10} epoch {h['epoch']}: " + ", ".join(f"{k} {h[k]:.3f}" for k in ("loss", "ide", "ia", "bce",
+                                                                                          "consistency") if k in h)
+              + f" ({h['seconds']:.0f} s)")
+warmup = runs[casn]["warmup"]
+if warmup:
+    print(f"Siamese head warm-up: L_bce {warmup[0]:.3f} -> {warmup[-1]:.3f} over {len(warmup)} steps (ln 2 = 0.693)")
 
 # %% [markdown]
 # ## 3 · The loss terms over training
@@ -156,9 +170,10 @@ fig = viz.plot_history(runs[casn]["history"], losses=("ide", "ia", "bce", "consi
 # ## 4 · Retrieval and attention, measured
 #
 # Rank-1, mAP and mINP on the test identities, and the attention measured on 64 test
-# pairs: the cross-camera profile distance of the same person (lower: more consistent, the
-# quantity SA trains), the same for different people, and the share of attention on the
-# person and on the identity cue (SynthPeople's masks).
+# pairs from two cameras (empty maps left out, and counted): the profile distance of the
+# same person (lower: more consistent; SA's own attention for CASN, the retrieval
+# similarity's for both), and attention on the person and on the identity cue as lift over
+# their share of the image (1.0: no better than an even spread), for the class Grad-CAM.
 
 # %%
 test_pairs = test_pair_loader(data, height, width, num_pairs=64, seed=seed)
@@ -167,20 +182,38 @@ for name, run in runs.items():
     result = evaluate(run["model"], loaders.query, loaders.gallery, device)
     run["result"] = result
     rows.append({"variant": name, **{k: result[k] for k in ("rank1", "rank5", "mAP", "mINP")},
-                 **evaluate_attention(run["model"], test_pairs, device, profile_threshold, profile_length),
+                 **evaluate_attention(run["model"], test_pairs, device, profile_threshold, profile_length,
+                                      head=run["loss"].head),
                  "train_seconds": run["seconds"]})
-print(f"{'variant':<10}{'rank-1':>8}{'mAP':>8}{'mINP':>8}{'same-person dist':>18}{'on person':>11}{'on cue':>8}")
+print(f"{'variant':<10}{'rank-1':>8}{'mAP':>8}{'mINP':>8}{'same-person dist':>18}{'empty':>7}"
+      f"{'person lift':>13}{'cue lift':>10}")
 for r in rows:
     print(f"{r['variant']:<10}{100 * r['rank1']:>7.1f}%{100 * r['mAP']:>7.1f}%{100 * r['mINP']:>7.1f}%"
-          f"{r['positive_distance']:>18.3f}{100 * r['on_person']:>10.0f}%{100 * r['on_cue']:>7.0f}%")
+          f"{r['positive_distance']:>18.3f}{100 * r['empty']:>6.0f}%{r['class_person_lift']:>13.2f}"
+          f"{r['class_cue_lift']:>10.2f}")
+if "sa_positive_distance" in rows[-1]:
+    print(f"{casn}'s own Siamese attention: same-person profile distance {rows[-1]['sa_positive_distance']:.3f}, "
+          f"{100 * rows[-1]['sa_empty']:.0f} % of pairs with an empty map")
 fig = viz.plot_cmc({name: run["result"]["cmc"] for name, run in runs.items()})
+
+# %% [markdown]
+# What the numbers say, computed from them (one seed here: a single run cannot separate an
+# effect from seed-to-seed noise; notebook 05 and `docs/attention_study.md` use several):
+
+# %%
+control, treated = rows[0], rows[1]
+for key, label, higher, scale, unit in (("mAP", "mAP", True, 100, " points"), ("rank1", "rank-1", True, 100, " points"),
+                                        ("class_person_lift", "attention on the person (lift)", True, 1, ""),
+                                        ("positive_distance", "same-person profile distance", False, 1, "")):
+    print(verdict(label, baseline, casn, [control[key]], [treated[key]], higher, scale, unit))
 
 # %% [markdown]
 # ## 5 · The same person, two cameras, two models
 #
 # For a few test people: a query and its match from another camera, with each model's
 # attention on both images (Grad-CAM of their retrieval similarity). Top: IDE; bottom:
-# CASN(IDE). Consistent attention lights up the same body parts in both views.
+# CASN(IDE). Consistent attention would light up the same rows of the person in both
+# views; whether it does here is measured by the profile distance above, not by eye.
 
 # %%
 matches = cross_camera_matches(data, height, width, count=4)  # four people, two cameras each
@@ -205,8 +238,9 @@ fig = viz.plot_ranked(data.query, data.gallery, pairwise_distance(qf, gf, "cosin
 # - A CASN step combines an identity batch ($L_{ide}$, $L_{ia}$) and a pair batch
 #   ($L_{sa}$); `CASNLoss(ia=True, sa=True)` computes all of it, `fit` runs it.
 # - The comparison that means something is against IDE trained *as long* from the *same
-#   start*; this notebook runs one seed for a few epochs, so differences of a few points
-#   are within noise. Notebook 05 repeats it for every variant over several seeds.
+#   start*; this notebook runs one seed, which cannot tell an effect from noise (the
+#   verdict lines say what the numbers support). Notebook 05 repeats it for every variant
+#   over several seeds, and `docs/attention_study.md` asks in which regime attention helps.
 # - Attention can be measured on SynthPeople: consistency across cameras, and how much of
 #   it falls on the person and on the identity cue.
 #
@@ -222,9 +256,10 @@ fig = viz.plot_ranked(data.query, data.gallery, pairwise_distance(qf, gf, "cosin
 # %% [markdown] tags=["solution"]
 # <details><summary>Answers</summary>
 #
-# 1. With `lambda_sa = 0` (IDE+IA) the same-person profile distance is no longer trained
-#    and tends to stay at IDE's level, while the share of attention on the person can still
-#    grow; with `lambda_ia = 0` (IDE+SA) the opposite. One short seed can hide both.
+# 1. With `lambda_sa = 0` (IDE+IA) nothing trains the profile distance; with
+#    `lambda_ia = 0` (IDE+SA) nothing asks the class attention to cover more of the person.
+#    What actually moves is for the verdict lines to say: with one short seed, expect
+#    "not evidence of an effect" for most of them, whatever the direction of the numbers.
 # 2. A step then sends twice as many pair images through the network (and through
 #    Grad-CAM), so an epoch takes longer; the consistency estimate per step is less noisy,
 #    which usually makes the term fall more smoothly rather than faster.
@@ -235,6 +270,7 @@ fig = viz.plot_ranked(data.query, data.gallery, pairwise_distance(qf, gf, "cosin
 
 # %% tags=["metrics"]
 metrics = {f"{r['variant']}_{k}": r[k] for r in rows
-           for k in ("rank1", "rank5", "mAP", "mINP", "positive_distance", "on_person", "on_cue", "train_seconds")}
+           for k in ("rank1", "rank5", "mAP", "mINP", "positive_distance", "class_person_lift", "empty", "train_seconds")}
 metrics.update({"arch": arch, "device": str(device), "dataset": data.name, "casn_epochs": casn_epochs, "ide_epochs": ide_epochs})
+print(json.dumps(metrics, indent=1))
 display(JSON(metrics))
