@@ -76,6 +76,7 @@ SETTINGS = {  # one knob at a time around the base, in the order they run
     "base": BASE,
     "large": replace(BASE, height=128, width=64),
     "paper-form": replace(BASE, ramp_epochs=0.0, head_warmup=0, ia_gradient="all"),
+    "ia-all": replace(BASE, ia_gradient="all"),  # the paper's L_ia, with the warm-up and the ramp
     "short-start": replace(BASE, ide_epochs=10),
     "no-warmup": replace(BASE, head_warmup=0),
     "no-ramp": replace(BASE, ramp_epochs=0.0),
@@ -119,11 +120,11 @@ def run_setting_seed(name: str, s: Setting, seed: int, data, device, done: set, 
             continue
         loss = variant_loss(variant, feature_dim=start.feature_dim, lambda_ia=s.lambda_ia,
                             lambda_sa=s.lambda_sa, ramp_epochs=s.ramp_epochs, ia_gradient=s.ia_gradient)
-        warmup = loss.warm_up_head(start, pairs, device, steps=s.head_warmup) if s.head_warmup else []
         cfg = TrainConfig(epochs=s.variant_epochs, optimizer="adam", lr=s.lr, schedule="cosine",
                           warmup_epochs=0.5, progress=False)
         tic = time.perf_counter()
-        run = train_from(start, joint, cfg, loss, device, seed)
+        run = train_from(start, joint, cfg, loss, device, seed, head_warmup=s.head_warmup)
+        warmup = run["warmup"]
         ap, hit = per_query(run["model"], loaders, device)
         attention = evaluate_attention(run["model"], test_pairs, device, head=loss.head)
         last = run["history"][-1]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .engine import TrainConfig, fit, seed_everything
+from .engine import TrainConfig, fit, seed_everything, set_epoch
 from .losses import CASNLoss
 from .models import build_model
 
@@ -66,15 +66,22 @@ def variant_loss(name: str, **options) -> CASNLoss:
 def train_from(start: nn.Module, loader, cfg: TrainConfig, loss_fn, device: torch.device,
                seed: int, checkpoint_dir: str | Path | None = None, head_warmup: int = 0) -> dict:
     """Train a copy of ``start`` (left untouched) with ``loss_fn``; seeded, so every variant
-    sees the same batches. With ``head_warmup`` steps and a loss that has a Siamese head, the
+    sees the same batches, and a Siamese head starts from weights drawn from the seed. With
+    ``head_warmup`` steps and a loss that has a Siamese head, the
     head first learns alone on the start's features, from ``loader``'s pair batches. Returns
     the model, its history, the head's L_bce over the warm-up and the wall time. With a
     ``checkpoint_dir`` an interrupted run resumes, and a finished one is not redone."""
     seed_everything(seed)
     model = copy.deepcopy(start)
+    head = getattr(loss_fn, "head", None)
+    if head is not None:  # a fresh head drawn from this seed, whatever ran before
+        for layer in head.modules():
+            if hasattr(layer, "reset_parameters"):
+                layer.reset_parameters()
     warmup: list[float] = []
     tic = time.perf_counter()
-    if head_warmup and getattr(loss_fn, "head", None) is not None:
+    if head_warmup and head is not None:
+        set_epoch(loader.pair_loader, 0)  # the same pairs whatever iterated this loader before
         warmup = loss_fn.warm_up_head(model.to(device), loader.pair_loader, device, steps=head_warmup)
     cfg = replace(cfg, checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None,
                   resume=checkpoint_dir is not None)

@@ -240,7 +240,8 @@ def test_second_order_reaches_the_head_through_the_channel_weights(small_model):
     trunk, head = {}, {}
     for second_order in (False, True):
         small_model.zero_grad()
-        ia = identification_attention(small_model.train(), images, pids, second_order=second_order)
+        ia = identification_attention(small_model.train(), images, pids, second_order=second_order,
+                                      gradient="attention")  # the mask path alone
         attention_mining_loss(ia.masked_logits, pids).backward()
         trunk[second_order] = small_model.trunk[4][0].conv1.weight.grad.clone()  # layer1
         grad = small_model.embed[0].weight.grad

@@ -310,3 +310,23 @@ def test_verdict_rule():
     assert "-5.00 points (worse), 3 seeds; an effect" in line
     line = verdict("distance", "IDE", "IDE+SA", [2.0, 2.2], [1.5, 1.6], higher_is_better=False, scale=1, unit="")
     assert "-0.55 (better), 2 seeds" in line
+
+
+def test_train_from_draws_the_siamese_head_from_the_seed(tiny_synth):
+    from casn_lite.ablation import train_from, variant_loss
+    from casn_lite.data import pair_loader
+    from casn_lite.engine import JointLoader
+
+    data = load_dataset("synthpeople", tiny_synth[0])
+    loaders = reid_loaders(data, 64, 32, batch_size=8, num_instances=2, seed=0)
+    joint = JointLoader(loaders.train, pair_loader(data, 64, 32, 4, len(loaders.train), seed=0))
+    torch.manual_seed(0)
+    start = build_model("ide", "resnet18", num_classes=data.num_train_pids, embed_dim=16)
+    cfg = TrainConfig(epochs=1, optimizer="adam", lr=1e-3, progress=False)
+    heads = []
+    for before in (1, 2):  # whatever the global RNG did before, the same seed gives the same head
+        torch.manual_seed(before)
+        loss = variant_loss("IDE+SA", feature_dim=16, hidden_dim=8)
+        run = train_from(start, joint, cfg, loss, CPU, seed=5, head_warmup=2)
+        heads.append(torch.cat([p.flatten() for p in run["loss"].head.parameters()]))
+    torch.testing.assert_close(heads[0], heads[1])
