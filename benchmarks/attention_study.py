@@ -172,9 +172,38 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
+def _cell(records: list[dict], setting: str, variant: str, key: str) -> str:
+    d = paired(records, setting, variant, key)
+    if d["n"] == 0:
+        return "n/a"
+    scale = 100 if key in RETRIEVAL else 1
+    text = f"{scale * d['mean']:+.2f}" + (f" ± {scale * d['se']:.2f}" if d["se"] == d["se"] else "")
+    if key in RETRIEVAL:
+        low, high = query_bootstrap(records, setting, variant, "ap" if key == "mAP" else "hit")
+        text += f" [{100 * low:+.1f}, {100 * high:+.1f}]"
+    return f"**{text}**" if d["effect"] else text
+
+
+def compact_table(records: list[dict]) -> list[str]:
+    """The headline table: per setting and variant, the paired differences that matter most."""
+    keys = ("mAP", "class_person_lift", "class_cue_lift", "positive_distance")
+    lines = ["| setting (seeds) | variant | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
+    for setting in dict.fromkeys(r["setting"] for r in records):
+        seeds = sorted({r["seed"] for r in records if r["setting"] == setting and r["variant"] == "IDE"})
+        ide = [r for r in records if r["setting"] == setting and r["variant"] == "IDE"]
+        lines.append(f"| {setting} ({len(seeds)}) | IDE (absolute) | {100 * _mean([r['mAP'] for r in ide]):.1f} | "
+                     f"{_mean([r['class_person_lift'] for r in ide]):.2f} | {_mean([r['class_cue_lift'] for r in ide]):.2f} | "
+                     f"{_mean([r['positive_distance'] for r in ide]):.2f} |")
+        for variant in VARIANTS[1:]:
+            lines.append(f"| | {variant} | " + " | ".join(_cell(records, setting, variant, k) for k in keys) + " |")
+    return lines
+
+
 def report(records: list[dict], command: str) -> str:
     """The markdown report: per setting, the variants' means and the paired differences."""
-    lines = ["# Attention study: results", "", f"Command: `{command}`", ""]
+    lines = ["# Attention study: results", "", f"Command: `{command}`", "",
+             "Headline: paired differences against IDE (IDE's own values on its row); **bold**: an effect.",
+             "", *compact_table(records), ""]
     for setting in dict.fromkeys(r["setting"] for r in records):
         rows = [r for r in records if r["setting"] == setting]
         s = rows[0]
@@ -198,16 +227,7 @@ def report(records: list[dict], command: str) -> str:
         lines += ["| variant | " + " | ".join((*RETRIEVAL, *ATTENTION[:7])) + " |",
                   "|---" * (len(RETRIEVAL) + 8) + "|"]
         for variant in VARIANTS[1:]:
-            cells = []
-            for key in (*RETRIEVAL, *ATTENTION[:7]):
-                d = paired(records, setting, variant, key)
-                scale = 100 if key in RETRIEVAL else 1
-                text = "n/a" if d["n"] == 0 else (f"{scale * d['mean']:+.2f} ± {scale * d['se']:.2f}"
-                                                   if d["se"] == d["se"] else f"{scale * d['mean']:+.2f}")
-                if key in RETRIEVAL and d["n"]:
-                    low, high = query_bootstrap(records, setting, variant, "ap" if key == "mAP" else "hit")
-                    text += f" [{100 * low:+.1f}, {100 * high:+.1f}]"
-                cells.append(f"**{text}**" if d["effect"] else text)
+            cells = [_cell(records, setting, variant, key) for key in (*RETRIEVAL, *ATTENTION[:7])]
             lines.append(f"| {variant} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)

@@ -168,6 +168,7 @@ def ide_start(data, cfg: StartConfig, train_loader, device: torch.device,
     ``data`` with ``cfg``'s size, batch and seed). Trained once per configuration and kept
     in ``cache_dir`` (None: no cache), so notebooks 02-05 and the study share it. Returns the
     model and ``{"history", "seconds", "cached", "key"}``."""
+    cfg = replace(cfg, embed_dim=cfg.embed_dim or (512 if cfg.arch == "ide" else 256))  # None: the default
     key = _start_key(data, cfg)
     path = Path(cache_dir) / f"ide-start-{key}.pt" if cache_dir else None
     seed_everything(cfg.seed)

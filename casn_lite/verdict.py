@@ -52,15 +52,20 @@ def paired_difference(control: Sequence[float], variant: Sequence[float]) -> Pai
 
 
 def verdict(metric: str, control_name: str, variant_name: str, control: Sequence[float],
-            variant: Sequence[float], higher_is_better: bool = True, scale: float = 100.0,
+            variant: Sequence[float], higher_is_better: bool | None = True, scale: float = 100.0,
             unit: str = " points") -> str:
     """One line: the direction and size of ``variant - control`` for ``metric``, over how
-    many seeds, and whether it is beyond the noise (the rule above)."""
+    many seeds, and whether it is beyond the noise (the rule above). ``higher_is_better=None``
+    for a quantity with no better direction: the line says "higher" or "lower"."""
     d = paired_difference(control, variant)
     if d.n == 0:
         return f"{metric}: {variant_name} vs {control_name}: no values to compare"
-    better = (d.mean > 0) == higher_is_better
-    direction = "no change" if d.mean == 0 else ("better" if better else "worse")
+    if d.mean == 0:
+        direction = "no change"
+    elif higher_is_better is None:
+        direction = "higher" if d.mean > 0 else "lower"
+    else:
+        direction = "better" if (d.mean > 0) == higher_is_better else "worse"
     size = f"{scale * d.mean:+.2f}{unit}"
     seeds = f"{d.n} seed{'s' if d.n > 1 else ''}"
     if d.n == 1:

@@ -310,6 +310,7 @@ def test_verdict_rule():
     assert "-5.00 points (worse), 3 seeds; an effect" in line
     line = verdict("distance", "IDE", "IDE+SA", [2.0, 2.2], [1.5, 1.6], higher_is_better=False, scale=1, unit="")
     assert "-0.55 (better), 2 seeds" in line
+    assert "+0.50 (higher), 1 seed;" in verdict("area", "A", "B", [1.0], [1.5], None, 1, "")
 
 
 def test_train_from_draws_the_siamese_head_from_the_seed(tiny_synth):
