@@ -156,8 +156,8 @@ def data_fingerprint(data) -> str:
     return hashlib.sha256("\n".join([data.name, *rows]).encode()).hexdigest()[:16]
 
 
-def _start_key(data, cfg: StartConfig) -> str:
-    text = json.dumps({"data": data_fingerprint(data), **asdict(cfg)}, sort_keys=True)
+def _start_key(fingerprint: str, cfg: StartConfig) -> str:
+    text = json.dumps({"data": fingerprint, **asdict(cfg)}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -169,14 +169,15 @@ def ide_start(data, cfg: StartConfig, train_loader, device: torch.device,
     in ``cache_dir`` (None: no cache), so notebooks 02-05 and the study share it. Returns the
     model and ``{"history", "seconds", "cached", "key"}``."""
     cfg = replace(cfg, embed_dim=cfg.embed_dim or (512 if cfg.arch == "ide" else 256))  # None: the default
-    key = _start_key(data, cfg)
+    fingerprint = data_fingerprint(data)
+    key = _start_key(fingerprint, cfg)
     path = Path(cache_dir) / f"ide-start-{key}.pt" if cache_dir else None
     seed_everything(cfg.seed)
     model = build_model(cfg.arch, cfg.backbone, num_classes=data.num_train_pids, pretrained=cfg.pretrained,
                         last_stride=cfg.last_stride, embed_dim=cfg.embed_dim)
     if path is not None and path.is_file():
         state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("config") == asdict(cfg) and state.get("data") == data_fingerprint(data):
+        if state.get("config") == asdict(cfg) and state.get("data") == fingerprint:
             model.load_state_dict(state["model"])
             return model.to(device), {"history": state["history"], "seconds": 0.0, "cached": True, "key": key}
     train = TrainConfig(epochs=cfg.epochs, optimizer=cfg.optimizer, lr=cfg.lr, schedule="cosine",
@@ -188,7 +189,7 @@ def ide_start(data, cfg: StartConfig, train_loader, device: torch.device,
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"config": asdict(cfg), "data": data_fingerprint(data), "history": history,
+        torch.save({"config": asdict(cfg), "data": fingerprint, "history": history,
                     "model": model.state_dict()}, tmp)
         os.replace(tmp, path)  # whole or absent: an interrupted save leaves no cache entry
     return model, {"history": history, "seconds": seconds, "cached": False, "key": key}

@@ -461,13 +461,14 @@ def evaluate_attention(model: nn.Module, pair_loader, device: torch.device | Non
         cls = _class_attention(model, torch.cat([x1, x2])).chunk(2)
         add("same", same)
         add("distance", _profile_distance(sim, x1.shape[-2:], threshold, length))
-        add("valid", ~(empty_maps(sim[0]) | empty_maps(sim[1])).cpu())
+        sim_empty = [empty_maps(m) for m in sim]
+        add("valid", ~(sim_empty[0] | sim_empty[1]))
         if head is not None:
             sa = siamese_attention(model, head, x1, x2, indicator, False, threshold, length)
             add("sa_distance", attention_distance(sa.cropped1, sa.cropped2))
             add("sa_valid", sa.valid)
         for side, key in enumerate(("mask1", "mask2")):
-            add("empty", empty_maps(sim[side]))
+            add("empty", sim_empty[side])
             add("class_empty", empty_maps(cls[side]))
             if key not in batch:
                 continue

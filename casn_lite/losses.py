@@ -129,12 +129,8 @@ def score_without_training_it(model: nn.Module, images: torch.Tensor) -> torch.T
     taken as constants, evaluation mode. A loss on these scores reaches the network only
     through the images (for I*: through the mask, hence through the attention)."""
     frozen = {name: t.detach() for name, t in (*model.named_parameters(), *model.named_buffers())}
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluation_mode(model):
         return functional_call(model, frozen, (images,)).logits
-    finally:
-        model.train(was_training)
 
 
 def identification_attention(model: nn.Module, images: torch.Tensor, pids: torch.Tensor,
@@ -221,28 +217,23 @@ def warm_up_siamese_head(head: nn.Module, model: nn.Module, pair_batches, device
     before L_sa reaches the trunk. A fresh head says "same" at chance (L_bce = ln 2), and its
     alpha is then an arbitrary half of the dimensions. Returns L_bce after each step."""
     optimizer = torch.optim.Adam(head.parameters(), lr=lr)
-    was_training = model.training
-    model.eval()
     head.train()
     losses: list[float] = []
     batches = iter(pair_batches)
-    try:
-        while len(losses) < steps:
-            try:
-                batch = next(batches)
-            except StopIteration:  # the pair loader ran out: start it again
-                batches = iter(pair_batches)
-                batch = next(batches)
-            with torch.no_grad():
-                f = model(torch.cat([batch["image1"], batch["image2"]]).to(device)).embedding
-            f1, f2 = f.chunk(2)
-            loss = siamese_bce_loss(head(f1 - f2), batch["same"].to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-    finally:
-        model.train(was_training)
+    while len(losses) < steps:
+        try:
+            batch = next(batches)
+        except StopIteration:  # the pair loader ran out: start it again
+            batches = iter(pair_batches)
+            batch = next(batches)
+        with torch.no_grad(), evaluation_mode(model):
+            f = model(torch.cat([batch["image1"], batch["image2"]]).to(device)).embedding
+        f1, f2 = f.chunk(2)
+        loss = siamese_bce_loss(head(f1 - f2), batch["same"].to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
     return losses
 
 
