@@ -73,6 +73,15 @@ def test_synthpeople_detected_and_masks_found(tiny_synth):
     assert "train" in data.summary() and "gallery" in data.summary()
 
 
+def test_summary_shows_paths_inside_the_repository_relative_to_it(tiny_synth):
+    from casn_lite.data.datasets import REPOSITORY, ReIDData
+
+    inside = ReIDData("SynthPeople", REPOSITORY / "data" / "x", [], [], [])
+    assert inside.summary().splitlines()[0] == "SynthPeople at data/x"
+    outside = load_dataset("synthpeople", tiny_synth[0])
+    assert str(tiny_synth[0]) in outside.summary().splitlines()[0], "elsewhere: the path as given"
+
+
 def test_missing_folder_is_one_clear_error(tmp_path):
     with pytest.raises(DatasetLayoutError, match="does not exist"):
         load_dataset("market1501", tmp_path / "nowhere")

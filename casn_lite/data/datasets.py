@@ -129,6 +129,18 @@ def _parse_split(folder: Path, max_cameras: int) -> list[Sample]:
     return samples
 
 
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def _shown(path: Path) -> str:
+    """A path as a reader of a shared notebook should see it: relative to the repository when
+    it is inside it (no machine's absolute paths in committed outputs), else as it is."""
+    try:
+        return str(Path(path).resolve().relative_to(REPOSITORY))
+    except ValueError:
+        return str(path)
+
+
 @dataclass
 class ReIDData:
     """A re-ID dataset: training, query and gallery samples, and where they came from."""
@@ -154,7 +166,7 @@ class ReIDData:
 
     def summary(self) -> str:
         """A small table: images, identities and cameras per split."""
-        lines = [f"{self.name} at {self.root}", f"  {'split':<8}{'images':>8}{'ids':>7}{'cams':>6}"]
+        lines = [f"{self.name} at {_shown(self.root)}", f"  {'split':<8}{'images':>8}{'ids':>7}{'cams':>6}"]
         for split, items in (("train", self.train), ("query", self.query), ("gallery", self.gallery)):
             ids = len({s.pid for s in items})
             cams = len({s.camid for s in items})
