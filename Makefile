@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SYNTH  := data/synthpeople
 
-.PHONY: install test lint reproduce data notebooks lab clean
+.PHONY: install kernel test lint reproduce data notebooks lab clean
 
 install: $(STAMP)
 
@@ -21,6 +21,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m ipykernel install --user --name casn-lite --display-name "Python (casn-lite)"
 	touch $(STAMP)
 
+# the notebooks name the kernel casn-lite; point it at this clone's .venv (another clone's
+# install may have registered its own)
+kernel: $(STAMP)
+	$(BIN)/python -m ipykernel install --user --name casn-lite --display-name "Python (casn-lite)" > /dev/null
+
 lint: $(STAMP)
 	$(BIN)/ruff check casn_lite tests benchmarks notebooks examples
 
@@ -28,16 +33,19 @@ lint: $(STAMP)
 # NBVAL_CHECK_OUTPUT must print what the committed notebook shows
 test: lint
 	$(BIN)/python -m pytest
-	$(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks/[0-9]*.ipynb
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
+		notebooks/[0-9]*.ipynb
 
-# re-execute the .py sources of truth into their paired, committed .ipynb
-notebooks: $(STAMP)
+# re-execute the .py sources of truth into their paired, committed .ipynb (in the casn-lite
+# kernel that install registers), then drop what only this run needs (timestamps, widgets)
+notebooks: kernel
 	cd notebooks && for nb in [0-9]*.py; do ../$(BIN)/jupytext --to ipynb --execute $$nb || exit 1; done
+	$(BIN)/python -m casn_lite.tidy notebooks/[0-9]*.ipynb
 
 # JupyterLab on the project's environment, opened at notebooks/. jupytext's contents manager
 # reads the .py sources as notebooks; jupyter-config/ makes a double click open them so.
 # Extra options: make lab LAB_ARGS="--port 8899 --no-browser"
-lab: $(STAMP)
+lab: kernel
 	JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter-config $(BIN)/jupyter lab \
 		--ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks \
 		$(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)

@@ -7,6 +7,7 @@ import dataclasses
 import re
 import sys
 import time
+from pathlib import Path
 
 from .data.datasets import DATASETS, DatasetLayoutError, ImageReadError, load_dataset
 from .data.synth import PRESETS, check_memory, generate
@@ -61,8 +62,8 @@ def _reproduce(args: argparse.Namespace) -> int:
     except ImportError as err:
         raise ValueError(f"reproduce needs the notebook extras ({err.name or err} is missing): "
                          "pip install -e '.[notebooks]'") from None
-    results = run(args.profile, only, args.data_root, args.out, restart=args.restart, arch=args.arch,
-                  jobs=args.jobs, smoke=args.smoke)
+    results = run(args.profile, only, args.data_root, args.out, kernel=args.kernel, restart=args.restart,
+                  arch=args.arch, jobs=args.jobs, smoke=args.smoke)
     return 0 if all(r["status"] == "ok" for r in results) else 1
 
 
@@ -72,8 +73,10 @@ def _student(args: argparse.Namespace) -> int:
     except ImportError as err:
         raise ValueError(f"student needs the notebook extras ({err.name or err} is missing): "
                          "pip install -e '.[notebooks]'") from None
-    for path in student_copies(args.out, _notebook_numbers(args.only), force=args.force):
+    for path in student_copies(args.out, _notebook_numbers(args.only), force=args.force,
+                               keep_outputs=args.keep_outputs):
         print(f"wrote {path}")
+    print(f"wrote {Path(args.out) / 'README.md'} (set-up, order, time per notebook)")
     return 0
 
 
@@ -122,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--restart", action="store_true",
                      help="run every notebook again, training from scratch: its checkpoints are removed "
                           "(default: skip those that finished, resume the rest)")
+    rep.add_argument("--kernel", help="Jupyter kernel to run them in (default: casn-lite, which `make install` "
+                                      "registers, else python3)")
     rep.add_argument("--smoke", action="store_true",
                      help="the profile's code path (GPU branches included) on tiny data and one epoch per "
                           "training, on any machine, into <out>-smoke; prints the profile's estimated GPU time")
@@ -133,10 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(trainer)
     trainer.set_defaults(run=_train)
 
-    student = commands.add_parser("student", help="write student copies of the notebooks (no answers, no outputs)")
+    student = commands.add_parser("student", help="write student copies of the notebooks (no answers, "
+                                                  "exercise stubs, a README) for a course hand-out")
     student.add_argument("--out", required=True, help="folder for the .ipynb copies (created if missing)")
     student.add_argument("--only", help="comma-separated notebook numbers, e.g. 02,03 (default: all)")
     student.add_argument("--force", action="store_true", help="overwrite copies already in --out")
+    student.add_argument("--keep-outputs", action="store_true",
+                         help="keep the outputs of the cells before the exercises (from the executed notebooks), "
+                              "for classes that read before they run")
     student.set_defaults(run=_student)
     return parser
 

@@ -1,48 +1,130 @@
 """Course material: student copies of the notebooks, without the exercises' answers.
 
-Answers live in cells tagged ``solution``. ``student_copies`` writes each notebook's
-``.ipynb`` with those cells replaced by a short note and with no outputs, so students run
-it themselves. Everything else (the parameters cell, the code, the exercises) is kept.
-The copies never go into the folder of the sources (that would replace the executed
-notebooks), and existing files are overwritten only when asked (``force``).
+Answers live in cells tagged ``solution``; a code exercise is a cell tagged ``exercise``
+whose answer sits between ``# BEGIN SOLUTION`` and ``# END SOLUTION``. ``student_copies``
+writes each notebook's ``.ipynb`` with the ``solution`` cells replaced by a short note and
+each exercise's answer by a stub that raises ``NotImplementedError`` (so the check cell
+after it fails until the student writes the code), plus a README.md for the hand-out.
+Without outputs by default, so students run everything themselves; with
+``keep_outputs``, the outputs of the cells before the exercises are kept (from the
+executed, committed notebooks), for classes that read before they run. The copies never go
+into the folder of the sources (that would replace the executed notebooks), and existing
+files are overwritten only when asked (``force``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import jupytext
 import nbformat
 
 from . import reproduce
-from .reproduce import ReproduceError, notebooks
+from .reproduce import KERNEL, ReproduceError, notebooks
 
-__all__ = ["student_copy", "student_copies"]
+__all__ = ["student_copy", "student_copies", "stub_solution", "handout_readme"]
 
 PLACEHOLDER = "*Answers: ask your instructor, or try first and compare later.*"
+BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
+STUB = 'raise NotImplementedError("exercise: write this part")'
 
 
-def student_copy(source: Path) -> nbformat.NotebookNode:
-    """The notebook of a jupytext ``.py`` source without its ``solution`` cells or outputs."""
-    nb = jupytext.read(source)
-    cells = []
+def stub_solution(source: str) -> str:
+    """The code of an exercise cell with each BEGIN/END SOLUTION block replaced by a stub,
+    indented like the block's first marker."""
+    lines, out, inside = source.splitlines(), [], False
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith(BEGIN):
+            indent = line[: len(line) - len(line.lstrip())]
+            out += [f"{indent}# TODO: your code here", f"{indent}{STUB}"]
+            inside = True
+        elif stripped.startswith(END):
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError(f"an exercise cell opens {BEGIN!r} without {END!r}")
+    return "\n".join(out)
+
+
+def student_copy(source: Path, keep_outputs: bool = False) -> nbformat.NotebookNode:
+    """The notebook of a jupytext ``.py`` source without its answers: ``solution`` cells
+    become a note, exercise answers a stub. Outputs are dropped, or with ``keep_outputs``
+    kept (from the paired executed ``.ipynb``) for every cell before the first exercise."""
+    executed = source.with_suffix(".ipynb")
+    if keep_outputs and not executed.is_file():
+        raise ReproduceError(f"--keep-outputs needs the executed {executed.name}; run `make notebooks` first")
+    nb = nbformat.read(executed, as_version=4) if keep_outputs else jupytext.read(source)
+    cells, in_exercises = [], False
     for cell in nb.cells:
-        if "solution" in cell.metadata.get("tags", []):
+        tags = cell.metadata.get("tags", [])
+        in_exercises = in_exercises or "exercise" in tags
+        if "solution" in tags:
             cells.append(nbformat.v4.new_markdown_cell(PLACEHOLDER))
-        else:
-            if cell.cell_type == "code":
+            continue
+        if cell.cell_type == "code":
+            if "exercise" in tags:
+                cell.source = stub_solution(cell.source)
+            if in_exercises or not keep_outputs:
                 cell.outputs, cell.execution_count = [], None
-            cells.append(cell)
+        cells.append(cell)
     nb.cells = cells
     nb.metadata.pop("jupytext", None)  # a standalone .ipynb, not paired with our .py
+    nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python (casn-lite)", "language": "python"}
     nbformat.validate(nb)
     return nb
 
 
-def student_copies(out: str | Path, only: list[str] | None = None, force: bool = False) -> list[Path]:
-    """Write ``NN_name.ipynb`` student copies into ``out``; return their paths. Refuses the
-    notebooks' own folder, and files already there unless ``force``."""
+def _title_and_time(source: Path) -> tuple[str, str]:
+    """A notebook's title (its first heading) and its time hint (the "**Time:**" sentence)."""
+    text = "\n".join(c.source for c in jupytext.read(source).cells if c.cell_type == "markdown")
+    title = re.search(r"^# (?:\d\d · )?(.+)$", text, re.MULTILINE)
+    time = re.search(r"\*\*Time:\*\*\s*(.+?)\s+on a 2-core", text, re.DOTALL)
+    return (title.group(1).strip() if title else source.stem,
+            " ".join(time.group(1).split()) if time else "not measured")
+
+
+def handout_readme(chosen: dict[str, Path], keep_outputs: bool) -> str:
+    """README.md of a hand-out: set-up, the order of the notebooks, the time each takes."""
+    rows = "\n".join(f"| {number} | `{source.with_suffix('.ipynb').name}` | {title} | {time} |"
+                     for number, source in chosen.items() for title, time in [_title_and_time(source)])
+    outputs = ("The cells before each notebook's exercises keep their outputs, so you can read a "
+               "notebook before you run it." if keep_outputs else
+               "The notebooks have no outputs: run them from the top, in order.")
+    return f"""# casn-lite: the notebooks
+
+Person re-identification with consistent attentive Siamese networks (CASN, Zheng et al.,
+CVPR 2019), taught in small steps on SynthPeople, a dataset the code draws for you.
+
+## Set-up
+
+In a clone of the casn-lite repository: `make install` creates `.venv` with everything the
+notebooks need and registers the Jupyter kernel **Python (casn-lite)** (`{KERNEL}`). Open
+these notebooks in Jupyter (`make lab`, or any Jupyter, choosing that kernel). Without
+make: `python3 -m venv .venv && .venv/bin/pip install -e ".[notebooks]" && .venv/bin/python
+-m ipykernel install --user --name {KERNEL} --display-name "Python (casn-lite)"`.
+
+## The notebooks, in order
+
+| # | file | topic | time (2-core laptop, defaults) |
+|---|---|---|---|
+{rows}
+
+{outputs} Each notebook ends with exercises. A code exercise is a function with a
+`# TODO: your code here` stub that raises `NotImplementedError`; the cell after it checks
+your code with `assert`s and then uses it. The other exercises say what you should see.
+Answers are with your instructor.
+"""
+
+
+def student_copies(out: str | Path, only: list[str] | None = None, force: bool = False,
+                   keep_outputs: bool = False) -> list[Path]:
+    """Write ``NN_name.ipynb`` student copies and a README.md into ``out``; return the
+    notebooks' paths. Refuses the notebooks' own folder, and files already there unless
+    ``force``."""
     available = notebooks()
     unknown = sorted(set(only or []) - set(available))
     if unknown:
@@ -50,12 +132,20 @@ def student_copies(out: str | Path, only: list[str] | None = None, force: bool =
     out = Path(out)
     chosen = {n: s for n, s in available.items() if not only or n in only}
     targets = {out / s.with_suffix(".ipynb").name: s for s in chosen.values()}
-    _check_out(out, list(targets), force)
-    for path, source in targets.items():
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        nbformat.write(student_copy(source), tmp)
-        os.replace(tmp, path)
+    readme = out / "README.md"
+    _check_out(out, [*targets, readme], force)
+    copies = {path: student_copy(source, keep_outputs) for path, source in targets.items()}  # all, or none
+    for path, nb in copies.items():
+        _write(path, nbformat.writes(nb))
+    _write(readme, handout_readme(chosen, keep_outputs))
     return list(targets)
+
+
+def _write(path: Path, text: str) -> None:
+    """Write under a temporary name, then move into place."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _check_out(out: Path, targets: list[Path], force: bool) -> None:

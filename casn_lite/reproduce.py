@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -30,12 +31,36 @@ import nbformat
 import papermill
 import yaml
 
-__all__ = ["NOTEBOOK_DIR", "PROFILE_DIR", "notebooks", "profiles", "plan", "run", "ReproduceError",
-           "check_sections", "lock_folder"]
+__all__ = ["NOTEBOOK_DIR", "PROFILE_DIR", "KERNEL", "notebooks", "profiles", "plan", "run", "ReproduceError",
+           "check_sections", "lock_folder", "default_kernel"]
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 PROFILE_DIR = ROOT / "profiles"
+
+
+# The Jupyter kernel every notebook names in its metadata; `make install` registers it for the
+# project's .venv, so papermill or `jupyter nbconvert --execute` started from any Jupyter
+# runs the notebooks where casn_lite is installed.
+KERNEL = "casn-lite"
+
+
+def default_kernel() -> str:
+    """The project's kernel when it is registered for the environment this runs in, else
+    ``python3``, this interpreter's own (a machine set up without `make install`, such as a
+    lent GPU, or a kernel registered by another clone)."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        argv = KernelSpecManager().get_kernel_spec(KERNEL).argv
+    except NoSuchKernel:
+        print(f"note: no Jupyter kernel named {KERNEL!r} (`make install` registers it); using python3")
+        return "python3"
+    if Path(argv[0]).absolute().parent != Path(sys.executable).absolute().parent:
+        print(f"note: the {KERNEL!r} kernel runs {argv[0]}, not this environment; using python3 "
+              "(`make kernel` points it here)")
+        return "python3"
+    return KERNEL
 
 
 class ReproduceError(ValueError):
@@ -290,7 +315,7 @@ def _slots(jobs: int):
 
 
 def run(profile: str, only: list[str] | None = None, data_root: str | None = None,
-        out: str | Path | None = None, kernel: str = "python3", restart: bool = False,
+        out: str | Path | None = None, kernel: str | None = None, restart: bool = False,
         arch: str | None = None, jobs: int = 1, smoke: bool = False) -> list[dict]:
     """Run the planned notebooks; a failure is recorded and the rest still run.
 
@@ -304,6 +329,7 @@ def run(profile: str, only: list[str] | None = None, data_root: str | None = Non
     if jobs < 1:
         raise ReproduceError(f"--jobs must be at least 1, got {jobs}")
     planned = plan(profile, only, data_root, arch)
+    kernel = kernel or default_kernel()
     out = Path(out) if out else default_out(profile, data_root, arch, smoke)
     with lock_folder(out):
         full = _prepare_smoke(planned, out) if smoke else {}

@@ -1,40 +1,93 @@
-"""Figures: images by camera, training curves, CMC curves, ranked galleries, attention."""
+"""Figures: images by camera, training curves, CMC curves, ranked galleries, attention.
+
+Conventions every figure follows: attention maps share one fixed [0, 1] scale in a
+perceptually uniform colour map with a colour bar, so an empty map reads as empty; a true
+match is framed solid and ticked, a wrong one dashed and crossed (not only green and red);
+legends sit beside the axes, never on the data; photo-like grids can be shown as JPEG
+(``jpeg``), which is several times lighter than PNG in a committed notebook.
+"""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from .attention import crop_and_resize, horizontal_profile, profile_span, upsample
 from .data.datasets import ReIDData, Sample, read_image
 from .data.transforms import denormalize
 
-__all__ = ["identity_across_cameras", "sample_grid", "plot_history", "plot_cmc", "plot_ranked",
-           "show_pairs", "show_attention", "show_masking", "show_indicator", "show_profile_steps",
-           "plot_ablation"]
+__all__ = ["jpeg", "identity_across_cameras", "image_and_mask", "sample_grid", "plot_history", "plot_cmc",
+           "plot_ranked", "show_pairs", "show_attention", "show_masking", "show_indicator",
+           "show_profile_steps", "plot_ablation"]
 
-GREEN, RED = (0.1, 0.7, 0.2), (0.85, 0.1, 0.1)
+# a true match: blue, solid frame, a tick; a wrong one: orange, dashed frame, a cross
+# (colour-blind safe, and readable in grey)
+MATCH = {True: {"color": (0.0, 0.45, 0.70), "linestyle": "-", "mark": "\u2713"},
+         False: {"color": (0.90, 0.55, 0.0), "linestyle": "--", "mark": "\u2717"}}
+ATTENTION_CMAP = "inferno"  # perceptually uniform: black is no attention, yellow the most
+MASK_CLASSES = ("background", "person", "identity cue")  # SynthPeople mask values 0, 1, 2
 
 
-def _show(ax, image: Image.Image | np.ndarray, title: str = "", frame=None, **imshow) -> None:
-    """One picture on an axis, without ticks; an optional coloured frame."""
+def jpeg(fig, quality: int = 80):
+    """Show ``fig`` as a JPEG image and close it: photo-like grids weigh several times less
+    than as PNG in a saved notebook. Returns an ``IPython.display.Image`` (displayed when
+    it is a cell's last expression)."""
+    from IPython.display import Image as DisplayImage
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="jpeg", dpi=fig.dpi, pil_kwargs={"quality": quality, "optimize": True})
+    plt.close(fig)
+    return DisplayImage(data=buffer.getvalue(), format="jpeg")
+
+
+def _legend_outside(ax, **kwargs) -> None:
+    """A legend to the right of the axes, where it cannot cover data."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8, **kwargs)
+
+
+def _frame(ax, match: bool | None) -> None:
+    """A frame around a picture: None for a neutral (query) frame, else MATCH's style."""
+    for spine in ax.spines.values():
+        spine.set_visible(True)
+        if match is None:
+            spine.set_edgecolor((0.2, 0.2, 0.2))
+            spine.set_linewidth(2)
+        else:
+            spine.set_edgecolor(MATCH[match]["color"])
+            spine.set_linestyle(MATCH[match]["linestyle"])
+            spine.set_linewidth(3)
+
+
+def _attention_colorbar(fig, axes) -> None:
+    """One colour bar for every attention overlay of a figure: the fixed [0, 1] scale."""
+    mappable = ScalarMappable(Normalize(0, 1), ATTENTION_CMAP)
+    fig.colorbar(mappable, ax=np.ravel(axes).tolist(), fraction=0.03, pad=0.02,
+                 label="attention")
+
+
+def _show(ax, image: Image.Image | np.ndarray, title: str = "", **imshow) -> None:
+    """One picture on an axis, without ticks or frame."""
     ax.imshow(image, **imshow)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title, fontsize=8)
     for spine in ax.spines.values():
-        spine.set_visible(frame is not None)
-        if frame is not None:
-            spine.set_edgecolor(frame)
-            spine.set_linewidth(4)
+        spine.set_visible(False)
 
 
-def identity_across_cameras(samples: Sequence[Sample], pid: int, per_camera: int = 2):
-    """Every camera's view of one identity: one column per camera."""
+def identity_across_cameras(samples: Sequence[Sample], pid: int, per_camera: int = 2, name: int | None = None):
+    """Every camera's view of one identity: one column per camera. ``name``: the person's
+    number as the data set writes it (file names), when ``pid`` is a training label."""
     by_cam: dict[int, list[Sample]] = {}
     for s in samples:
         if s.pid == pid:
@@ -48,7 +101,21 @@ def identity_across_cameras(samples: Sequence[Sample], pid: int, per_camera: int
                 _show(ax, read_image(by_cam[cam][row].path), f"camera {cam + 1}" if row == 0 else "")
             else:
                 ax.axis("off")
-    fig.suptitle(f"identity {pid} seen by {len(cams)} cameras")
+    fig.suptitle(f"person {pid if name is None else name} seen by {len(cams)} cameras")
+    fig.tight_layout()
+    return fig
+
+
+def image_and_mask(data: ReIDData, samples: Sequence[Sample]):
+    """Each image beside its SynthPeople mask, with a legend for the mask's three classes."""
+    cmap = plt.get_cmap("viridis", len(MASK_CLASSES))
+    fig, axes = plt.subplots(1, 2 * len(samples), figsize=(1.3 * 2 * len(samples) + 1.6, 3), squeeze=False)
+    for k, sample in enumerate(samples):
+        _show(axes[0, 2 * k], read_image(sample.path), f"person {sample.pid}")
+        _show(axes[0, 2 * k + 1], np.asarray(Image.open(data.mask_path(sample))), "its mask",
+              cmap=cmap, vmin=-0.5, vmax=len(MASK_CLASSES) - 0.5, interpolation="nearest")
+    handles = [Patch(color=cmap(v), label=f"{v}: {name}") for v, name in enumerate(MASK_CLASSES)]
+    _legend_outside(axes[0, -1], handles=handles, title="mask value")
     fig.tight_layout()
     return fig
 
@@ -68,65 +135,85 @@ def sample_grid(data: ReIDData, num_ids: int = 6, split: str = "train", seed: in
                 _show(ax, read_image(shots[0].path), f"cam {c + 1}" if r == 0 else "")
             else:
                 ax.axis("off")
-        axes[r, 0].set_ylabel(f"id {pid}", fontsize=8)
+        axes[r, 0].set_ylabel(f"person {pid}", fontsize=8)
     fig.tight_layout()
     return fig
 
 
 def plot_history(history: list[dict], losses: Sequence[str] = ("loss",),
                  metrics: Sequence[str] = ("rank1", "mAP")):
-    """Loss terms (left) and retrieval metrics in % (right) per epoch."""
+    """Loss terms (left, log scale: a term 100 x smaller than L_ide still shows its shape)
+    and retrieval metrics in % (right) per epoch."""
     epochs = [h["epoch"] for h in history]
     shown = [m for m in metrics if m in history[0]]
-    fig, axes = plt.subplots(1, 2 if shown else 1, figsize=(9 if shown else 4.5, 3), squeeze=False)
+    fig, axes = plt.subplots(1, 2 if shown else 1, figsize=(10 if shown else 5.5, 3), squeeze=False)
+    ax = axes[0, 0]
     for k in losses:
-        axes[0, 0].plot(epochs, [h[k] for h in history], marker="o", label=k)
-    axes[0, 0].set(xlabel="epoch", ylabel="loss", title="training loss")
-    axes[0, 0].legend()
+        values = np.array([h.get(k, np.nan) for h in history], dtype=float)
+        ax.plot(epochs, np.where(values > 0, values, np.nan), marker="o", label=k)  # log: zeros left out
+    ax.set(xlabel="epoch", ylabel="loss (log scale)", title="training loss", yscale="log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3, which="both")
+    _legend_outside(ax)
     if shown:
+        ax = axes[0, 1]
         for m in shown:
-            axes[0, 1].plot(epochs, [100 * h[m] for h in history], marker="o", label=m)
-        axes[0, 1].set(xlabel="epoch", ylabel="%", title="test retrieval")
-        axes[0, 1].legend()
+            ax.plot(epochs, [100 * h[m] for h in history], marker="o", label=m)
+        ax.set(xlabel="epoch", ylabel="%", title="test retrieval")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        _legend_outside(ax)
     fig.tight_layout()
     return fig
 
 
 def plot_cmc(curves: dict[str, np.ndarray], max_rank: int = 20):
     """Cumulative matching characteristic: share of queries matched within the top k."""
-    fig, ax = plt.subplots(figsize=(4.5, 3))
+    fig, ax = plt.subplots(figsize=(6, 3))
     for name, cmc in curves.items():
         k = min(max_rank, len(cmc))
         ax.plot(np.arange(1, k + 1), 100 * np.asarray(cmc[:k]), marker=".", label=name)
     ax.set(xlabel="rank k", ylabel="matched within top k (%)", title="CMC", ylim=(0, 101))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-    ax.legend()
+    _legend_outside(ax)
     fig.tight_layout()
     return fig
 
 
 def plot_ranked(query: Sequence[Sample], gallery: Sequence[Sample], distmat: np.ndarray | torch.Tensor,
                 query_indices: Sequence[int], topk: int = 8):
-    """For each chosen query: the query, then its top-k gallery images framed green (same
-    identity) or red. Gallery images of the query's identity from its own camera are skipped,
-    as the evaluation protocol ignores them."""
+    """For each chosen query: the query, then its top-k gallery images, a true match framed
+    solid and ticked, a wrong one dashed and crossed (see ``MATCH``). Gallery images of the
+    query's person from its own camera are skipped, as the evaluation protocol ignores them."""
     dist = torch.as_tensor(distmat)
-    fig, axes = plt.subplots(len(query_indices), topk + 1, figsize=(1.1 * (topk + 1), 2.3 * len(query_indices)),
+    fig, axes = plt.subplots(len(query_indices), topk + 1, figsize=(1.0 * (topk + 1), 2.1 * len(query_indices)),
                              squeeze=False)
     for row, qi in enumerate(query_indices):
         q = query[qi]
-        _show(axes[row, 0], read_image(q.path), f"query id {q.pid}\ncam {q.camid + 1}", frame=(0.2, 0.2, 0.2))
+        _show(axes[row, 0], read_image(q.path), f"query\nperson {q.pid}, cam {q.camid + 1}")
+        _frame(axes[row, 0], None)
         shown = 0
         for gi in torch.argsort(dist[qi]).tolist():
             g = gallery[gi]
             if g.pid == q.pid and g.camid == q.camid:
                 continue
             shown += 1
-            _show(axes[row, shown], read_image(g.path), f"#{shown} id {g.pid}", frame=GREEN if g.pid == q.pid else RED)
+            same = g.pid == q.pid
+            _show(axes[row, shown], read_image(g.path), f"#{shown} {MATCH[same]['mark']}\nperson {g.pid}")
+            _frame(axes[row, shown], same)
             if shown == topk:
                 break
-    fig.tight_layout()
+    fig.legend(handles=_match_handles("true match", "wrong match"), loc="lower center", ncol=2, fontsize=8,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig
+
+
+def _match_handles(true_label: str, false_label: str) -> list:
+    """Legend entries for MATCH's two frame styles."""
+    return [Line2D([], [], color=MATCH[m]["color"], linestyle=MATCH[m]["linestyle"], linewidth=3,
+                   label=f"{MATCH[m]['mark']} {label}") for m, label in ((True, true_label), (False, false_label))]
 
 
 # --------------------------------------------------------------------------- attention
@@ -142,16 +229,20 @@ def _at_size(attention: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
 
 
 def _overlay(ax, image: torch.Tensor, attention: torch.Tensor, title: str = "") -> None:
-    """The image with its attention map on top (jet colours, half transparent)."""
+    """The image with its attention map on top: the fixed [0, 1] scale of ATTENTION_CMAP,
+    half transparent, so an empty map darkens the whole picture evenly."""
     _show(ax, _picture(image), title)
-    ax.imshow(_at_size(attention, image.shape[-2:]), cmap="jet", alpha=0.5, vmin=0, vmax=1)
+    ax.imshow(_at_size(attention, image.shape[-2:]), cmap=ATTENTION_CMAP, alpha=0.55, vmin=0, vmax=1)
 
 
 def show_pairs(images1: torch.Tensor, images2: torch.Tensor, same: Sequence[int],
                maps1: torch.Tensor | None = None, maps2: torch.Tensor | None = None):
-    """Image pairs side by side, framed green (same person) or red; attention on top if given."""
+    """Image pairs side by side, a same-person pair framed solid and ticked, a
+    different-person pair dashed and crossed; attention on top if given, with its colour bar."""
     n = len(images1)
-    fig, axes = plt.subplots(1, 2 * n, figsize=(1.05 * 2 * n, 2.3), squeeze=False)
+    with_maps = maps1 is not None
+    fig, axes = plt.subplots(1, 2 * n, figsize=(1.05 * 2 * n + (0.8 if with_maps else 0), 2.6), squeeze=False,
+                             layout="constrained")
     for i in range(n):
         for k, (imgs, maps) in enumerate(((images1, maps1), (images2, maps2))):
             ax = axes[0, 2 * i + k]
@@ -159,12 +250,11 @@ def show_pairs(images1: torch.Tensor, images2: torch.Tensor, same: Sequence[int]
                 _show(ax, _picture(imgs[i]))
             else:
                 _overlay(ax, imgs[i], maps[i])
-            for spine in ax.spines.values():
-                spine.set_visible(True)
-                spine.set_edgecolor(GREEN if same[i] else RED)
-                spine.set_linewidth(3)
-        axes[0, 2 * i].set_title(f"pair {i + 1}: {'same' if same[i] else 'different'}", fontsize=8, loc="left")
-    fig.tight_layout()
+            _frame(ax, bool(same[i]))
+        mark = MATCH[bool(same[i])]["mark"]
+        axes[0, 2 * i].set_title(f"pair {i + 1}: {mark} {'same' if same[i] else 'different'}", fontsize=8, loc="left")
+    if with_maps:
+        _attention_colorbar(fig, axes)
     return fig
 
 
@@ -172,7 +262,8 @@ def show_attention(images: torch.Tensor, maps: dict[str, torch.Tensor],
                    labels: Sequence[str] | None = None):
     """One column per image: the image, then each named attention map over it (rows)."""
     n = len(images)
-    fig, axes = plt.subplots(1 + len(maps), n, figsize=(1.05 * n, 2.1 * (1 + len(maps))), squeeze=False)
+    fig, axes = plt.subplots(1 + len(maps), n, figsize=(1.05 * n + 0.8, 2.1 * (1 + len(maps))), squeeze=False,
+                             layout="constrained")
     for i in range(n):
         _show(axes[0, i], _picture(images[i]), labels[i] if labels else "")
         for r, (name, m) in enumerate(maps.items(), start=1):
@@ -180,7 +271,7 @@ def show_attention(images: torch.Tensor, maps: dict[str, torch.Tensor],
             if i == 0:
                 axes[r, 0].set_ylabel(name, fontsize=8)
     axes[0, 0].set_ylabel("image", fontsize=8)
-    fig.tight_layout()
+    _attention_colorbar(fig, axes[1:])
     return fig
 
 
@@ -190,30 +281,35 @@ def show_masking(images: torch.Tensor, attention: torch.Tensor, mask: torch.Tens
     """Identification attention step by step, one row per image: I, M, T(M), I* = I - T(M) I.
     ``p_image`` and ``p_masked`` (optional) label I and I* with the true class's probability."""
     n = len(images)
-    fig, axes = plt.subplots(n, 4, figsize=(5.2, 2.2 * n), squeeze=False)
+    fig, axes = plt.subplots(n, 4, figsize=(6.0, 2.2 * n), squeeze=False, layout="constrained")
     titles = ["image I", "Grad-CAM M", "soft mask T(M)", "masked I*"]
     for i in range(n):
         _show(axes[i, 0], _picture(images[i]), titles[0] if i == 0 else "")
         _overlay(axes[i, 1], images[i], attention[i], titles[1] if i == 0 else "")
         _show(axes[i, 2], mask[i, 0].detach().cpu().numpy(), titles[2] if i == 0 else "",
-              cmap="gray", vmin=0, vmax=1)
+              cmap=ATTENTION_CMAP, vmin=0, vmax=1)
         _show(axes[i, 3], _picture(masked[i]), titles[3] if i == 0 else "")
         if p_image is not None:
             axes[i, 0].set_xlabel(f"p(true id) {p_image[i]:.2f}", fontsize=7)
         if p_masked is not None:
             axes[i, 3].set_xlabel(f"p(true id) {p_masked[i]:.2f}", fontsize=7)
-    fig.tight_layout()
+    _attention_colorbar(fig, axes[:, 1:3])  # M and T(M) share the [0, 1] scale
     return fig
 
 
 def show_indicator(indicators: dict[str, torch.Tensor], max_dims: int = 128):
     """Indicator vectors alpha as pictures: one row per pair, one column per feature dimension
-    (white = 1: this dimension makes the pair look like the same person)."""
-    fig, axes = plt.subplots(len(indicators), 1, figsize=(8, 1.2 * len(indicators) + 0.4), squeeze=False)
+    (white = 1: this dimension makes the pair look like the same person). Only the first
+    ``max_dims`` dimensions are drawn; the share of ones is over all of them."""
+    fig, axes = plt.subplots(len(indicators), 1, figsize=(8, 1.3 * len(indicators) + 0.5), squeeze=False)
     for ax, (name, alpha) in zip(axes[:, 0], indicators.items(), strict=True):
-        a = alpha.detach().cpu()[:, :max_dims].numpy()
-        ax.imshow(a, cmap="gray", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
-        ax.set(ylabel="pair", title=f"{name}: {100 * a.mean():.0f} % ones", xlabel="feature dimension")
+        full = alpha.detach().cpu().float()
+        shown = min(max_dims, full.shape[1])
+        ax.imshow(full[:, :shown].numpy(), cmap="gray", vmin=0, vmax=1, aspect="auto", interpolation="nearest",
+                  extent=(0.5, shown + 0.5, full.shape[0] + 0.5, 0.5))
+        ax.set(ylabel="pair", title=f"{name}: {100 * full.mean():.0f} % ones (all {full.shape[1]} dimensions)",
+               xlabel=f"feature dimension (the first {shown} of {full.shape[1]})")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     return fig
 
@@ -224,7 +320,8 @@ def show_profile_steps(image1: torch.Tensor, image2: torch.Tensor, attention1: t
     """The paper's Fig. 5 for one pair: attention on each image, its horizontal max profile
     M_m with the threshold and the kept span, and the two spans resized to one length M*_m."""
     size = image1.shape[-2:]
-    fig, axes = plt.subplots(1, 5, figsize=(10, 3), gridspec_kw={"width_ratios": [1, 1.3, 1, 1.3, 2]})
+    fig, axes = plt.subplots(1, 5, figsize=(11, 3.4), gridspec_kw={"width_ratios": [1, 1.3, 1, 1.3, 2]},
+                             layout="constrained")
     resized = []
     for k, (image, att) in enumerate(((image1, attention1), (image2, attention2))):
         full = upsample(att.detach().cpu().float().reshape(1, 1, *att.shape[-2:]), size)
@@ -239,39 +336,43 @@ def show_profile_steps(image1: torch.Tensor, image2: torch.Tensor, attention1: t
         ax.axhspan(first, last, color="tab:orange", alpha=0.25, label="kept span")
         ax.set(ylim=(rows[-1], 0), xlim=(0, 1.05), xlabel="max over the row", ylabel="row",
                title=f"profile $M_m^{k + 1}$")
-        ax.legend(fontsize=6, loc="lower right")
     ax = axes[4]
     for k, r in enumerate(resized):
         ax.plot(np.arange(length), r, marker=".", label=f"$M^*_{{m{k + 1}}}$")
     distance = float(np.linalg.norm(resized[0] - resized[1]))
     ax.set(xlabel=f"position along the span (resized to {length})", ylim=(0, 1.05),
            title=f"cropped and resized: $\\|M^*_{{m1}} - M^*_{{m2}}\\|_2$ = {distance:.2f}")
-    ax.legend(fontsize=7)
+    _legend_outside(ax)
+    fig.legend(handles=[Line2D([], [], color="tab:red", ls="--", lw=1, label="threshold"),
+                        Patch(color="tab:orange", alpha=0.25, label="kept span")],
+               loc="outside lower left", ncol=2, fontsize=7, frameon=False)
+    _attention_colorbar(fig, axes[[0, 2]])
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 
 def plot_ablation(summary: dict, metrics: Sequence[str] = ("rank1", "mAP"),
                   paper: dict | None = None, paper_dataset: str = "Market-1501"):
-    """Bars of each variant's mean (error bars: standard deviation over seeds) for each metric;
+    """Bars of each variant's mean for each metric, with error bars of one standard deviation
+    over the seeds when there are two or more (none with one seed: no spread was measured);
     with ``paper`` (variant -> dataset -> (rank-1, mAP)), a second panel with the paper's
     numbers on real data, drawn apart so the two are never read as one scale."""
     variants = list(summary)
     x = np.arange(len(variants))
     width = 0.8 / len(metrics)
     panels = 2 if paper else 1
-    fig, axes = plt.subplots(1, panels, figsize=(4.5 * panels, 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 3.4), squeeze=False)
     ax = axes[0, 0]
+    seeds = min(summary[v][metrics[0]][2] for v in variants)
     for k, metric in enumerate(metrics):
         means = [100 * summary[v][metric][0] for v in variants]
-        stds = [100 * np.nan_to_num(summary[v][metric][1]) for v in variants]
-        ax.bar(x + k * width, means, width, yerr=stds, capsize=3, label=metric)
-    seeds = max(summary[v][metrics[0]][2] for v in variants)
-    ax.set(xticks=x + width * (len(metrics) - 1) / 2, ylabel="%", title=f"ours: SynthPeople, {seeds} seed(s)")
+        stds = [100 * summary[v][metric][1] for v in variants] if seeds > 1 else None
+        ax.bar(x + k * width, means, width, yerr=stds, capsize=3, label=metric.replace("rank", "rank-"))
+    spread = f"mean ± s.d. over {seeds} seeds" if seeds > 1 else "1 seed: no error bars"
+    ax.set(xticks=x + width * (len(metrics) - 1) / 2, ylabel="%", title=f"ours: SynthPeople ({spread})")
     ax.set_xticklabels(variants, fontsize=8)
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     if paper:
         ax = axes[0, 1]
         shown = [v for v in variants if paper_dataset in paper.get(v, {})]
@@ -279,6 +380,6 @@ def plot_ablation(summary: dict, metrics: Sequence[str] = ("rank1", "mAP"),
             ax.bar(np.arange(len(shown)) + k * 0.4, [paper[v][paper_dataset][k] for v in shown], 0.4, label=label)
         ax.set(xticks=np.arange(len(shown)) + 0.2, ylabel="%", title=f"paper: {paper_dataset} (real data)")
         ax.set_xticklabels(shown, fontsize=8)
-        ax.legend(fontsize=8)
+        _legend_outside(ax)
     fig.tight_layout()
     return fig

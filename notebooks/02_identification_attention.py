@@ -6,9 +6,9 @@
 #       extension: .py
 #       format_name: percent
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python (casn-lite)
 #     language: python
-#     name: python3
+#     name: casn-lite
 # ---
 
 # %% [markdown]
@@ -26,6 +26,10 @@
 # 3. the attention mining loss $L_{ia}$;
 # 4. first- versus second-order gradients through Grad-CAM;
 # 5. what a short IDE+IA training changes, in numbers and in pictures.
+#
+# **Time:** about 75 s on a 2-core laptop at these defaults, of which about 35 s train the
+# shared IDE start once (later runs, and notebooks 03-05, load it from `runs/cache/`); the
+# `cpu` profile (128 x 64) takes several minutes there, the `gpu` profile a few on one GPU.
 
 # %% tags=["parameters"]
 seed = 0
@@ -61,7 +65,7 @@ import time
 
 import matplotlib.pyplot as plt
 import torch
-from IPython.display import JSON, display
+from IPython.display import display
 from torch.utils.data import default_collate
 
 from casn_lite import viz
@@ -159,17 +163,19 @@ print("map shape:", tuple(attention.shape))
 print("by hand == casn_lite.attention.grad_cam:", torch.allclose(M, attention, atol=1e-6))
 
 # %% [markdown]
-# What the IDE model looks at, for each of the six people (jet colours: red is where the
-# score of the right identity comes from):
+# What the IDE model looks at, for each of the six people (bright is where the score of the
+# right identity comes from, on one fixed scale; a map with no attention leaves the picture
+# evenly dark):
 
 # %%
-fig = viz.show_attention(images, {"IDE Grad-CAM": attention}, labels=[f"id {p}" for p in probe["pid"].tolist()])
+people = [f"person {data.train_pids[p]}" for p in probe["pid"].tolist()]  # as in the file names
+viz.jpeg(viz.show_attention(images, {"IDE Grad-CAM": attention}, labels=people))
 
 # %% [markdown]
 # SynthPeople's masks turn the pictures into numbers, over one image of every training
 # person: the share of the attention mass on the person (versus the background) and on
 # the small identity cue (emblem, bag, stripes). A map can also be empty: when no channel
-# adds positively to the class score, the ReLU leaves nothing (a blue picture above).
+# adds positively to the class score, the ReLU leaves nothing (an evenly dark picture above).
 
 
 # %%
@@ -217,7 +223,7 @@ for om in (5, 10, 30):
     ax.plot(values, soft_mask(values, sigma, om), label=f"omega = {om}")
 ax.axvline(sigma, color="gray", ls=":", label=f"sigma = {sigma}")
 ax.set(xlabel="attention M", ylabel="T(M)", title="the soft mask")
-ax.legend(fontsize=8)
+ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
 fig.tight_layout()
 
 # %%
@@ -226,7 +232,8 @@ masked = erase_attended(images, mask)  # I* = I - T(M) I
 with torch.no_grad():
     p_before = model(images).logits.softmax(1).gather(1, pids[:, None]).squeeze(1)
     p_after = model(masked).logits.softmax(1).gather(1, pids[:, None]).squeeze(1)
-fig = viz.show_masking(images, attention, mask, masked, p_before.tolist(), p_after.tolist())
+viz.jpeg(viz.show_masking(images[:4], attention[:4], mask[:4], masked[:4], p_before[:4].tolist(),
+                          p_after[:4].tolist()))
 
 # %% [markdown]
 # ## 5 · The attention mining loss
@@ -326,8 +333,7 @@ for name, run in runs.items():
     res = run["result"]
     rows.append({"variant": name, **attention_shares(every, probe_all), "erased_area": erased,
                  "rank1": res["rank1"], "mAP": res["mAP"]})
-fig = viz.show_attention(images, {f"{k} Grad-CAM": v for k, v in maps.items()},
-                         labels=[f"id {p}" for p in probe["pid"].tolist()])
+display(viz.jpeg(viz.show_attention(images, {f"{k} Grad-CAM": v for k, v in maps.items()}, labels=people)))
 print(f"{'variant':<8} {'on person':>10} {'on cue':>8} {'empty':>7} {'erased':>8} {'rank-1':>8} {'mAP':>7}")
 for r in rows:
     print(f"{r['variant']:<8} {100 * r['on_person']:>9.0f}% {100 * r['on_cue']:>7.0f}% {100 * r['empty']:>6.0f}% "
@@ -357,29 +363,54 @@ for key, label, higher in (("on_person", "attention on the person", True), ("era
 #
 # ## Exercises
 #
-# 1. Set `sigma = 0.2`, then `sigma = 0.8`. How does the erased area change, and what do
-#    you expect for $L_{ia}$ in each case?
-# 2. Run with `second_order = True`. How much slower is a training step, and do the
-#    attention maps or the scores change?
-# 3. Train IA from scratch (`ide_epochs = 0`, `ia_epochs = 9`). Why does the paper start
+# 1. **Write the soft mask.** `my_soft_mask(M, sigma, omega)` returns
+#    $T(M) = 1 / (1 + e^{-\omega (M - \sigma)})$ for a tensor of attention values. The cell
+#    after it checks it against `casn_lite.attention.soft_mask` and uses it to erase the
+#    six people: you should see the erased share of the image printed, and a mean p(true id)
+#    on $I^*$ no higher than on $I$ for most people.
+# 2. Set `sigma = 0.2`, then `sigma = 0.8`. You should see the erased area (section 8's
+#    table) grow with 0.2 and shrink with 0.8. What do you expect for $L_{ia}$ in each case?
+# 3. Run with `second_order = True`. Section 6 prints the cost: you should see a cosine of
+#    1.0000 for the first conv layer and a non-zero extra gradient only in the head.
+# 4. Train IA from scratch (`ide_epochs = 0`, `ia_epochs = 9`). Why does the paper start
 #    the attention losses from a network that already classifies?
-# 4. Use `ia_score = "logit"`. Why might an unbounded score be harder to train with?
+# 5. Use `ia_score = "logit"`. Why might an unbounded score be harder to train with?
+
+# %% tags=["exercise"]
+def my_soft_mask(M, sigma, omega):
+    """T(M): a sigmoid of sharpness ``omega`` centred at ``sigma``, element-wise."""
+    # BEGIN SOLUTION
+    return torch.sigmoid(omega * (M - sigma))
+    # END SOLUTION
+
+
+# %%
+values = torch.linspace(0, 1, 11)
+assert torch.allclose(my_soft_mask(values, 0.5, 10.0), soft_mask(values, 0.5, 10.0), atol=1e-6), \
+    "my_soft_mask disagrees with casn_lite.attention.soft_mask"
+assert abs(my_soft_mask(torch.tensor(0.5), 0.5, 10.0).item() - 0.5) < 1e-6, "T(sigma) must be 1/2"
+erased_mine = erase_attended(images, my_soft_mask(upsample(attention, (height, width)), sigma, omega))
+with torch.no_grad():
+    p_mine = model.eval()(erased_mine).logits.softmax(1).gather(1, pids[:, None]).squeeze(1)
+print("my_soft_mask is correct")
+print(f"p(true id) on I* lower than on I for {(p_mine <= p_before + 1e-6).sum().item()} of {len(p_mine)} people")
 
 # %% [markdown] tags=["solution"]
 # <details><summary>Answers</summary>
 #
-# 1. A lower sigma erases more (everything the network glances at), so $I^*$ keeps little
+# 1. See the function above (`torch.sigmoid` is the logistic function).
+# 2. A lower sigma erases more (everything the network glances at), so $I^*$ keeps little
 #    and $L_{ia}$ is easy to make small; a higher sigma erases only the peak, and the
 #    network must spread its attention much further before $L_{ia}$ falls.
-# 2. Second order back-propagates through the gradient of the class score. Section 6
+# 3. Second order back-propagates through the gradient of the class score. Section 6
 #    times one step each way and prints whether the difference is clear; for the trunk the
 #    two gradients are the same (cosine 1), because the head after $A$ is piecewise linear,
 #    so only the head's own weights receive extra gradient. Expect the maps and scores to
 #    change little.
-# 3. An untrained network's Grad-CAM is noise: it erases random regions, and $L_{ia}$
+# 4. An untrained network's Grad-CAM is noise: it erases random regions, and $L_{ia}$
 #    then mostly teaches the classifier to be unsure. Attention mining needs a network
 #    that already finds *some* identity evidence, which it then pushes to find more.
-# 4. Minimising a logit has no floor: the network can drive $s_c(I^*)$ towards minus
+# 5. Minimising a logit has no floor: the network can drive $s_c(I^*)$ towards minus
 #    infinity, for example by making all logits of masked-looking images very negative,
 #    instead of spreading its attention. The probability is bounded by 0.
 # </details>
@@ -391,4 +422,3 @@ metrics.update({"ide_shares_on_person": shares_ide["on_person"], "grad_cosine_fi
                 "train_seconds": float(sum(h["seconds"] for r in runs.values() for h in r["history"]) + info["seconds"]),
                 "device": str(device), "dataset": data.name})
 print(json.dumps(metrics, indent=1))
-display(JSON(metrics))

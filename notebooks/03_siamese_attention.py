@@ -6,9 +6,9 @@
 #       extension: .py
 #       format_name: percent
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python (casn-lite)
 #     language: python
-#     name: python3
+#     name: casn-lite
 # ---
 
 # %% [markdown]
@@ -25,6 +25,10 @@
 # 2. the indicator vector $\alpha$ and the attention of $s_i = \langle \alpha, f_i \rangle$;
 # 3. horizontal max pooling, cropping and resizing (the paper's Fig. 5), step by step;
 # 4. the consistency loss $L_{sa}$, and what a short IDE+SA training changes.
+#
+# **Time:** about 75 s on a 2-core laptop at these defaults, with the IDE start loaded
+# from `runs/cache/` (about 35 s more when it must be trained); the `cpu` profile (128 x 64)
+# takes several minutes there, the `gpu` profile a few on one GPU.
 
 # %% tags=["parameters"]
 seed = 0
@@ -62,10 +66,11 @@ num_workers = 0
 import json
 
 import torch
-from IPython.display import JSON, display
+from IPython.display import display
 
 from casn_lite import viz
 from casn_lite.ablation import StartConfig, ide_start, train_from
+from casn_lite.attention import horizontal_profile, profile_span, upsample
 from casn_lite.data import (
     SynthConfig,
     load_or_generate,
@@ -113,7 +118,7 @@ pairs = pair_loader(data, height, width, pairs_per_batch, len(loaders.train), po
 joint = JointLoader(loaders.train, pairs)
 first = next(iter(pairs))
 print(f"{len(joint)} steps per epoch, each {batch_size} identity images + {pairs_per_batch} pairs")
-fig = viz.show_pairs(first["image1"][:6], first["image2"][:6], first["same"][:6].tolist())
+viz.jpeg(viz.show_pairs(first["image1"][:6], first["image2"][:6], first["same"][:6].tolist()))
 
 # %% [markdown]
 # ## 2 · The same/different head
@@ -210,11 +215,12 @@ print(f"the two readings agree on {100 * agreement:.0f} % of the dimensions")
 # ## 5 · Siamese attention maps
 #
 # $M_i$ is Grad-CAM of $s_i$ on image $i$'s own feature map: where image $i$ shows the
-# evidence that made the pair look alike. Green frames: the same person; red: different.
+# evidence that made the pair look alike. Solid frames with a tick: the same person;
+# dashed with a cross: two different people.
 
 # %%
 order = sorted(range(len(p_same)), key=lambda i: -int(p_same[i]))[:3] + [i for i in range(len(p_same)) if not p_same[i]][:3]
-fig = viz.show_pairs(p1[order], p2[order], p_same[order].tolist(), sa.attention1[order], sa.attention2[order])
+viz.jpeg(viz.show_pairs(p1[order], p2[order], p_same[order].tolist(), sa.attention1[order], sa.attention2[order]))
 
 # %% [markdown]
 # ## 6 · Profiles, crop and resize (the paper's Fig. 5)
@@ -230,8 +236,8 @@ fig = viz.show_pairs(p1[order], p2[order], p_same[order].tolist(), sa.attention1
 # %%
 positive, negative = order[0], order[-1]
 for i, kind in ((positive, "a positive pair"), (negative, "a negative pair")):
-    fig = viz.show_profile_steps(p1[i], p2[i], sa.attention1[i], sa.attention2[i], profile_threshold,
-                                 profile_length, title=kind)
+    display(viz.jpeg(viz.show_profile_steps(p1[i], p2[i], sa.attention1[i], sa.attention2[i], profile_threshold,
+                                            profile_length, title=kind), quality=85))
 
 # %% [markdown]
 # ## 7 · The consistency loss, measured
@@ -291,33 +297,64 @@ for key, label, higher, scale, unit in (("positive_distance", "same-person profi
 #
 # ## Exercises
 #
-# 1. Set `indicator = "difference"`. How often do the two readings of $\alpha$ agree in
-#    section 4, and why would they differ at all?
-# 2. Set `profile_threshold = 0` and then `0.6`. What happens to the kept span in
-#    section 6, and what does the crop protect the loss against?
-# 3. Turn on the negative hinge (`negative_margin = 1.0`). What should happen to the
+# 1. **Write the crop.** `kept_rows(profile, threshold)` takes one profile $M_m$ (a 1-D
+#    tensor, one value per row) and returns the first and last row whose value is above
+#    `threshold` $\times \max M_m$: the span section 6 shades. The cell after it checks it
+#    against `casn_lite.attention.profile_span` and uses it on the positive pair of
+#    section 6: you should see a span that covers most of the person's height.
+# 2. Set `indicator = "difference"`. Section 4 prints how often the two readings of
+#    $\alpha$ agree: expect about half the dimensions. Why would they differ at all?
+# 3. Set `profile_threshold = 0` and then `0.6`. You should see the kept span grow to the
+#    whole box, then shrink to the peak. What does the crop protect the loss against?
+# 4. Turn on the negative hinge (`negative_margin = 1.0`). What should happen to the
 #    "different" column of the last table?
-# 4. Why does the consistency term use only positive pairs?
+# 5. Why does the consistency term use only positive pairs?
+
+# %% tags=["exercise"]
+def kept_rows(profile, threshold):
+    """(first, last) index of the rows of a 1-D ``profile`` above ``threshold`` x its maximum."""
+    # BEGIN SOLUTION
+    above = torch.nonzero(profile > threshold * profile.max()).flatten()
+    return int(above[0]), int(above[-1])
+    # END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+toy = torch.tensor([0.0, 0.1, 0.5, 1.0, 0.3, 0.05])
+assert kept_rows(toy, 0.2) == (2, 4), "rows 2-4 are above 0.2 x 1.0"
+assert kept_rows(toy, 0.0) == (1, 4), "0 keeps every row with any attention"
+profile = horizontal_profile(upsample(sa.attention1[positive:positive + 1].detach().cpu(), (height, width)))[0]
+first_row, last_row = kept_rows(profile, profile_threshold)
+reference = profile_span(profile[None], profile_threshold)
+assert (first_row, last_row) == (int(reference[0]), int(reference[1])), "kept_rows disagrees with profile_span"
+print("kept_rows is correct")
+
+# %%
+print(f"the positive pair's first image: rows {first_row}-{last_row} of {height} kept "
+      f"({100 * (last_row - first_row + 1) / height:.0f} % of the height)")
 
 # %% [markdown] tags=["solution"]
 # <details><summary>Answers</summary>
 #
-# 1. For a head with one hidden ReLU layer, $\partial z_{same} / \partial f_-$ depends on
+# 1. See the function above: `torch.nonzero` of the comparison, first and last index.
+# 2. For a head with one hidden ReLU layer, $\partial z_{same} / \partial f_-$ depends on
 #    the head's weights and on which hidden units are active, not on the sign of
 #    $f_-$; the two readings agree only by chance (about half the dimensions) unless the
 #    head has learnt a sign-symmetric rule. The gradient reading asks "which dimensions
 #    pushed the decision to *same*", which is the paper's Fig. 5.
-# 2. At 0 every row with any attention is kept and the crop does almost nothing, so a
+# 3. At 0 every row with any attention is kept and the crop does almost nothing, so a
 #    person standing lower in one box shifts the whole profile and the loss punishes the
 #    box, not the attention. At 0.6 only the peak survives and the profile compares tiny
 #    spans stretched to full length, which is noisy. The crop makes the loss compare
 #    attention *relative to the body's attended span*.
-# 3. Negative pairs' profiles are pushed at least `negative_margin` apart, so their
-#    distance should grow; whether that helps retrieval is an empirical question (the paper
-#    does not use it; a hinge of this kind is the usual way to ask negatives to differ).
-# 4. Two different people need not be attended in the same places (different cues sit in
+# 4. Negative pairs' profiles are pushed at least `negative_margin` apart, so their
+#    distance should grow; whether that helps retrieval is an empirical question (the CASN
+#    paper, Zheng et al., CVPR 2019, does not use it; a hinge of this kind is the usual way
+#    to ask negatives to differ).
+# 5. Two different people need not be attended in the same places (different cues sit in
 #    different parts), so asking them to agree would be wrong; asking them to *differ*
-#    is the optional hinge of exercise 3.
+#    is the optional hinge of exercise 4.
 # </details>
 
 # %% tags=["metrics"]
@@ -326,4 +363,3 @@ metrics.update({"indicator_agreement": agreement, "sa_loss_on_test_pairs": l_sa.
                 "train_seconds": float(sum(h["seconds"] for r in runs.values() for h in r["history"]) + info["seconds"]),
                 "device": str(device), "dataset": data.name})
 print(json.dumps(metrics, indent=1))
-display(JSON(metrics))

@@ -1,0 +1,52 @@
+"""Make executed notebooks fit to commit: what only the machine that ran them needs goes.
+
+    python -m casn_lite.tidy notebooks/[0-9]*.ipynb
+
+* per-cell execution timestamps (``metadata.execution``), which change on every run;
+* progress-bar widgets: a saved widget cannot be drawn outside a live kernel, and its text
+  fallback is the bar as it was created (0 %); the plain line per epoch stays;
+* the notebook's widget state.
+
+Each file is rewritten under a temporary name and moved into place.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+
+__all__ = ["tidy", "tidy_file"]
+
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def tidy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """``nb`` without execution timestamps, widget outputs and widget state (in place)."""
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        if cell.cell_type == "code":
+            cell.outputs = [out for out in cell.outputs if WIDGET not in out.get("data", {})]
+    return nb
+
+
+def tidy_file(path: str | Path) -> None:
+    """Tidy one ``.ipynb`` file."""
+    path = Path(path)
+    nb = tidy(nbformat.read(path, as_version=4))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    nbformat.write(nb, tmp)
+    os.replace(tmp, path)
+
+
+def main(paths: list[str]) -> int:
+    for path in paths:
+        tidy_file(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
