@@ -177,7 +177,7 @@ def _cell(records: list[dict], setting: str, variant: str, key: str) -> str:
     if d["n"] == 0:
         return "n/a"
     scale = 100 if key in RETRIEVAL else 1
-    text = f"{scale * d['mean']:+.2f}" + (f" ± {scale * d['se']:.2f}" if d["se"] == d["se"] else "")
+    text = f"{scale * d['mean']:+.2f}" + (f" ± {scale * d['se']:.2f}" if d["se"] == d["se"] else " (1 seed)")
     if key in RETRIEVAL:
         low, high = query_bootstrap(records, setting, variant, "ap" if key == "mAP" else "hit")
         text += f" [{100 * low:+.1f}, {100 * high:+.1f}]"
@@ -239,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated: " + ", ".join(SETTINGS))
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "attention_study")
     parser.add_argument("--report-only", action="store_true", help="write the report from the records so far")
+    parser.add_argument("--update-doc", type=Path, metavar="MD",
+                        help="also replace the table between <!-- TABLE --> and <!-- /TABLE --> in this file")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.settings.split(",") if n.strip()]
     unknown = [n for n in names if n not in SETTINGS]
@@ -267,8 +269,21 @@ def main(argv: list[str] | None = None) -> int:
                 run_setting_seed(name, SETTINGS[name], seed, data, device, done, write)
     text = report([r for r in records if r["setting"] in names], command)
     (args.out / "attention_study.md").write_text(text)
+    if args.update_doc:
+        update_doc(args.update_doc, compact_table([r for r in records if r["setting"] in names]))
     print(text)
     return 0
+
+
+def update_doc(path: Path, table: list[str]) -> None:
+    """Put ``table`` between the file's one pair of TABLE markers (replacing what was there)."""
+    text = path.read_text()
+    begin, end = "<!-- TABLE -->", "<!-- /TABLE -->"
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        raise SystemExit(f"{path}: needs exactly one {begin} ... {end} pair")
+    head, rest = text.split(begin)
+    _, tail = rest.split(end)
+    path.write_text(head + begin + "\n" + "\n".join(table) + "\n" + end + tail)
 
 
 if __name__ == "__main__":

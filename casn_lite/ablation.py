@@ -147,6 +147,7 @@ class StartConfig:
     pretrained: bool | str = False
     last_stride: int = 1
     embed_dim: int | None = None
+    erase_p: float = 0.5  # random erasing of the training images (the loader must use the same)
 
 
 def data_fingerprint(data) -> str:
@@ -165,7 +166,7 @@ def ide_start(data, cfg: StartConfig, train_loader, device: torch.device,
               cache_dir: str | Path | None = START_CACHE, progress: bool = True) -> tuple[nn.Module, dict]:
     """The IDE start every attention variant trains from: ``cfg.epochs`` of L_ide from
     scratch (Adam or SGD, one warm-up epoch, cosine decay), on ``train_loader`` (built from
-    ``data`` with ``cfg``'s size, batch and seed). Trained once per configuration and kept
+    ``data`` with ``cfg``'s size, batch, seed and erasing). Trained once per configuration and kept
     in ``cache_dir`` (None: no cache), so notebooks 02-05 and the study share it. Returns the
     model and ``{"history", "seconds", "cached", "key"}``."""
     cfg = replace(cfg, embed_dim=cfg.embed_dim or (512 if cfg.arch == "ide" else 256))  # None: the default

@@ -43,6 +43,7 @@ embed_dim = 512
 epochs = 10
 batch_size = 32
 num_instances = 4  # images per identity in a batch (P x K sampling)
+erase_p = 0.5  # random erasing: the share of training images with a rectangle blanked out
 optimizer = "adam"
 lr = 1e-3
 schedule = "cosine"
@@ -89,12 +90,13 @@ print("device:", device)
 # flips, pad-and-crop and random erasing. Query and gallery images are only resized.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 config = SynthConfig(train_ids=train_ids, test_ids=test_ids, cameras=cameras,
                      images_per_camera=images_per_camera, seed=seed)
 data = load_or_generate(data_root, config)
 print(data.summary())
 
-train_set = ImageDataset(data.train, build_transforms(height, width, train=True, pad=height // 16))
+train_set = ImageDataset(data.train, build_transforms(height, width, train=True, pad=height // 16, erase_p=erase_p))
 sampler = IdentitySampler(train_set.pids, batch_size, num_instances, seed=seed)
 train_loader = DataLoader(train_set, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                           drop_last=True)

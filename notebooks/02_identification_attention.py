@@ -48,6 +48,7 @@ ide_epochs = 8  # IDE first: the attention of an untrained network means nothing
 ia_epochs = 3  # then this many more epochs, once with IA and once without (the control)
 batch_size = 32
 num_instances = 4
+erase_p = 0.5  # random erasing: the share of training images with a rectangle blanked out
 optimizer = "adam"
 lr = 1e-3
 sigma = 0.5  # soft-mask threshold (GAIN's public code)
@@ -96,10 +97,11 @@ print("device:", device)
 # so we can measure where attention falls.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 config = SynthConfig(train_ids=train_ids, test_ids=test_ids, cameras=cameras,
                      images_per_camera=images_per_camera, seed=seed)
 data = load_or_generate(data_root, config)
-loaders = reid_loaders(data, height, width, batch_size, num_instances, seed, num_workers)
+loaders = reid_loaders(data, height, width, batch_size, num_instances, seed, num_workers, erase_p=erase_p)
 has_masks = data.name == "SynthPeople"
 
 probe_set = ImageDataset(data.train, build_transforms(height, width),
@@ -123,7 +125,8 @@ print(f"{len(data.train)} training images of {data.num_train_pids} people; shown
 
 # %%
 model, info = ide_start(data, StartConfig("ide", backbone, height, width, ide_epochs, seed, batch_size, num_instances,
-                                          optimizer, lr, pretrained, last_stride, embed_dim), loaders.train, device)
+                                          optimizer, lr, pretrained, last_stride, embed_dim,
+                                          erase_p=erase_p), loaders.train, device)
 history_ide = info["history"]
 for h in history_ide:  # one plain line per epoch, for a static render
     print(f"IDE epoch {h['epoch']}: loss {h['loss']:.3f}")

@@ -47,6 +47,7 @@ ide_epochs = 8  # IDE first (cached: notebooks 02-05 share it), then sa_epochs w
 sa_epochs = 3
 batch_size = 32
 num_instances = 4
+erase_p = 0.5  # random erasing: the share of training images with a rectangle blanked out
 pairs_per_batch = 8  # each training step: one identity batch and one batch of pairs
 positive_fraction = 0.5
 optimizer = "adam"
@@ -109,15 +110,18 @@ print("device:", device)
 # (for $L_{sa}$) in every step; an epoch is one pass over the identity batches.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 config = SynthConfig(train_ids=train_ids, test_ids=test_ids, cameras=cameras,
                      images_per_camera=images_per_camera, seed=seed)
 data = load_or_generate(data_root, config)
-loaders = reid_loaders(data, height, width, batch_size, num_instances, seed, num_workers)
+loaders = reid_loaders(data, height, width, batch_size, num_instances, seed, num_workers, erase_p=erase_p)
 pairs = pair_loader(data, height, width, pairs_per_batch, len(loaders.train), positive_fraction,
-                    seed, num_workers)
+                    seed, num_workers, erase_p=erase_p)
 joint = JointLoader(loaders.train, pairs)
 first = next(iter(pairs))
 print(f"{len(joint)} steps per epoch, each {batch_size} identity images + {pairs_per_batch} pairs")
+
+# %%
 viz.jpeg(viz.show_pairs(first["image1"][:6], first["image2"][:6], first["same"][:6].tolist()))
 
 # %% [markdown]
@@ -133,6 +137,7 @@ viz.jpeg(viz.show_pairs(first["image1"][:6], first["image2"][:6], first["same"][
 # Untrained, it cannot tell: the loss is near $\ln 2 \approx 0.69$.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 model = build_model("ide", backbone, num_classes=data.num_train_pids, pretrained=pretrained,
                     last_stride=last_stride, embed_dim=embed_dim)
 head = SiameseHead(embed_dim)
@@ -165,7 +170,8 @@ print(f"untrained: L_bce = {siamese_bce_loss(z, same).item():.3f}")
 
 # %%
 model, info = ide_start(data, StartConfig("ide", backbone, height, width, ide_epochs, seed, batch_size, num_instances,
-                                          optimizer, lr, pretrained, last_stride, embed_dim), loaders.train, device)
+                                          optimizer, lr, pretrained, last_stride, embed_dim,
+                                          erase_p=erase_p), loaders.train, device)
 print("IDE start", "loaded from the cache" if info["cached"] else f"trained in {info['seconds']:.0f} s")
 more = TrainConfig(epochs=sa_epochs, optimizer=optimizer, lr=lr, schedule="cosine", warmup_epochs=0.5)
 sa_loss = CASNLoss(ia=False, sa=True, feature_dim=embed_dim, lambda_sa=lambda_sa, ramp_epochs=ramp_epochs,

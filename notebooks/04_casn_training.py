@@ -48,6 +48,7 @@ ide_epochs = 8  # the shared IDE start (cached: notebooks 02-05 train it once)
 casn_epochs = 3  # then CASN(IDE), and IDE for as long (the control)
 batch_size = 32
 num_instances = 4
+erase_p = 0.5  # random erasing: the share of training images with a rectangle blanked out
 pairs_per_batch = 8
 optimizer = "adam"
 lr = 1e-3
@@ -118,12 +119,13 @@ def checkpoints(name):
 # network a second time, masked. An epoch is one pass over the identity batches.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 config = SynthConfig(train_ids=train_ids, test_ids=test_ids, cameras=cameras,
                      images_per_camera=images_per_camera, seed=seed)
 data = load_or_generate(data_root, config)
-loaders = reid_loaders(data, height, width, batch_size, num_instances, seed, num_workers)
+loaders = reid_loaders(data, height, width, batch_size, num_instances, seed, num_workers, erase_p=erase_p)
 joint = JointLoader(loaders.train, pair_loader(data, height, width, pairs_per_batch, len(loaders.train),
-                                               seed=seed, num_workers=num_workers))
+                                               seed=seed, num_workers=num_workers, erase_p=erase_p))
 step = next(iter(joint))
 print({k: tuple(v.shape) for k, v in step.items() if torch.is_tensor(v) and v.ndim == 4})
 
@@ -140,7 +142,8 @@ print({k: tuple(v.shape) for k, v in step.items() if torch.is_tensor(v) and v.nd
 
 # %%
 start, info = ide_start(data, StartConfig(arch, backbone, height, width, ide_epochs, seed, batch_size, num_instances,
-                                          optimizer, lr, pretrained, last_stride, embed_dim), loaders.train, device)
+                                          optimizer, lr, pretrained, last_stride, embed_dim,
+                                          erase_p=erase_p), loaders.train, device)
 print(f"{baseline} start", "loaded from the cache" if info["cached"] else f"trained in {info['seconds']:.0f} s")
 
 options = dict(feature_dim=start.feature_dim, lambda_ia=lambda_ia, lambda_sa=lambda_sa, ramp_epochs=ramp_epochs,

@@ -48,6 +48,7 @@ ide_epochs = 8  # the shared IDE start of each seed (cached: trained once per co
 variant_epochs = 2  # then every variant trains this many more epochs from that start
 batch_size = 32
 num_instances = 4
+erase_p = 0.5  # random erasing: the share of training images with a rectangle blanked out
 pairs_per_batch = 8
 optimizer = "adam"
 lr = 1e-3
@@ -121,6 +122,7 @@ def checkpoints(name):
 # and the order of batches, which is the noise a reader of Table 3 needs to know.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 config = SynthConfig(train_ids=train_ids, test_ids=test_ids, cameras=cameras,
                      images_per_camera=images_per_camera, seed=data_seed)
 data = load_or_generate(data_root, config)
@@ -158,11 +160,12 @@ options = dict(lambda_ia=lambda_ia, lambda_sa=lambda_sa, ramp_epochs=ramp_epochs
                profile_length=profile_length, consistency_weight=consistency_weight)
 records, models = [], {}
 for seed in seeds:
-    loaders = reid_loaders(data, height, width, batch_size, num_instances, seed, num_workers)
+    loaders = reid_loaders(data, height, width, batch_size, num_instances, seed, num_workers, erase_p=erase_p)
     joint = JointLoader(loaders.train, pair_loader(data, height, width, pairs_per_batch, len(loaders.train),
-                                                   seed=seed, num_workers=num_workers))
+                                                   seed=seed, num_workers=num_workers, erase_p=erase_p))
     start, info = ide_start(data, StartConfig(arch, backbone, height, width, ide_epochs, seed, batch_size,
-                                              num_instances, optimizer, lr, pretrained, last_stride, embed_dim),
+                                              num_instances, optimizer, lr, pretrained, last_stride, embed_dim,
+                                          erase_p=erase_p),
                             loaders.train, device)
     print(f"seed {seed}: IDE start", "loaded from the cache" if info["cached"] else f"trained in {info['seconds']:.0f} s")
     for name in variants:

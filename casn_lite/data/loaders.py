@@ -46,21 +46,21 @@ def _use_memory(in_memory: bool | str, data: ReIDData, height: int, width: int,
 def reid_loaders(data: ReIDData, height: int, width: int, batch_size: int = 32,
                  num_instances: int = 4, seed: int = 0, num_workers: int = 0,
                  eval_batch_size: int = 128, in_memory: bool | str = "auto",
-                 device: torch.device | str | None = None) -> Loaders:
+                 device: torch.device | str | None = None, erase_p: float = 0.5) -> Loaders:
     """Training batches of ``batch_size / num_instances`` identities x ``num_instances``
-    images (flip, pad-and-crop, random erasing); query and gallery only resized.
-    ``in_memory``: True, False, or "auto" (on a GPU, when the images fit)."""
+    images (flip, pad-and-crop, random erasing with probability ``erase_p``); query and
+    gallery only resized. ``in_memory``: True, False, or "auto" (on a GPU, when the images fit)."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     sampler = IdentitySampler([s.pid for s in data.train], batch_size, num_instances, seed=seed)
     if _use_memory(in_memory, data, height, width, device):
         bank = decode_all(data.train, height, width, device)
-        train = InMemoryLoader(bank, data.train, sampler, batch_size, DeviceAugment(height, width, pad=height // 16), seed)
+        train = InMemoryLoader(bank, data.train, sampler, batch_size, DeviceAugment(height, width, pad=height // 16, erase_p=erase_p), seed)
         query, gallery = (InMemoryLoader(decode_all(s, height, width, device), s, range(len(s)),
                                          eval_batch_size, None, seed, drop_last=False)
                           for s in (data.query, data.gallery))
         return Loaders(train, query, gallery, bank)
     pin = device.type == "cuda"
-    train_set = ImageDataset(data.train, build_transforms(height, width, train=True, pad=height // 16))
+    train_set = ImageDataset(data.train, build_transforms(height, width, train=True, pad=height // 16, erase_p=erase_p))
     train = DataLoader(train_set, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                        drop_last=True, pin_memory=pin, persistent_workers=num_workers > 0)
     test_tf = build_transforms(height, width)
@@ -73,7 +73,8 @@ def reid_loaders(data: ReIDData, height: int, width: int, batch_size: int = 32,
 
 def pair_loader(data: ReIDData, height: int, width: int, pairs_per_batch: int, num_batches: int,
                 positive_fraction: float = 0.5, seed: int = 0, num_workers: int = 0,
-                train: bool = True, images: torch.Tensor | None = None) -> DataLoader | InMemoryPairLoader:
+                train: bool = True, images: torch.Tensor | None = None,
+                erase_p: float = 0.5) -> DataLoader | InMemoryPairLoader:
     """``num_batches`` batches of ``pairs_per_batch`` training pairs per epoch; positives come
     from two different cameras. Batches hold image1, image2, pid1, pid2 and same (0/1).
     ``images``: the training images already decoded (``Loaders.train_images``): pairs are
@@ -81,9 +82,9 @@ def pair_loader(data: ReIDData, height: int, width: int, pairs_per_batch: int, n
     sampler = PairSampler([s.pid for s in data.train], [s.camid for s in data.train],
                           pairs_per_batch * num_batches, positive_fraction, seed=seed)
     if images is not None:
-        augment = DeviceAugment(height, width, pad=height // 16) if train else None
+        augment = DeviceAugment(height, width, pad=height // 16, erase_p=erase_p) if train else None
         return InMemoryPairLoader(images, data.train, sampler, pairs_per_batch, augment, seed)
-    dataset = ImageDataset(data.train, build_transforms(height, width, train=train, pad=height // 16))
+    dataset = ImageDataset(data.train, build_transforms(height, width, train=train, pad=height // 16, erase_p=erase_p))
     return DataLoader(PairDataset(dataset), batch_size=pairs_per_batch, sampler=sampler,
                       num_workers=num_workers, drop_last=True, pin_memory=torch.cuda.is_available())
 
