@@ -42,6 +42,12 @@ class ReIDOutput:
     logits: torch.Tensor  # s: identity scores [B, num_classes]
     part_logits: torch.Tensor | None = None  # PCB: each stripe's scores [B, P, num_classes]
 
+    @property
+    def identity_logits(self) -> torch.Tensor:
+        """The scores L_ide is taken of: each stripe's for PCB ([B, P, N], one loss per stripe),
+        else the identity scores ([B, N])."""
+        return self.logits if self.part_logits is None else self.part_logits
+
 
 def _imagenet_weights(backbone: str):
     """torchvision's default ImageNet weights enum for a backbone."""
