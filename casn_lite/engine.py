@@ -1,9 +1,12 @@
 """Training and evaluation: one visible training loop, checkpoints, feature extraction.
 
-``fit`` is the whole training loop. The loss is a function ``loss_fn(model, batch,
-device) -> (loss, terms)`` so that IDE, IDE+IA, IDE+SA and CASN share this loop and
-differ only in the loss they pass. Each epoch ends with a checkpoint; ``resume=True``
-continues an interrupted run and reaches the same weights as an uninterrupted one.
+``train_one_epoch`` is the training step a reader follows: forward and loss, backward,
+update, one batch after another. ``fit`` runs it epoch after epoch and does the rest:
+optimizer and schedule, checkpoints, resume, evaluation. The loss is
+``loss_fn(model, batch, device) -> (loss, terms)``, by default ``CASNLoss(ia=False,
+sa=False)`` (L_ide), so that IDE, IDE+IA, IDE+SA and CASN share this loop and differ only
+in the loss they pass. Each epoch ends with a checkpoint; ``resume=True`` continues an
+interrupted run and reaches the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import time
 import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +40,12 @@ from .attention import (
     similarity_attention,
     upsample,
 )
-from .distributed import LossStep, is_distributed, is_main_process
+from .distributed import LossStep, default_device, is_distributed, is_main_process
 from .evaluation import evaluate_ranking, pairwise_distance
-from .losses import attention_distance, identification_loss, siamese_attention
+from .losses import CASNLoss, attention_distance, siamese_attention
 
 __all__ = [
-    "TrainConfig", "TrainingDiverged", "default_device", "seed_everything", "ide_loss", "fit",
+    "TrainConfig", "TrainingDiverged", "default_device", "seed_everything", "fit", "train_one_epoch", "default_loss",
     "make_optimizer", "make_scheduler", "extract_features", "evaluate", "load_training_state",
     "JointLoader", "evaluate_attention", "set_epoch", "CheckpointMismatch", "run_identity",
 ]
@@ -80,11 +83,6 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)  # anything a notebook wants saved with the run
 
 
-def default_device() -> torch.device:
-    """CUDA when present, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def set_epoch(loader, epoch: int) -> None:
     """Tell a loader which epoch comes next: the loader itself when it knows (JointLoader,
     in-memory loaders), else its batch sampler or sampler (the seeded re-ID samplers)."""
@@ -99,14 +97,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002  the global RNG that notebook cells may use
     torch.manual_seed(seed)
-
-
-def ide_loss(model: nn.Module, batch: dict, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
-    """L_ide: softmax cross-entropy of the identity logits."""
-    out = model(batch["image"].to(device, non_blocking=True))
-    logits = out.logits if out.part_logits is None else out.part_logits  # PCB: per stripe
-    loss = identification_loss(logits, batch["pid"].to(device, non_blocking=True))
-    return loss, {"ide": loss.item()}
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -235,10 +225,17 @@ def _weights_fingerprint(module: nn.Module) -> str:
 
 
 def _describe_loss(loss_fn) -> str:
-    """The loss's name and its plain options, e.g. ``CASNLoss(ia=True, lambda_ia=1.0, ...)``."""
+    """The loss's name and its plain options, a settings dataclass's fields among them, e.g.
+    ``CASNLoss(arch='ide', ia=True, lambda_ia=1.0, ...)``."""
     name = getattr(loss_fn, "__qualname__", type(loss_fn).__qualname__)
-    options = {k: v for k, v in sorted(vars(loss_fn).items()) if not k.startswith("_") and k != "training"
-               and isinstance(v, bool | int | float | str | None)} if isinstance(loss_fn, nn.Module) else {}
+    if not isinstance(loss_fn, nn.Module):
+        return f"{name}()"
+    values = dict(vars(loss_fn))
+    for value in list(values.values()):
+        if is_dataclass(value) and not isinstance(value, type):  # CASNLoss.settings
+            values.update(asdict(value))
+    options = {k: v for k, v in sorted(values.items()) if not k.startswith("_") and k != "training"
+               and isinstance(v, bool | int | float | str | None)}
     return f"{name}({', '.join(f'{k}={v!r}' for k, v in options.items())})"
 
 
@@ -270,89 +267,114 @@ def _differences(before: dict, now: dict) -> list[str]:
     return changes
 
 
-def fit(model: nn.Module, loader, cfg: TrainConfig, loss_fn: LossFn = ide_loss,
+def default_loss() -> CASNLoss:
+    """L_ide alone, ``CASNLoss(ia=False, sa=False)``: ``fit``'s loss when none is given."""
+    return CASNLoss(ia=False, sa=False)
+
+
+def train_one_epoch(step: nn.Module, loader, optimizer: torch.optim.Optimizer, scheduler, epoch: int,
+                    autocast=None, bar=None) -> dict:
+    """One pass over ``loader``: for each batch, forward and loss, backward, update. Returns
+    the epoch's record: the batch-size-weighted mean of the loss and of every term, the
+    learning rate, seconds and images per second.
+
+    ``step(batch, progress) -> (loss, terms)`` is ``fit``'s ``LossStep`` (model and loss as
+    one module; under torchrun, wrapped in DDP); ``progress`` is how far training is, in
+    epochs, for a loss that ramps its weights. ``autocast``: a context for the forward pass
+    (bf16 on CUDA); ``bar``: a progress bar advanced once per batch."""
+    autocast = autocast or nullcontext()
+    sums: dict[str, float] = {}
+    seen, tic = 0, time.perf_counter()
+    for i, batch in enumerate(loader):
+        with autocast:
+            loss, terms = step(batch, progress=epoch + i / len(loader))  # forward + L
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"loss became {loss.item()} at epoch {epoch + 1}, step {i + 1} "
+                f"(terms: {terms}); try a lower learning rate (now {scheduler.get_last_lr()[0]:.2e})")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # dL/dw for the model and the loss's own weights (the Siamese head)
+        optimizer.step()
+        scheduler.step()
+        n = len(batch["image"])  # this step's identity images
+        seen += n
+        for name, value in {"loss": loss.item(), **terms}.items():
+            sums[name] = sums.get(name, 0.0) + value * n
+        if bar is not None:
+            bar.update()
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}",
+                            img_s=f"{seen / (time.perf_counter() - tic):.0f}")
+    seconds = time.perf_counter() - tic
+    return {"epoch": epoch + 1, **{name: total / seen for name, total in sums.items()},
+            "lr": scheduler.get_last_lr()[0], "seconds": seconds, "images_per_s": seen / seconds}
+
+
+def fit(model: nn.Module, loader, cfg: TrainConfig, loss_fn: LossFn | None = None,
         device: torch.device | None = None,
         eval_fn: Callable[[nn.Module], dict] | None = None) -> list[dict]:
     """Train ``model`` for ``cfg.epochs`` epochs; return the history (one dict per epoch).
 
-    ``eval_fn(model) -> metrics`` (optional) runs after every epoch and its metrics join
-    the history. With ``cfg.checkpoint_dir`` set, each epoch ends by saving ``last.pt``;
-    with ``cfg.resume`` the run continues from it.
+    ``loss_fn`` defaults to L_ide (``CASNLoss(ia=False, sa=False)``). ``eval_fn(model) ->
+    metrics`` (optional) runs after every epoch and its metrics join the history. With
+    ``cfg.checkpoint_dir`` set, each epoch ends by saving ``last.pt``; with ``cfg.resume``
+    the run continues from it.
     """
     device = device or default_device()
-    on_cuda = device.type == "cuda"
-    # a loss with weights of its own (CASN's Siamese head) is trained and saved with the model
-    trained = nn.ModuleDict({"model": model, "loss": loss_fn if isinstance(loss_fn, nn.Module) else nn.Identity()})
-    trained.to(device)
-    if on_cuda and cfg.channels_last:
+    loss_fn = loss_fn if loss_fn is not None else default_loss()
+    step = LossStep(model, loss_fn, device).to(device)  # the model and the loss's own weights, together
+    if device.type == "cuda" and cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(trained, cfg)
-    forward_and_loss = LossStep(model, loss_fn, device)  # batch -> loss_fn(model, batch, device)
-    if is_distributed():  # under torchrun: DDP averages the gradients across processes
-        forward_and_loss = DistributedDataParallel(
-            forward_and_loss, device_ids=[device.index] if device.type == "cuda" else None)
-    main_process = is_main_process()
+    optimizer = make_optimizer(step, cfg)
     scheduler = make_scheduler(optimizer, cfg, len(loader))
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda and cfg.amp else nullcontext()
-    history: list[dict] = []
-    start_epoch = 0
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and cfg.amp else None
+    forward = step
+    if is_distributed():  # under torchrun: DDP averages the gradients across processes
+        forward = DistributedDataParallel(step, device_ids=[device.index] if device.type == "cuda" else None)
 
     ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
-    identity = run_identity(cfg, trained, loader, loss_fn) if ckpt_dir else None
+    identity = run_identity(cfg, step, loader, loss_fn) if ckpt_dir else None
+    history: list[dict] = []
     if ckpt_dir and cfg.resume and (state := load_training_state(ckpt_dir)) is not None:
         check_resumable(state, identity, ckpt_dir)
-        model.load_state_dict(state["model"])
-        trained["loss"].load_state_dict(state.get("loss", {}))
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"])
-        history, start_epoch = state["history"], state["epoch"] + 1
+        history = _restore(state, step, optimizer, scheduler)
 
-    bar = tqdm(total=(cfg.epochs - start_epoch) * len(loader), desc=cfg.desc, unit="batch",
-               disable=not (cfg.progress and main_process))
-    for epoch in range(start_epoch, cfg.epochs):
-        set_epoch(loader, epoch)
-        trained.train()
-        sums: dict[str, float] = {}
-        seen, tic = 0, time.perf_counter()
-        for step, batch in enumerate(loader):
-            # ---- the training step: forward + loss, backward, update --------------------
-            if hasattr(loss_fn, "set_progress"):  # CASN's lambda ramp: how far training is
-                loss_fn.set_progress(epoch + step / len(loader))
-            with autocast:
-                loss, terms = forward_and_loss(batch)  # loss_fn(model, batch, device)
-            if not torch.isfinite(loss):
-                bar.close()
-                raise TrainingDiverged(
-                    f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
-                    f"(terms: {terms}); try a lower learning rate (now {scheduler.get_last_lr()[0]:.2e})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            # -------------------------------------------------------------------------------
-            n = len(next(iter(v for v in batch.values() if torch.is_tensor(v))))
-            seen += n
-            for k, v in {"loss": loss.item(), **terms}.items():
-                sums[k] = sums.get(k, 0.0) + v * n
-            bar.update()
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}",
-                            img_s=f"{seen / (time.perf_counter() - tic):.0f}")
-        seconds = time.perf_counter() - tic
-        record = {"epoch": epoch + 1, **{k: v / seen for k, v in sums.items()},
-                  "lr": scheduler.get_last_lr()[0], "seconds": seconds, "images_per_s": seen / seconds}
-        if eval_fn is not None:
-            record.update(eval_fn(model))
-        history.append(record)
-        if ckpt_dir and main_process:
-            ckpt_dir.mkdir(parents=True, exist_ok=True)
-            _save_atomically({"model": model.state_dict(), "loss": trained["loss"].state_dict(),
-                              "optimizer": optimizer.state_dict(),
-                              "scheduler": scheduler.state_dict(), "rng": _rng_state(), "epoch": epoch,
-                              "history": history, "config": asdict(cfg), "identity": identity},
-                             ckpt_dir / "last.pt")
-    bar.close()
+    bar = tqdm(total=(cfg.epochs - len(history)) * len(loader), desc=cfg.desc, unit="batch",
+               disable=not (cfg.progress and is_main_process()))
+    try:
+        for epoch in range(len(history), cfg.epochs):
+            set_epoch(loader, epoch)
+            step.train()
+            record = train_one_epoch(forward, loader, optimizer, scheduler, epoch, autocast, bar)
+            if eval_fn is not None:
+                record.update(eval_fn(model))
+            history.append(record)
+            if ckpt_dir and is_main_process():
+                _save_checkpoint(ckpt_dir, step, optimizer, scheduler, history, cfg, identity)
+    finally:
+        bar.close()
     return history
+
+
+def _restore(state: dict, step: LossStep, optimizer, scheduler) -> list[dict]:
+    """Put a run back as its checkpoint left it (weights, optimizer, schedule, RNG); its history."""
+    step.model.load_state_dict(state["model"])
+    if step.loss is not None:
+        step.loss.load_state_dict(state.get("loss", {}))
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    _set_rng_state(state["rng"])
+    return state["history"]
+
+
+def _save_checkpoint(ckpt_dir: Path, step: LossStep, optimizer, scheduler, history: list[dict],
+                     cfg: TrainConfig, identity: dict) -> None:
+    """``last.pt``: everything an exact resume needs, and the run that made it."""
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    _save_atomically({"model": step.model.state_dict(),
+                      "loss": step.loss.state_dict() if step.loss is not None else {},
+                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                      "rng": _rng_state(), "epoch": len(history) - 1, "history": history,
+                      "config": asdict(cfg), "identity": identity}, ckpt_dir / "last.pt")
 
 
 class JointLoader:

@@ -6,7 +6,14 @@ import torchvision
 from torch.utils.data import DataLoader
 
 from casn_lite.data import IdentitySampler, ImageDataset, build_transforms, load_dataset
-from casn_lite.engine import TrainConfig, TrainingDiverged, evaluate, fit, seed_everything
+from casn_lite.engine import (
+    TrainConfig,
+    TrainingDiverged,
+    evaluate,
+    fit,
+    seed_everything,
+    train_one_epoch,
+)
 from casn_lite.models import PretrainedWeightsUnavailable, build_model
 
 
@@ -116,3 +123,24 @@ def test_nan_loss_stops_with_a_clear_error(tiny_synth):
 
     with pytest.raises(TrainingDiverged, match="lower learning rate"):
         fit(small_model(data), loader, TrainConfig(epochs=1, progress=False), nan_loss)
+
+
+def test_train_one_epoch_updates_and_averages_over_images():
+    weight = torch.nn.Parameter(torch.tensor(1.0))
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    # the pair batch's keys first, as a dict may hold them: the images of the identity batch count
+    loader = [{"same": torch.zeros(1), "image": torch.zeros(2, 3, 4, 2)},
+              {"same": torch.zeros(1), "image": torch.zeros(4, 3, 4, 2)}]
+    seen = []
+
+    def step(batch, progress):
+        seen.append(progress)
+        loss = weight * len(batch["image"])  # d loss / d weight = batch size
+        return loss, {"size": float(len(batch["image"]))}
+
+    record = train_one_epoch(step, loader, optimizer, scheduler, epoch=3)
+    assert seen == [3.0, 3.5], "progress in epochs, fractions within the epoch"
+    assert weight.item() == pytest.approx(1.0 - 0.1 * 2 - 0.1 * 4), "one update per batch"
+    assert record["epoch"] == 4 and record["size"] == pytest.approx((2 * 2 + 4 * 4) / 6)
+    assert record["loss"] == pytest.approx((2 * 1.0 * 2 + 4 * 0.8 * 4) / 6)
