@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .data.datasets import sample_keys
 from .engine import TrainConfig, fit, seed_everything, set_epoch
 from .losses import CASNLoss
 from .models import build_model
@@ -158,10 +159,10 @@ class StartConfig:
 
 
 def data_fingerprint(data) -> str:
-    """A short hash of a dataset's training split (file names, identities, cameras): two
-    datasets with the same fingerprint train the same start."""
-    rows = sorted(f"{s.path.name} {s.pid} {s.camid}" for s in data.train)
-    return hashlib.sha256("\n".join([data.name, *rows]).encode()).hexdigest()[:16]
+    """A short hash of a dataset's name and training split (``sample_keys``: file names,
+    identities, cameras): two datasets with the same fingerprint train the same start."""
+    text = json.dumps([data.name, sample_keys(data.train)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _start_key(fingerprint: str, cfg: StartConfig) -> str:

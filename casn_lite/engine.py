@@ -40,6 +40,7 @@ from .attention import (
     similarity_attention,
     upsample,
 )
+from .data.datasets import sample_keys
 from .distributed import LossStep, default_device, is_distributed, is_main_process
 from .evaluation import evaluate_ranking, pairwise_distance
 from .losses import CASNLoss, attention_distance, siamese_attention
@@ -207,7 +208,7 @@ def _data_fingerprint(loader) -> str:
         dataset = getattr(dataset, "images", dataset)  # a PairDataset draws from an ImageDataset
         samples = getattr(dataset, "samples", None)
         if samples is not None:
-            parts.append([(Path(s.path).name, s.pid, s.camid) for s in samples])
+            parts.append(sample_keys(samples))
         elif hasattr(part, "pids"):  # the in-memory loaders
             parts.append([part.pids.tolist(), part.camids.tolist(), list(part.images.shape)])
         sampler = getattr(part, "batch_sampler", None) or getattr(part, "sampler", None)
