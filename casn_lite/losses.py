@@ -31,13 +31,12 @@ from torch import nn
 from torch.func import functional_call
 
 from .attention import (
-    crop_and_resize,
+    attention_profile,
     empty_maps,
     erase_attended,
     evaluation_mode,
     frozen_batchnorm_stats,
     grad_cam,
-    horizontal_profile,
     indicator_vector,
     soft_mask,
     upsample,
@@ -202,8 +201,7 @@ def siamese_attention(model: nn.Module, head: nn.Module, images1: torch.Tensor,
     g1, g2 = out.embedding.chunk(2)  # f_i, each image on its own
     scores = torch.cat([(alpha * g1).sum(1), (alpha * g2).sum(1)])  # s_i = <alpha, f_i>
     attention = grad_cam(scores, out.feature_map, create_graph=second_order)
-    profile = horizontal_profile(upsample(attention, images1.shape[-2:]))  # M_m
-    cropped = crop_and_resize(profile, threshold, length)  # M*_m
+    profile, cropped = attention_profile(attention, images1.shape[-2:], threshold, length)  # M_m, M*_m
     a1, a2 = attention.chunk(2)
     p1, p2 = profile.chunk(2)
     c1, c2 = cropped.chunk(2)
