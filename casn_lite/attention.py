@@ -1,6 +1,6 @@
 """Attention as CASN uses it: Grad-CAM you can train through, soft masks, attention profiles.
 
-Each equation of DESIGN.md section 2 is one function here (paper symbols in comments):
+Each equation of docs/method.md (sections 3 and 4) is one function here (paper symbols in comments):
 
 * ``grad_cam``            M = ReLU(sum_k w_k A_k),  w_k = GAP(d score / d A_k), per image in [0, 1]
 * ``upsample``            M at the image's size

@@ -1,4 +1,4 @@
-"""CASN's losses: L = L_ide + lambda_1 L_ia + lambda_2 L_sa (DESIGN.md section 2).
+"""CASN's losses: L = L_ide + lambda_1 L_ia + lambda_2 L_sa (docs/method.md, sections 2-5).
 
 Two forward passes build the attention the losses need, and return every intermediate so
 the notebooks can draw them:

@@ -1,4 +1,4 @@
-"""Re-ID models on torchvision ResNets: IDE and PCB (DESIGN.md section 2).
+"""Re-ID models on torchvision ResNets: IDE and PCB (docs/method.md, section 1).
 
 IDE = ResNet backbone (conv1..conv5) -> global average pooling -> FC -> BN -> ReLU
 -> dropout -> FC to identity logits. PCB (Sun et al. 2018) cuts the conv5 map into 6
