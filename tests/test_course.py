@@ -2,7 +2,6 @@
 
 import jupytext
 import nbformat
-import pytest
 
 from casn_lite.__main__ import main
 from casn_lite.course import PLACEHOLDER, student_copies
@@ -22,6 +21,7 @@ def test_student_copies_drop_answers_and_keep_everything_else(tmp_path):
                 assert mine.source == PLACEHOLDER
             else:
                 assert (mine.cell_type, mine.source) == (theirs.cell_type, theirs.source)
+        assert sum(c.source == PLACEHOLDER for c in copy.cells) >= 1, "each notebook had answers to remove"
         assert not any("<summary>Answers" in c.source for c in copy.cells)
         assert not any(c.get("outputs") for c in copy.cells if c.cell_type == "code")
         tags = [set(c.metadata.get("tags", [])) for c in copy.cells]
@@ -34,9 +34,3 @@ def test_student_cli(tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir()] == ["01_ide_baseline.ipynb"]
     assert main(["student", "--out", str(tmp_path), "--only", "42"]) == 2
     assert "unknown notebook" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("number", list(notebooks()))
-def test_every_notebook_has_answers_to_remove(number):
-    tags = [c.metadata.get("tags", []) for c in jupytext.read(notebooks()[number]).cells]
-    assert any("solution" in t for t in tags)
