@@ -1,5 +1,7 @@
 """IDE model shapes and weights loading; training loop: learning, exact resume, NaN stop."""
 
+import math
+
 import pytest
 import torch
 import torchvision
@@ -11,6 +13,7 @@ from casn_lite.engine import (
     TrainingDiverged,
     evaluate,
     fit,
+    make_scheduler,
     seed_everything,
     train_one_epoch,
 )
@@ -144,3 +147,29 @@ def test_train_one_epoch_updates_and_averages_over_images():
     assert weight.item() == pytest.approx(1.0 - 0.1 * 2 - 0.1 * 4), "one update per batch"
     assert record["epoch"] == 4 and record["size"] == pytest.approx((2 * 2 + 4 * 4) / 6)
     assert record["loss"] == pytest.approx((2 * 1.0 * 2 + 4 * 0.8 * 4) / 6)
+
+
+def learning_rates(cfg: TrainConfig, steps_per_epoch: int = 10) -> list[float]:
+    """The learning rate of every step of a run (lr 1.0: the schedule's factor)."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
+    rates = []
+    for _ in range(cfg.epochs * steps_per_epoch):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
+def test_scheduler_factors_warm_up_step_and_cosine():
+    step = learning_rates(TrainConfig(epochs=4, warmup_epochs=1, schedule="step", step_epochs=(2, 3), gamma=0.5))
+    assert step[:10] == pytest.approx([0.1 + 0.9 * k / 10 for k in range(10)]), "linear from lr/10 over 1 epoch"
+    assert step[10:20] == pytest.approx([1.0] * 10)
+    assert step[20:30] == pytest.approx([0.5] * 10) and step[30:] == pytest.approx([0.25] * 10)
+    cosine = learning_rates(TrainConfig(epochs=3, warmup_epochs=1, schedule="cosine"))
+    assert cosine[9] == pytest.approx(0.91) and cosine[10] == pytest.approx(1.0)
+    assert cosine[15] == pytest.approx(0.5 * (1 + math.cos(math.pi * 5 / 20)))
+    assert cosine[20] == pytest.approx(0.5) and cosine[29] == pytest.approx(0.5 * (1 + math.cos(math.pi * 19 / 20)))
+    assert learning_rates(TrainConfig(epochs=2, schedule="constant")) == pytest.approx([1.0] * 20)
+    with pytest.raises(ValueError, match="unknown schedule"):
+        learning_rates(TrainConfig(epochs=1, schedule="linear"))
