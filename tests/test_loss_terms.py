@@ -339,8 +339,8 @@ def test_train_from_draws_the_siamese_head_from_the_seed(tiny_synth):
     from casn_lite.engine import JointLoader
 
     data = load_dataset("synthpeople", tiny_synth[0])
-    loaders = reid_loaders(data, 64, 32, batch_size=8, num_instances=2, seed=0)
-    joint = JointLoader(loaders.train, pair_loader(data, 64, 32, 4, len(loaders.train), seed=0))
+    loaders = reid_loaders(data, 32, 16, batch_size=16, num_instances=2, seed=0)
+    joint = JointLoader(loaders.train, pair_loader(data, 32, 16, 4, len(loaders.train), seed=0))
     torch.manual_seed(0)
     start = build_model("ide", "resnet18", num_classes=data.num_train_pids, embed_dim=16)
     cfg = TrainConfig(epochs=1, optimizer="adam", lr=1e-3, progress=False)
