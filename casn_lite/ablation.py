@@ -21,11 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from .data.datasets import sample_keys
 from .engine import TrainConfig, fit, seed_everything, set_epoch
 from .losses import CASNLoss
 from .models import build_model
 
-__all__ = ["VARIANTS", "PAPER_TABLE3", "variant_names", "variant_loss", "train_from", "aggregate",
+__all__ = ["VARIANTS", "PAPER_TABLE3", "variant_names", "variant_loss", "checkpoint_folder", "train_from",
+           "aggregate",
            "markdown_table", "StartConfig", "data_fingerprint", "ide_start", "START_CACHE",
            "true_class_probability"]
 
@@ -56,11 +58,18 @@ def variant_names(arch: str = "ide") -> list[str]:
 
 
 def variant_loss(name: str, **options) -> CASNLoss:
-    """The ``CASNLoss`` of a variant by its paper name; ``options`` are CASNLoss's knobs."""
+    """The ``CASNLoss`` of a variant by its paper name; ``options`` are CASNLoss's keywords
+    (``feature_dim``, ``hidden_dim``, ``settings=CASNSettings(...)``, or a setting by name)."""
     if name not in VARIANTS:
         raise ValueError(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
     ia, sa = VARIANTS[name]
     return CASNLoss(ia=ia, sa=sa, arch="pcb" if "PCB" in name else "ide", **options)
+
+
+def checkpoint_folder(checkpoint_dir: str | Path | None, run: str) -> Path | None:
+    """Where the run named ``run`` (e.g. "CASN(IDE)-seed0") keeps its checkpoints inside a
+    notebook's ``checkpoint_dir``; None (no checkpoints) when that is None."""
+    return Path(checkpoint_dir) / run if checkpoint_dir else None
 
 
 def train_from(start: nn.Module, loader, cfg: TrainConfig, loss_fn, device: torch.device,
@@ -151,10 +160,10 @@ class StartConfig:
 
 
 def data_fingerprint(data) -> str:
-    """A short hash of a dataset's training split (file names, identities, cameras): two
-    datasets with the same fingerprint train the same start."""
-    rows = sorted(f"{s.path.name} {s.pid} {s.camid}" for s in data.train)
-    return hashlib.sha256("\n".join([data.name, *rows]).encode()).hexdigest()[:16]
+    """A short hash of a dataset's name and training split (``sample_keys``: file names,
+    identities, cameras): two datasets with the same fingerprint train the same start."""
+    text = json.dumps([data.name, sample_keys(data.train)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _start_key(fingerprint: str, cfg: StartConfig) -> str:

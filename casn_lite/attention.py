@@ -1,6 +1,6 @@
 """Attention as CASN uses it: Grad-CAM you can train through, soft masks, attention profiles.
 
-Each equation of DESIGN.md section 2 is one function here (paper symbols in comments):
+Each equation of docs/method.md (sections 3 and 4) is one function here (paper symbols in comments):
 
 * ``grad_cam``            M = ReLU(sum_k w_k A_k),  w_k = GAP(d score / d A_k), per image in [0, 1]
 * ``upsample``            M at the image's size
@@ -8,6 +8,7 @@ Each equation of DESIGN.md section 2 is one function here (paper symbols in comm
 * ``erase_attended``      I* = I - T(M) * I
 * ``horizontal_profile``  M_m[h] = max_w M[h, w]
 * ``crop_and_resize``     M*_m: the rows above a threshold, stretched to a fixed length
+* ``attention_profile``   M_m and M*_m of a batch of maps, as SA compares them
 * ``indicator_vector``    alpha: which feature dimensions make a pair look "the same"
 
 and one measurement the paper could not make without masks:
@@ -35,7 +36,7 @@ from torch import nn
 
 __all__ = [
     "grad_cam", "normalize_per_image", "upsample", "soft_mask", "erase_attended",
-    "horizontal_profile", "profile_span", "crop_and_resize", "indicator_vector",
+    "horizontal_profile", "profile_span", "crop_and_resize", "attention_profile", "indicator_vector",
     "frozen_batchnorm_stats", "evaluation_mode", "empty_maps", "mass_share",
     "similarity_attention",
 ]
@@ -120,6 +121,15 @@ def crop_and_resize(profile: torch.Tensor, threshold: float | None = 0.2,
     return profile.gather(1, below) * (1 - weight) + profile.gather(1, above) * weight
 
 
+def attention_profile(maps: torch.Tensor, size: tuple[int, int], threshold: float | None = 0.2,
+                      length: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """(M_m, M*_m) of [B, 1, h, w] maps: the horizontal profile at the image's size ([B, H]),
+    and its span above ``threshold`` x its max stretched to ``length`` values ([B, L]): what
+    SA's consistency term compares across two cameras."""
+    profile = horizontal_profile(upsample(maps, size))  # M_m
+    return profile, crop_and_resize(profile, threshold, length)  # M*_m
+
+
 def indicator_vector(same_logit: torch.Tensor, difference: torch.Tensor,
                      mode: str = "gradient") -> torch.Tensor:
     """alpha [B, D], binary: the feature dimensions that make a pair look like one person.
@@ -188,9 +198,11 @@ def mass_share(attention: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
 
 def similarity_attention(model: nn.Module, images1: torch.Tensor, images2: torch.Tensor
                          ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Grad-CAM of the retrieval similarity cos(f1, f2) on each image's conv map.
+    """(maps of images1, maps of images2): for each pair, Grad-CAM of its one score
+    s = cos(f1, f2) taken on image 1's conv map and, separately, on image 2's.
 
-    It needs no Siamese head, so it measures every variant (IDE included) the same way:
+    The score is passed once per pair (not once per image): its gradient reaches both
+    images' maps, and each map keeps only its own image's part of it. It needs no Siamese head, so it measures every variant (IDE included) the same way:
     which rows of each image make the pair match, as test-time retrieval sees it."""
     out = model(torch.cat([images1, images2]))
     f1, f2 = out.embedding.chunk(2)

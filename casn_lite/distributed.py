@@ -3,10 +3,10 @@
     torchrun --nproc_per_node 4 -m casn_lite train --variant "CASN(IDE)" ...
 
 ``init_distributed`` joins the process group torchrun describes in the environment (NCCL
-on GPUs, gloo on CPU) and picks this process's device. ``fit`` then wraps the model and the
-loss in ``LossStep`` under DDP, so every forward a CASN step makes (the masked images, the
-pairs, the Grad-CAM passes) happens inside one DDP forward and the gradients of the model
-and of the Siamese head are averaged across processes. Samplers are sharded with
+on GPUs, gloo on CPU) and picks this process's device. ``fit`` holds the model and the
+loss in one ``LossStep`` and, under torchrun, wraps it in DDP, so every forward a CASN step
+makes (the masked images, the pairs, the Grad-CAM passes) happens inside one DDP forward
+and the gradients of the model and of the Siamese head are averaged across processes. Samplers are sharded with
 ``sampler.shard(rank, world)``: each process trains on its own batches.
 """
 
@@ -18,7 +18,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["init_distributed", "is_distributed", "is_main_process", "LossStep", "cleanup", "replicas_agree"]
+__all__ = ["default_device", "init_distributed", "is_distributed", "is_main_process", "LossStep", "cleanup",
+           "replicas_agree"]
+
+
+def default_device() -> torch.device:
+    """CUDA when present, else CPU: the device of a single process."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def is_distributed() -> bool:
@@ -35,7 +41,7 @@ def init_distributed() -> tuple[int, int, torch.device]:
     otherwise it is one process on the default device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
-        return 0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return 0, 1, default_device()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank)
@@ -53,17 +59,30 @@ def cleanup() -> None:
 
 
 class LossStep(nn.Module):
-    """A training step's forward, ``batch -> loss_fn(model, batch, device)``, as one module:
-    under DDP a whole CASN step (masked images, pairs, Grad-CAM) is then one forward."""
+    """The model and its loss as one module, ``batch -> (loss, terms)``: what ``fit``'s
+    optimizer trains (the Siamese head of CASN's loss included), what a checkpoint saves
+    (``model.*`` and ``loss.*``), and under torchrun what DDP wraps, so that a whole CASN
+    step (masked images, pairs, Grad-CAM) is one DDP forward.
+
+    ``loss_fn(model, batch, device) -> (loss, terms)`` is a ``CASNLoss`` or any function of
+    that form. ``progress`` (epochs trained so far, fractions too) reaches a loss that ramps
+    its weights with training (``CASNLoss.set_progress``)."""
 
     def __init__(self, model: nn.Module, loss_fn, device: torch.device):
         super().__init__()
         self.model = model
-        self.loss = loss_fn if isinstance(loss_fn, nn.Module) else None  # its weights, for DDP
-        self._loss_fn, self._device = loss_fn, device
+        self.loss = loss_fn if isinstance(loss_fn, nn.Module) else None  # weights of its own, if any
+        self._plain_loss_fn = None if isinstance(loss_fn, nn.Module) else loss_fn  # a plain function
+        self.device = device
 
-    def forward(self, batch: dict):
-        return self._loss_fn(self.model, batch, self._device)
+    @property
+    def loss_fn(self):
+        return self.loss if self.loss is not None else self._plain_loss_fn
+
+    def forward(self, batch: dict, progress: float | None = None):
+        if progress is not None and hasattr(self.loss_fn, "set_progress"):
+            self.loss_fn.set_progress(progress)
+        return self.loss_fn(self.model, batch, self.device)
 
 
 @torch.no_grad()

@@ -1,9 +1,12 @@
 """Training and evaluation: one visible training loop, checkpoints, feature extraction.
 
-``fit`` is the whole training loop. The loss is a function ``loss_fn(model, batch,
-device) -> (loss, terms)`` so that IDE, IDE+IA, IDE+SA and CASN share this loop and
-differ only in the loss they pass. Each epoch ends with a checkpoint; ``resume=True``
-continues an interrupted run and reaches the same weights as an uninterrupted one.
+``train_one_epoch`` is the training step a reader follows: forward and loss, backward,
+update, one batch after another. ``fit`` runs it epoch after epoch and does the rest:
+optimizer and schedule, checkpoints, resume, evaluation. The loss is
+``loss_fn(model, batch, device) -> (loss, terms)``, by default ``CASNLoss(ia=False,
+sa=False)`` (L_ide), so that IDE, IDE+IA, IDE+SA and CASN share this loop and differ only
+in the loss they pass. Each epoch ends with a checkpoint; ``resume=True`` continues an
+interrupted run and reaches the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import time
 import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,21 +31,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from .attention import (
-    crop_and_resize,
-    empty_maps,
-    grad_cam,
-    horizontal_profile,
-    mass_share,
-    similarity_attention,
-    upsample,
-)
-from .distributed import LossStep, is_distributed, is_main_process
+from .attention_metrics import evaluate_attention  # re-exported: the notebooks import it from here
+from .data.datasets import sample_keys
+from .distributed import LossStep, default_device, is_distributed, is_main_process
 from .evaluation import evaluate_ranking, pairwise_distance
-from .losses import attention_distance, identification_loss, siamese_attention
+from .losses import CASNLoss
 
 __all__ = [
-    "TrainConfig", "TrainingDiverged", "default_device", "seed_everything", "ide_loss", "fit",
+    "TrainConfig", "TrainingDiverged", "default_device", "seed_everything", "fit", "train_one_epoch", "default_loss",
     "make_optimizer", "make_scheduler", "extract_features", "evaluate", "load_training_state",
     "JointLoader", "evaluate_attention", "set_epoch", "CheckpointMismatch", "run_identity",
 ]
@@ -80,11 +76,6 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)  # anything a notebook wants saved with the run
 
 
-def default_device() -> torch.device:
-    """CUDA when present, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def set_epoch(loader, epoch: int) -> None:
     """Tell a loader which epoch comes next: the loader itself when it knows (JointLoader,
     in-memory loaders), else its batch sampler or sampler (the seeded re-ID samplers)."""
@@ -99,14 +90,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002  the global RNG that notebook cells may use
     torch.manual_seed(seed)
-
-
-def ide_loss(model: nn.Module, batch: dict, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
-    """L_ide: softmax cross-entropy of the identity logits."""
-    out = model(batch["image"].to(device, non_blocking=True))
-    logits = out.logits if out.part_logits is None else out.part_logits  # PCB: per stripe
-    loss = identification_loss(logits, batch["pid"].to(device, non_blocking=True))
-    return loss, {"ide": loss.item()}
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -217,7 +200,7 @@ def _data_fingerprint(loader) -> str:
         dataset = getattr(dataset, "images", dataset)  # a PairDataset draws from an ImageDataset
         samples = getattr(dataset, "samples", None)
         if samples is not None:
-            parts.append([(Path(s.path).name, s.pid, s.camid) for s in samples])
+            parts.append(sample_keys(samples))
         elif hasattr(part, "pids"):  # the in-memory loaders
             parts.append([part.pids.tolist(), part.camids.tolist(), list(part.images.shape)])
         sampler = getattr(part, "batch_sampler", None) or getattr(part, "sampler", None)
@@ -235,10 +218,17 @@ def _weights_fingerprint(module: nn.Module) -> str:
 
 
 def _describe_loss(loss_fn) -> str:
-    """The loss's name and its plain options, e.g. ``CASNLoss(ia=True, lambda_ia=1.0, ...)``."""
+    """The loss's name and its plain options, a settings dataclass's fields among them, e.g.
+    ``CASNLoss(arch='ide', ia=True, lambda_ia=1.0, ...)``."""
     name = getattr(loss_fn, "__qualname__", type(loss_fn).__qualname__)
-    options = {k: v for k, v in sorted(vars(loss_fn).items()) if not k.startswith("_") and k != "training"
-               and isinstance(v, bool | int | float | str | None)} if isinstance(loss_fn, nn.Module) else {}
+    if not isinstance(loss_fn, nn.Module):
+        return f"{name}()"
+    values = dict(vars(loss_fn))
+    for value in list(values.values()):
+        if is_dataclass(value) and not isinstance(value, type):  # CASNLoss.settings
+            values.update(asdict(value))
+    options = {k: v for k, v in sorted(values.items()) if not k.startswith("_") and k != "training"
+               and isinstance(v, bool | int | float | str | None)}
     return f"{name}({', '.join(f'{k}={v!r}' for k, v in options.items())})"
 
 
@@ -270,89 +260,114 @@ def _differences(before: dict, now: dict) -> list[str]:
     return changes
 
 
-def fit(model: nn.Module, loader, cfg: TrainConfig, loss_fn: LossFn = ide_loss,
+def default_loss() -> CASNLoss:
+    """L_ide alone, ``CASNLoss(ia=False, sa=False)``: ``fit``'s loss when none is given."""
+    return CASNLoss(ia=False, sa=False)
+
+
+def train_one_epoch(step: nn.Module, loader, optimizer: torch.optim.Optimizer, scheduler, epoch: int,
+                    autocast=None, bar=None) -> dict:
+    """One pass over ``loader``: for each batch, forward and loss, backward, update. Returns
+    the epoch's record: the batch-size-weighted mean of the loss and of every term, the
+    learning rate, seconds and images per second.
+
+    ``step(batch, progress) -> (loss, terms)`` is ``fit``'s ``LossStep`` (model and loss as
+    one module; under torchrun, wrapped in DDP); ``progress`` is how far training is, in
+    epochs, for a loss that ramps its weights. ``autocast``: a context for the forward pass
+    (bf16 on CUDA); ``bar``: a progress bar advanced once per batch."""
+    autocast = autocast or nullcontext()
+    sums: dict[str, float] = {}
+    seen, tic = 0, time.perf_counter()
+    for i, batch in enumerate(loader):
+        with autocast:
+            loss, terms = step(batch, progress=epoch + i / len(loader))  # forward + L
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"loss became {loss.item()} at epoch {epoch + 1}, step {i + 1} "
+                f"(terms: {terms}); try a lower learning rate (now {scheduler.get_last_lr()[0]:.2e})")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # dL/dw for the model and the loss's own weights (the Siamese head)
+        optimizer.step()
+        scheduler.step()
+        n = len(batch["image"])  # this step's identity images
+        seen += n
+        for name, value in {"loss": loss.item(), **terms}.items():
+            sums[name] = sums.get(name, 0.0) + value * n
+        if bar is not None:
+            bar.update()
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}",
+                            img_s=f"{seen / (time.perf_counter() - tic):.0f}")
+    seconds = time.perf_counter() - tic
+    return {"epoch": epoch + 1, **{name: total / seen for name, total in sums.items()},
+            "lr": scheduler.get_last_lr()[0], "seconds": seconds, "images_per_s": seen / seconds}
+
+
+def fit(model: nn.Module, loader, cfg: TrainConfig, loss_fn: LossFn | None = None,
         device: torch.device | None = None,
         eval_fn: Callable[[nn.Module], dict] | None = None) -> list[dict]:
     """Train ``model`` for ``cfg.epochs`` epochs; return the history (one dict per epoch).
 
-    ``eval_fn(model) -> metrics`` (optional) runs after every epoch and its metrics join
-    the history. With ``cfg.checkpoint_dir`` set, each epoch ends by saving ``last.pt``;
-    with ``cfg.resume`` the run continues from it.
+    ``loss_fn`` defaults to L_ide (``CASNLoss(ia=False, sa=False)``). ``eval_fn(model) ->
+    metrics`` (optional) runs after every epoch and its metrics join the history. With
+    ``cfg.checkpoint_dir`` set, each epoch ends by saving ``last.pt``; with ``cfg.resume``
+    the run continues from it.
     """
     device = device or default_device()
-    on_cuda = device.type == "cuda"
-    # a loss with weights of its own (CASN's Siamese head) is trained and saved with the model
-    trained = nn.ModuleDict({"model": model, "loss": loss_fn if isinstance(loss_fn, nn.Module) else nn.Identity()})
-    trained.to(device)
-    if on_cuda and cfg.channels_last:
+    loss_fn = loss_fn if loss_fn is not None else default_loss()
+    step = LossStep(model, loss_fn, device).to(device)  # the model and the loss's own weights, together
+    if device.type == "cuda" and cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(trained, cfg)
-    forward_and_loss = LossStep(model, loss_fn, device)  # batch -> loss_fn(model, batch, device)
-    if is_distributed():  # under torchrun: DDP averages the gradients across processes
-        forward_and_loss = DistributedDataParallel(
-            forward_and_loss, device_ids=[device.index] if device.type == "cuda" else None)
-    main_process = is_main_process()
+    optimizer = make_optimizer(step, cfg)
     scheduler = make_scheduler(optimizer, cfg, len(loader))
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda and cfg.amp else nullcontext()
-    history: list[dict] = []
-    start_epoch = 0
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and cfg.amp else None
+    forward = step
+    if is_distributed():  # under torchrun: DDP averages the gradients across processes
+        forward = DistributedDataParallel(step, device_ids=[device.index] if device.type == "cuda" else None)
 
     ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
-    identity = run_identity(cfg, trained, loader, loss_fn) if ckpt_dir else None
+    identity = run_identity(cfg, step, loader, loss_fn) if ckpt_dir else None
+    history: list[dict] = []
     if ckpt_dir and cfg.resume and (state := load_training_state(ckpt_dir)) is not None:
         check_resumable(state, identity, ckpt_dir)
-        model.load_state_dict(state["model"])
-        trained["loss"].load_state_dict(state.get("loss", {}))
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"])
-        history, start_epoch = state["history"], state["epoch"] + 1
+        history = _restore(state, step, optimizer, scheduler)
 
-    bar = tqdm(total=(cfg.epochs - start_epoch) * len(loader), desc=cfg.desc, unit="batch",
-               disable=not (cfg.progress and main_process))
-    for epoch in range(start_epoch, cfg.epochs):
-        set_epoch(loader, epoch)
-        trained.train()
-        sums: dict[str, float] = {}
-        seen, tic = 0, time.perf_counter()
-        for step, batch in enumerate(loader):
-            # ---- the training step: forward + loss, backward, update --------------------
-            if hasattr(loss_fn, "set_progress"):  # CASN's lambda ramp: how far training is
-                loss_fn.set_progress(epoch + step / len(loader))
-            with autocast:
-                loss, terms = forward_and_loss(batch)  # loss_fn(model, batch, device)
-            if not torch.isfinite(loss):
-                bar.close()
-                raise TrainingDiverged(
-                    f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
-                    f"(terms: {terms}); try a lower learning rate (now {scheduler.get_last_lr()[0]:.2e})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            # -------------------------------------------------------------------------------
-            n = len(next(iter(v for v in batch.values() if torch.is_tensor(v))))
-            seen += n
-            for k, v in {"loss": loss.item(), **terms}.items():
-                sums[k] = sums.get(k, 0.0) + v * n
-            bar.update()
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}",
-                            img_s=f"{seen / (time.perf_counter() - tic):.0f}")
-        seconds = time.perf_counter() - tic
-        record = {"epoch": epoch + 1, **{k: v / seen for k, v in sums.items()},
-                  "lr": scheduler.get_last_lr()[0], "seconds": seconds, "images_per_s": seen / seconds}
-        if eval_fn is not None:
-            record.update(eval_fn(model))
-        history.append(record)
-        if ckpt_dir and main_process:
-            ckpt_dir.mkdir(parents=True, exist_ok=True)
-            _save_atomically({"model": model.state_dict(), "loss": trained["loss"].state_dict(),
-                              "optimizer": optimizer.state_dict(),
-                              "scheduler": scheduler.state_dict(), "rng": _rng_state(), "epoch": epoch,
-                              "history": history, "config": asdict(cfg), "identity": identity},
-                             ckpt_dir / "last.pt")
-    bar.close()
+    bar = tqdm(total=(cfg.epochs - len(history)) * len(loader), desc=cfg.desc, unit="batch",
+               disable=not (cfg.progress and is_main_process()))
+    try:
+        for epoch in range(len(history), cfg.epochs):
+            set_epoch(loader, epoch)
+            step.train()
+            record = train_one_epoch(forward, loader, optimizer, scheduler, epoch, autocast, bar)
+            if eval_fn is not None:
+                record.update(eval_fn(model))
+            history.append(record)
+            if ckpt_dir and is_main_process():
+                _save_checkpoint(ckpt_dir, step, optimizer, scheduler, history, cfg, identity)
+    finally:
+        bar.close()
     return history
+
+
+def _restore(state: dict, step: LossStep, optimizer, scheduler) -> list[dict]:
+    """Put a run back as its checkpoint left it (weights, optimizer, schedule, RNG); its history."""
+    step.model.load_state_dict(state["model"])
+    if step.loss is not None:
+        step.loss.load_state_dict(state.get("loss", {}))
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    _set_rng_state(state["rng"])
+    return state["history"]
+
+
+def _save_checkpoint(ckpt_dir: Path, step: LossStep, optimizer, scheduler, history: list[dict],
+                     cfg: TrainConfig, identity: dict) -> None:
+    """``last.pt``: everything an exact resume needs, and the run that made it."""
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    _save_atomically({"model": step.model.state_dict(),
+                      "loss": step.loss.state_dict() if step.loss is not None else {},
+                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                      "rng": _rng_state(), "epoch": len(history) - 1, "history": history,
+                      "config": asdict(cfg), "identity": identity}, ckpt_dir / "last.pt")
 
 
 class JointLoader:
@@ -413,98 +428,3 @@ def evaluate(model: nn.Module, query_loader, gallery_loader, device: torch.devic
     return {"rank1": float(cmc[0]), "rank5": float(cmc[min(4, len(cmc) - 1)]),
             "rank10": float(cmc[min(9, len(cmc) - 1)]), "mAP": res["mAP"], "mINP": res["mINP"],
             "cmc": cmc, "num_valid_queries": res["num_valid_queries"]}
-
-
-def _class_attention(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Grad-CAM of each test image's top-scoring training identity (its true identity is not
-    one of the classes), in evaluation mode: [B, 1, h, w]."""
-    out = model(images)
-    return grad_cam(out.logits.amax(dim=1), out.feature_map)
-
-
-def _masked_mean(values: torch.Tensor, keep: torch.Tensor) -> float:
-    return values[keep].mean().item() if keep.any() else float("nan")
-
-
-def evaluate_attention(model: nn.Module, pair_loader, device: torch.device | None = None,
-                       threshold: float | None = 0.2, length: int = 32,
-                       head: nn.Module | None = None, indicator: str = "gradient") -> dict:
-    """Attention measured, not only shown, on pairs of test images from two cameras:
-
-    * ``positive_distance`` / ``negative_distance``: mean ||M*_m1 - M*_m2||_2 of the
-      similarity attention (Grad-CAM of cos(f1, f2), any variant, no head) over same-person
-      and different-person pairs (lower for the same person: more consistent);
-    * ``empty``: share of similarity maps with no attention at all; pairs with an empty map
-      are left out of the distances, and empty maps out of the shares;
-    * with SynthPeople masks (``mask1``, ``mask2``): ``on_person`` / ``on_cue``, the mean
-      share of attention mass on the person and on the identity cue; ``person_area`` /
-      ``cue_area``, their mean share of the image; ``person_lift`` / ``cue_lift`` = share /
-      area (1: no better than spreading attention evenly); the same for the class Grad-CAM
-      of each image's top training identity: ``class_empty``, ``class_on_person``,
-      ``class_person_lift``, ``class_on_cue``, ``class_cue_lift``;
-    * with the Siamese ``head``: ``sa_positive_distance`` and ``sa_empty``, SA's own
-      attention (Grad-CAM of <alpha, f_i>) on the same-person pairs.
-    """
-    device = device or default_device()
-    model.to(device).eval()
-    if head is not None:
-        head.to(device).eval()
-    rows: dict[str, list[torch.Tensor]] = {}
-
-    def add(key: str, value: torch.Tensor) -> None:
-        rows.setdefault(key, []).append(value.detach().float().cpu())
-
-    for batch in pair_loader:
-        x1, x2 = batch["image1"].to(device), batch["image2"].to(device)
-        same = batch["same"].bool()
-        sim = similarity_attention(model, x1, x2)
-        cls = _class_attention(model, torch.cat([x1, x2])).chunk(2)
-        add("same", same)
-        add("distance", _profile_distance(sim, x1.shape[-2:], threshold, length))
-        sim_empty = [empty_maps(m) for m in sim]
-        add("valid", ~(sim_empty[0] | sim_empty[1]))
-        if head is not None:
-            sa = siamese_attention(model, head, x1, x2, indicator, False, threshold, length)
-            add("sa_distance", attention_distance(sa.cropped1, sa.cropped2))
-            add("sa_valid", sa.valid)
-        for side, key in enumerate(("mask1", "mask2")):
-            add("empty", sim_empty[side])
-            add("class_empty", empty_maps(cls[side]))
-            if key not in batch:
-                continue
-            mask = batch[key].to(device)
-            for prefix, maps in (("", sim[side]), ("class_", cls[side])):
-                m = upsample(maps.detach().float(), x1.shape[-2:])
-                add(prefix + "on_person", mass_share(m, mask >= 1))
-                add(prefix + "on_cue", mass_share(m, mask == 2))
-            add("person_area", (mask >= 1).flatten(1).float().mean(1))
-            add("cue_area", (mask == 2).flatten(1).float().mean(1))
-    col = {k: torch.cat(v) for k, v in rows.items()}
-    same, valid = col["same"].bool(), col["valid"].bool()
-    result = {"positive_distance": _masked_mean(col["distance"], same & valid),
-              "negative_distance": _masked_mean(col["distance"], ~same & valid),
-              "empty": col["empty"].mean().item(), "class_empty": col["class_empty"].mean().item()}
-    if head is not None:
-        sa_valid = col["sa_valid"].bool()
-        result["sa_positive_distance"] = _masked_mean(col["sa_distance"], same & sa_valid)
-        result["sa_empty"] = 1 - sa_valid[same].float().mean().item()
-    for prefix in ("", "class_"):
-        if prefix + "on_person" not in col:
-            continue
-        for region in ("person", "cue"):
-            share, area = col[f"{prefix}on_{region}"], col[f"{region}_area"]
-            keep = ~share.isnan()  # empty maps attend nowhere
-            result[f"{prefix}on_{region}"] = _masked_mean(share, keep)
-            result[f"{prefix}{region}_lift"] = (_masked_mean(share, keep) / _masked_mean(area, keep)
-                                                if keep.any() else float("nan"))
-    if "person_area" in col:
-        result["person_area"] = col["person_area"].mean().item()
-        result["cue_area"] = col["cue_area"].mean().item()
-    return result
-
-
-def _profile_distance(maps: tuple[torch.Tensor, torch.Tensor], size, threshold, length) -> torch.Tensor:
-    """||M*_m1 - M*_m2||_2 of two batches of maps, as SA's consistency term measures it."""
-    p1, p2 = (crop_and_resize(horizontal_profile(upsample(m.detach().float(), size)), threshold, length)
-              for m in maps)
-    return attention_distance(p1, p2)

@@ -12,8 +12,11 @@ The protocol is the Market-1501 single-query one used across the re-ID literatur
   top k; AP is the non-interpolated average precision over all true matches;
   INP (Ye et al., 2021) is ``num_matches / rank_of_the_last_match``.
 
-Everything is computed with torch on the distance matrix's device, one chunk of
-queries at a time, so a 10,000 x 100,000 matrix needs only a few hundred MB.
+``evaluate_ranking_reference`` is the protocol written as one reads it, one query at a
+time with a full sort: the documented reference, slow. ``evaluate_ranking`` computes the
+same numbers fast (the tests hold one against the other): with torch on the distance
+matrix's device, one chunk of queries at a time, so a 10,000 x 100,000 matrix needs only a
+few hundred MB.
 A gallery image of another identity at exactly the same distance as a true match
 is ranked before it (ties count against the model, so constant features score
 near zero instead of perfectly).
@@ -27,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["pairwise_distance", "evaluate_ranking"]
+__all__ = ["pairwise_distance", "evaluate_ranking", "evaluate_ranking_reference"]
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -205,3 +208,39 @@ def evaluate_ranking(
         "mINP": float(inp_sum / n),
         "num_valid_queries": n,
     }
+
+
+def evaluate_ranking_reference(
+    distmat: ArrayLike,
+    q_pids: ArrayLike,
+    g_pids: ArrayLike,
+    q_camids: ArrayLike,
+    g_camids: ArrayLike,
+    max_rank: int = 50,
+) -> dict:
+    """The Market-1501 protocol, one query at a time: what ``evaluate_ranking`` computes, in
+    the form to read (and slow: a full sort of the gallery per query). Same arguments and
+    result, without the input checks."""
+    dist, q_pids, g_pids, q_camids, g_camids = (
+        np.asarray(x.cpu() if isinstance(x, torch.Tensor) else x)
+        for x in (distmat, q_pids, g_pids, q_camids, g_camids))
+    max_rank = min(max_rank, dist.shape[1])
+    all_cmc, all_ap, all_inp = [], [], []
+    for i in range(dist.shape[0]):
+        # the query's identity seen by the query's own camera is removed (too easy); every other
+        # gallery image stays: distractors (pid 0) and junk boxes (pid -1) are impostors
+        kept = ~((g_pids == q_pids[i]) & (g_camids == q_camids[i]))
+        distance, is_match = dist[i, kept], g_pids[kept] == q_pids[i]
+        if not is_match.any():
+            continue  # no true match left: the query is skipped
+        # ascending distance; at equal distance the impostor first (a tie counts against the model)
+        order = np.lexsort((is_match, distance))
+        match_ranks = np.flatnonzero(is_match[order])  # 0-based ranks of the true matches
+        all_cmc.append(np.arange(max_rank) >= match_ranks[0])  # CMC@k: the first match within the top k
+        precision = np.arange(1, len(match_ranks) + 1) / (match_ranks + 1)  # precision at each match
+        all_ap.append(precision.mean())  # AP: their mean
+        all_inp.append(len(match_ranks) / (match_ranks[-1] + 1))  # INP: matches / rank of the last one
+    if not all_ap:
+        raise ValueError("no query has a true match in the gallery from another camera; check the split")
+    return {"cmc": np.mean(all_cmc, axis=0), "mAP": float(np.mean(all_ap)),
+            "mINP": float(np.mean(all_inp)), "num_valid_queries": len(all_ap)}

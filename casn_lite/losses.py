@@ -1,4 +1,4 @@
-"""CASN's losses: L = L_ide + lambda_1 L_ia + lambda_2 L_sa (DESIGN.md section 2).
+"""CASN's losses: L = L_ide + lambda_1 L_ia + lambda_2 L_sa (docs/method.md, sections 2-5).
 
 Two forward passes build the attention the losses need, and return every intermediate so
 the notebooks can draw them:
@@ -22,7 +22,8 @@ and the same flags with a PCB model give PCB, PCB+IA, PCB+SA and CASN(PCB) (the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
@@ -30,13 +31,12 @@ from torch import nn
 from torch.func import functional_call
 
 from .attention import (
-    crop_and_resize,
+    attention_profile,
     empty_maps,
     erase_attended,
     evaluation_mode,
     frozen_batchnorm_stats,
     grad_cam,
-    horizontal_profile,
     indicator_vector,
     soft_mask,
     upsample,
@@ -46,7 +46,7 @@ from .models import SiameseHead
 __all__ = [
     "identification_loss", "attention_mining_loss", "siamese_bce_loss", "attention_distance",
     "siamese_attention_loss", "IAResult", "SAResult", "identification_attention",
-    "siamese_attention", "warm_up_siamese_head", "CASNLoss", "IA_GRADIENTS",
+    "siamese_attention", "warm_up_siamese_head", "CASNLoss", "CASNSettings", "IA_GRADIENTS",
 ]
 
 
@@ -201,8 +201,7 @@ def siamese_attention(model: nn.Module, head: nn.Module, images1: torch.Tensor,
     g1, g2 = out.embedding.chunk(2)  # f_i, each image on its own
     scores = torch.cat([(alpha * g1).sum(1), (alpha * g2).sum(1)])  # s_i = <alpha, f_i>
     attention = grad_cam(scores, out.feature_map, create_graph=second_order)
-    profile = horizontal_profile(upsample(attention, images1.shape[-2:]))  # M_m
-    cropped = crop_and_resize(profile, threshold, length)  # M*_m
+    profile, cropped = attention_profile(attention, images1.shape[-2:], threshold, length)  # M_m, M*_m
     a1, a2 = attention.chunk(2)
     p1, p2 = profile.chunk(2)
     c1, c2 = cropped.chunk(2)
@@ -238,6 +237,44 @@ def warm_up_siamese_head(head: nn.Module, model: nn.Module, pair_batches, device
 
 
 # --------------------------------------------------------------------------- one loss for all variants
+@dataclass(frozen=True)
+class CASNSettings:
+    """How CASN's loss terms behave, one field per knob; the defaults are the paper's form.
+
+    Pass it to ``CASNLoss(settings=...)`` or ``variant_loss(name, settings=...)``, built by
+    keyword (``CASNSettings(lambda_ia=0.5, ramp_epochs=1.0)``) or picked from a notebook's
+    parameters (``CASNSettings.from_parameters(globals())``). ``replace(settings, ...)``
+    (``dataclasses.replace``) changes one knob and keeps the others.
+    """
+
+    lambda_ia: float = 1.0  # lambda_1, the weight of L_ia
+    lambda_sa: float = 1.0  # lambda_2, the weight of L_sa
+    ramp_epochs: float = 0.0  # lambda_1 and lambda_2 grow from 0 over this many epochs (0: no ramp)
+    sigma: float = 0.5  # sigma of the soft mask T(M) = sigmoid(omega (M - sigma))
+    omega: float = 10.0  # omega of T(M)
+    ia_score: str = "prob"  # L_ia on the true class's probability ("prob") or raw score ("logit")
+    ia_gradient: str = "all"  # "all": L_ia trains the whole network; "attention": only through M
+    second_order: bool = False  # Grad-CAM's channel weights w_k differentiated too
+    indicator: str = "gradient"  # alpha from d z_same / d f_minus ("gradient") or from f_minus ("difference")
+    profile_threshold: float | None = 0.2  # M*_m keeps the rows above this share of the profile's maximum
+    profile_length: int = 32  # M*_m is stretched to this many values
+    consistency_weight: float = 0.2  # the 0.2 in L_sa = L_bce + 0.2 ||M*_m1 - M*_m2||_2
+    negative_margin: float | None = None  # a hinge on negative pairs' profile distance (None: off)
+    negative_weight: float = 0.2  # its weight
+
+    def __post_init__(self):
+        if self.ia_gradient not in IA_GRADIENTS:
+            raise ValueError(f"unknown ia_gradient {self.ia_gradient!r}; choose one of {', '.join(IA_GRADIENTS)}")
+        if self.ramp_epochs < 0:
+            raise ValueError(f"ramp_epochs must be >= 0, got {self.ramp_epochs}")
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, object]) -> CASNSettings:
+        """The settings named in ``parameters`` (a notebook's ``globals()``, a profile's
+        mapping); other names are ignored, missing ones keep their defaults."""
+        return cls(**{f.name: parameters[f.name] for f in fields(cls) if f.name in parameters})
+
+
 class CASNLoss(nn.Module):
     """L = L_ide + lambda_ia L_ia + lambda_sa L_sa, each term behind a flag.
 
@@ -246,8 +283,10 @@ class CASNLoss(nn.Module):
     ``image2``, ``same``); ``casn_lite.engine.JointLoader`` zips the two. It is a module
     because the Siamese head has weights: ``fit`` trains and checkpoints them with the model.
 
-    Options beyond the paper's equation (the defaults are the paper's form:
-    ``ia_gradient="all"``, ``ramp_epochs=0``, no head warm-up):
+    Its knobs are a ``CASNSettings`` (``settings=``); each can also be passed by name
+    (``CASNLoss(ia=True, sa=False, lambda_ia=0.5)``), over ``settings``. ``feature_dim`` and
+    ``hidden_dim`` size the Siamese head. Options beyond the paper's equation (the defaults
+    are the paper's form: ``ia_gradient="all"``, ``ramp_epochs=0``, no head warm-up):
 
     * ``ia_gradient="attention"``: L_ia moves the attention only (see
       ``identification_attention``). In the attention study the paper's form gave IDE+IA
@@ -260,25 +299,14 @@ class CASNLoss(nn.Module):
     """
 
     def __init__(self, ia: bool = True, sa: bool = True, *, arch: str = "ide", feature_dim: int = 512,
-                 lambda_ia: float = 1.0, lambda_sa: float = 1.0, ramp_epochs: float = 0.0,
-                 sigma: float = 0.5, omega: float = 10.0, ia_score: str = "prob",
-                 ia_gradient: str = "all",
-                 second_order: bool = False, indicator: str = "gradient",
-                 profile_threshold: float | None = 0.2, profile_length: int = 32,
-                 consistency_weight: float = 0.2, negative_margin: float | None = None,
-                 negative_weight: float = 0.2, hidden_dim: int = 512):
+                 hidden_dim: int = 512, settings: CASNSettings | None = None, **options):
         super().__init__()
-        if ia_gradient not in IA_GRADIENTS:
-            raise ValueError(f"unknown ia_gradient {ia_gradient!r}; choose one of {', '.join(IA_GRADIENTS)}")
-        if ramp_epochs < 0:
-            raise ValueError(f"ramp_epochs must be >= 0, got {ramp_epochs}")
+        unknown = set(options) - {f.name for f in fields(CASNSettings)}
+        if unknown:
+            raise TypeError(f"CASNLoss got unknown options {', '.join(sorted(unknown))}; "
+                            f"the settings are: {', '.join(f.name for f in fields(CASNSettings))}")
         self.ia, self.sa, self.arch = ia, sa, arch
-        self.lambda_ia, self.lambda_sa, self.ramp_epochs = lambda_ia, lambda_sa, ramp_epochs
-        self.sigma, self.omega, self.ia_score, self.ia_gradient = sigma, omega, ia_score, ia_gradient
-        self.second_order, self.indicator = second_order, indicator
-        self.profile_threshold, self.profile_length = profile_threshold, profile_length
-        self.consistency_weight = consistency_weight
-        self.negative_margin, self.negative_weight = negative_margin, negative_weight
+        self.settings = replace(settings or CASNSettings(), **options)
         self.head = SiameseHead(feature_dim, hidden_dim) if sa else None
         self._progress = 0.0  # epochs trained so far, set by fit (state, not an option)
 
@@ -295,7 +323,8 @@ class CASNLoss(nn.Module):
 
     def ramp(self) -> float:
         """The factor on lambda_ia and lambda_sa now: 0 -> 1 over ``ramp_epochs``."""
-        return 1.0 if self.ramp_epochs <= 0 else min(1.0, self._progress / self.ramp_epochs)
+        ramp_epochs = self.settings.ramp_epochs
+        return 1.0 if ramp_epochs <= 0 else min(1.0, self._progress / ramp_epochs)
 
     def warm_up_head(self, model: nn.Module, pair_batches, device: torch.device, steps: int = 100,
                      lr: float = 1e-3) -> list[float]:
@@ -310,14 +339,14 @@ class CASNLoss(nn.Module):
         images = batch["image"].to(device, non_blocking=True)
         pids = batch["pid"].to(device, non_blocking=True)
         out = model(images)
-        loss = identification_loss(out.logits if out.part_logits is None else out.part_logits, pids)  # L_ide
+        loss = identification_loss(out.identity_logits, pids)  # L_ide
         terms = {"ide": loss.detach()}
-        ramp = self.ramp()
+        ramp, s = self.ramp(), self.settings
         if self.ia:
-            ia = identification_attention(model, images, pids, self.sigma, self.omega,
-                                          self.second_order, gradient=self.ia_gradient)
-            l_ia = attention_mining_loss(ia.masked_logits, pids, self.ia_score)
-            loss = loss + ramp * self.lambda_ia * l_ia
+            ia = identification_attention(model, images, pids, s.sigma, s.omega, s.second_order,
+                                          gradient=s.ia_gradient)
+            l_ia = attention_mining_loss(ia.masked_logits, pids, s.ia_score)
+            loss = loss + ramp * s.lambda_ia * l_ia
             terms["ia"] = l_ia.detach()
             terms["ia_empty"] = ia.empty.float().mean()
         if self.sa:
@@ -326,12 +355,12 @@ class CASNLoss(nn.Module):
                                "train on a JointLoader(identity_loader, pair_loader)")
             same = batch["same"].to(device, non_blocking=True)
             sa = siamese_attention(model, self.head, batch["image1"].to(device, non_blocking=True),
-                                   batch["image2"].to(device, non_blocking=True), self.indicator,
-                                   self.second_order, self.profile_threshold, self.profile_length)
+                                   batch["image2"].to(device, non_blocking=True), s.indicator,
+                                   s.second_order, s.profile_threshold, s.profile_length)
             l_sa, parts = siamese_attention_loss(
                 siamese_bce_loss(sa.pair_logits, same), attention_distance(sa.cropped1, sa.cropped2),
-                same, self.consistency_weight, self.negative_margin, self.negative_weight, sa.valid)
-            loss = loss + ramp * self.lambda_sa * l_sa
+                same, s.consistency_weight, s.negative_margin, s.negative_weight, sa.valid)
+            loss = loss + ramp * s.lambda_sa * l_sa
             terms["sa"] = l_sa.detach()
             terms.update({k: v.detach() for k, v in parts.items()})
             terms["sa_empty"] = (~sa.valid).float().mean()

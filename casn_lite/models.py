@@ -1,4 +1,4 @@
-"""Re-ID models on torchvision ResNets: IDE and PCB (DESIGN.md section 2).
+"""Re-ID models on torchvision ResNets: IDE and PCB (docs/method.md, section 1).
 
 IDE = ResNet backbone (conv1..conv5) -> global average pooling -> FC -> BN -> ReLU
 -> dropout -> FC to identity logits. PCB (Sun et al. 2018) cuts the conv5 map into 6
@@ -41,6 +41,12 @@ class ReIDOutput:
     embedding: torch.Tensor  # f: retrieval feature [B, D]
     logits: torch.Tensor  # s: identity scores [B, num_classes]
     part_logits: torch.Tensor | None = None  # PCB: each stripe's scores [B, P, num_classes]
+
+    @property
+    def identity_logits(self) -> torch.Tensor:
+        """The scores L_ide is taken of: each stripe's for PCB ([B, P, N], one loss per stripe),
+        else the identity scores ([B, N])."""
+        return self.logits if self.part_logits is None else self.part_logits
 
 
 def _imagenet_weights(backbone: str):

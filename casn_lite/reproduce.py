@@ -15,6 +15,7 @@ kernel dies as failed and goes on, and marks a notebook stopped by Ctrl-C as int
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -82,11 +83,18 @@ def profiles() -> list[str]:
 
 
 def _parameters(source: Path) -> set[str]:
-    """Names in the notebook's cell tagged 'parameters', as papermill reads them."""
+    """Names in the notebook's cell tagged 'parameters', as papermill reads them (read again
+    whenever the file changes)."""
+    stat = Path(source).stat()
+    return set(_inspect_parameters(str(source), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=64)
+def _inspect_parameters(source: str, mtime_ns: int, size: int) -> frozenset[str]:
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / (source.stem + ".ipynb")
+        path = Path(tmp) / (Path(source).stem + ".ipynb")
         nbformat.write(jupytext.read(source), path)
-        return set(papermill.inspect_notebook(str(path)))
+        return frozenset(papermill.inspect_notebook(str(path)))
 
 
 @dataclass
@@ -161,6 +169,8 @@ def plan(profile: str, only: list[str] | None = None, data_root: str | None = No
     notebooks that have an ``arch`` parameter run."""
     if profile not in profiles():
         raise ReproduceError(f"unknown profile {profile!r}; choose one of: {', '.join(profiles())}")
+    if arch is not None and arch not in ARCHS:
+        raise ReproduceError(f"unknown arch {arch!r}; choose one of: {', '.join(sorted(ARCHS))}")
     spec = _read_profile(profile)
     available = notebooks()
     if only is not None and not only:

@@ -71,7 +71,8 @@ def emulate_gpu_path(log: str, notebook: str) -> None:
     def use_memory(in_memory, *args, **kwargs) -> bool:
         return True if in_memory == "auto" else real_use_memory(in_memory, *args, **kwargs)
 
-    def fit(model, loader, cfg, loss_fn=engine.ide_loss, device=None, eval_fn=None):
+    def fit(model, loader, cfg, loss_fn=None, device=None, eval_fn=None):
+        loss_fn = loss_fn if loss_fn is not None else engine.default_loss()
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
         quiet_eval = None if eval_fn is None else (lambda m: _without_autocast(eval_fn, m))
@@ -110,7 +111,7 @@ def _log_step_cost(log: str, notebook: str, cfg, loader, loss_fn, history: list[
 
 
 def _is_ide(loss: str) -> bool:
-    return loss.startswith("ide_loss") or ("ia=False" in loss and "sa=False" in loss)
+    return "ia=False" in loss and "sa=False" in loss
 
 
 def estimate(records: list[dict], full: dict[str, dict], small: dict[str, dict]) -> dict:

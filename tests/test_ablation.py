@@ -12,17 +12,34 @@ from casn_lite.ablation import (
     markdown_table,
     train_from,
     variant_loss,
+    variant_names,
 )
+from casn_lite.attention import (
+    attention_profile,
+    empty_maps,
+    mass_share,
+    similarity_attention,
+    upsample,
+)
+from casn_lite.attention_metrics import evaluate_attention
 from casn_lite.data import ImageDataset, PairDataset, PairSampler, build_transforms, load_dataset
-from casn_lite.engine import TrainConfig, evaluate_attention
+from casn_lite.engine import TrainConfig
+from casn_lite.losses import attention_distance
 from casn_lite.models import build_model
 
 
 def test_variants_are_flags_of_one_loss():
-    for name, (ia, sa) in VARIANTS.items():
+    expected = {  # the paper's names, written out: (IA, SA, architecture)
+        "IDE": (False, False, "ide"), "IDE+IA": (True, False, "ide"), "IDE+SA": (False, True, "ide"),
+        "CASN(IDE)": (True, True, "ide"), "PCB": (False, False, "pcb"), "PCB+IA": (True, False, "pcb"),
+        "PCB+SA": (False, True, "pcb"), "CASN(PCB)": (True, True, "pcb")}
+    assert list(VARIANTS) == list(expected)
+    for name, (ia, sa, arch) in expected.items():
         loss = variant_loss(name, feature_dim=16)
-        assert (loss.ia, loss.sa) == (ia, sa) and loss.variant == name
+        assert (loss.ia, loss.sa, loss.arch, loss.variant) == (ia, sa, arch, name)
+        assert (loss.head is not None) == sa, "only the SA variants have a Siamese head"
         assert name in PAPER_TABLE3
+    assert variant_names("ide") == list(expected)[:4] and variant_names("pcb") == list(expected)[4:]
     with pytest.raises(ValueError, match="unknown variant"):
         variant_loss("IDE+XY")
 
@@ -56,22 +73,38 @@ def test_train_from_leaves_the_start_alone_and_resumes(tiny_synth, tmp_path):
 
 
 def test_evaluate_attention_on_pairs_with_masks(tiny_synth):
+    """Every number of the report recomputed here, on the one batch, from the attention
+    functions it is built from: a wrong mask, side, region, pair set or mean changes one."""
     data = load_dataset("synthpeople", tiny_synth[0])
     images = ImageDataset(data.query + data.gallery, build_transforms(64, 32), mask_of=data.mask_path)
-    pairs = torch.utils.data.DataLoader(PairDataset(images), batch_size=8,
+    pairs = torch.utils.data.DataLoader(PairDataset(images), batch_size=16,
                                         sampler=PairSampler(images.pids, images.camids, 16, 0.5, seed=0))
+    b = next(iter(pairs))
     torch.manual_seed(0)
-    model = build_model("ide", "resnet18", num_classes=5, embed_dim=16)
-    report = evaluate_attention(model, pairs, torch.device("cpu"))
-    shares = {f"{p}{k}" for p in ("", "class_") for k in ("on_person", "on_cue", "person_lift", "cue_lift")}
-    assert set(report) == {"positive_distance", "negative_distance", "empty", "class_empty",
-                           "person_area", "cue_area", *shares}
-    assert 0 <= report["empty"] <= 1 and report["positive_distance"] >= 0
+    model = build_model("ide", "resnet18", num_classes=5, embed_dim=16).eval()
+    report = evaluate_attention(model, [b], torch.device("cpu"), threshold=0.2, length=32)
+
+    same = b["same"].bool()
+    sim = similarity_attention(model, b["image1"], b["image2"])
+    profiles = [attention_profile(m.detach(), (64, 32), 0.2, 32)[1] for m in sim]
+    distance = attention_distance(*profiles)
+    valid = ~(empty_maps(sim[0]) | empty_maps(sim[1]))
+    assert (same & valid).any() and (~same & valid).any()
+    assert report["positive_distance"] == pytest.approx(distance[same & valid].mean().item(), rel=1e-5)
+    assert report["negative_distance"] == pytest.approx(distance[~same & valid].mean().item(), rel=1e-5)
+    assert report["empty"] == pytest.approx(torch.cat([empty_maps(m) for m in sim]).float().mean().item())
+    masks = (b["mask1"], b["mask2"])
+    for region, inside in (("person", lambda m: m >= 1), ("cue", lambda m: m == 2)):
+        share = torch.cat([mass_share(upsample(sim[k].detach(), (64, 32)), inside(masks[k])) for k in (0, 1)])
+        area = torch.cat([inside(m).flatten(1).float().mean(1) for m in masks])
+        keep = ~share.isnan()
+        assert keep.any()
+        assert report[f"on_{region}"] == pytest.approx(share[keep].mean().item(), rel=1e-5)
+        assert report[f"{region}_area"] == pytest.approx(area.mean().item(), rel=1e-6)
+        assert report[f"{region}_lift"] == pytest.approx(share[keep].mean().item() / area[keep].mean().item(),
+                                                         rel=1e-5)
     assert 0 < report["cue_area"] < report["person_area"] < 1
-    for prefix in ("", "class_"):
-        share, lift = report[prefix + "on_person"], report[prefix + "person_lift"]
-        if not math.isnan(share):
-            assert lift == pytest.approx(share / report["person_area"], rel=0.5)
+    assert not math.isnan(report["class_on_person"]) and 0 <= report["class_on_person"] <= 1
 
 
 def test_test_pairs_and_cross_camera_matches(tiny_synth):

@@ -1,5 +1,7 @@
-"""CASN trains end to end on CPU: the joint identity + pair loader, the loss's own weights."""
+"""CASN trains end to end on CPU: the joint identity + pair loader, the loss's own weights,
+and an interrupted run that resumes to exactly the weights of an uninterrupted one."""
 
+import pytest
 import torch
 
 from casn_lite.data import load_dataset, pair_loader, reid_loaders
@@ -26,24 +28,53 @@ def test_joint_loader_merges_batches_and_restarts_the_pairs(tiny_synth):
     assert all(b["same"].shape == (4,) for b in batches)
 
 
-def test_casn_trains_end_to_end_and_checkpoints_the_siamese_head(tiny_synth, tmp_path):
-    seed_everything(0)
-    data, _, joint = loaders(tiny_synth[0])
-    model = build_model("ide", "resnet18", num_classes=data.num_train_pids, embed_dim=16)
-    loss_fn = CASNLoss(ia=True, sa=True, feature_dim=16, hidden_dim=8)
-    head_before = loss_fn.head.layers[0].weight.detach().clone()
-    cfg = TrainConfig(epochs=2, optimizer="adam", lr=1e-3, progress=False, checkpoint_dir=str(tmp_path))
-    history = fit(model, joint, cfg, loss_fn)
+def stop_after(loss_fn: CASNLoss, calls: int) -> None:
+    """Make the loss raise KeyboardInterrupt at its call number ``calls + 1``: the user stops
+    the run there (the loss's options, hence the run's identity, are unchanged)."""
+    forward, count = loss_fn.forward, [0]
+
+    def counting(*args, **kwargs):
+        count[0] += 1
+        if count[0] > calls:
+            raise KeyboardInterrupt
+        return forward(*args, **kwargs)
+
+    loss_fn.forward = counting
+
+
+def test_casn_run_interrupted_mid_epoch_resumes_to_the_same_weights(tiny_synth, tmp_path):
+    """CASN(IDE) with every source of state an exact resume needs: the model and the Siamese
+    head (checkpointed with it), SGD momentum, a warm-up and step schedule, the lambda ramp,
+    in-memory identity batches (their own per-epoch generator) and pair batches read from
+    disk (augmented with the global RNG)."""
+    data = load_dataset("synthpeople", tiny_synth[0])
+    cfg = TrainConfig(epochs=2, optimizer="sgd", lr=0.01, warmup_epochs=1, schedule="step", step_epochs=(1,),
+                      progress=False, resume=True)
+
+    def run(checkpoint_dir, interrupt_after=None):
+        seed_everything(0)  # a new session: nothing in memory survives
+        ids = reid_loaders(data, 32, 16, batch_size=16, num_instances=2, seed=0, in_memory=True, device="cpu")
+        joint = JointLoader(ids.train, pair_loader(data, 32, 16, 4, len(ids.train), seed=0))
+        model = build_model("ide", "resnet18", num_classes=data.num_train_pids, embed_dim=16)
+        loss_fn = CASNLoss(ia=True, sa=True, feature_dim=16, hidden_dim=8, ramp_epochs=1.0)
+        head_before = loss_fn.head.layers[0].weight.detach().clone()
+        if interrupt_after is not None:
+            stop_after(loss_fn, interrupt_after)
+        history = fit(model, joint, TrainConfig(**{**cfg.__dict__, "checkpoint_dir": str(checkpoint_dir)}), loss_fn)
+        return model, loss_fn, history, head_before, len(joint)
+
+    model, loss_fn, history, head_before, steps = run(tmp_path / "straight")
+    assert steps >= 2 and [h["epoch"] for h in history] == [1, 2]
     assert {"loss", "ide", "ia", "sa", "bce", "consistency"} <= set(history[-1])
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in history)
     assert not torch.equal(loss_fn.head.layers[0].weight, head_before), "the head was trained"
-    state = load_training_state(tmp_path)
-    torch.testing.assert_close(state["loss"]["head.layers.0.weight"], loss_fn.head.layers[0].weight.cpu())
+    state = load_training_state(tmp_path / "straight")
+    torch.testing.assert_close(state["loss"]["head.layers.0.weight"], loss_fn.head.layers[0].weight)
 
-    # the same run again, resumed (nothing more to do): the head comes from the checkpoint
-    seed_everything(0)
-    data, _, joint = loaders(tiny_synth[0])
-    model = build_model("ide", "resnet18", num_classes=data.num_train_pids, embed_dim=16)
-    fresh = CASNLoss(ia=True, sa=True, feature_dim=16, hidden_dim=8)
-    fit(model, joint, TrainConfig(**{**cfg.__dict__, "resume": True}), fresh)
-    torch.testing.assert_close(fresh.head.layers[0].weight, loss_fn.head.layers[0].weight)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "stopped", interrupt_after=steps + 1)  # in the second epoch, after its first step
+    resumed, resumed_loss, resumed_history, _, _ = run(tmp_path / "stopped")
+    for straight, again in ((model, resumed), (loss_fn, resumed_loss)):
+        for (name, p), q in zip(straight.state_dict().items(), again.state_dict().values(), strict=True):
+            torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+    assert [h["loss"] for h in resumed_history] == [h["loss"] for h in history]

@@ -51,7 +51,9 @@ def test_market_style_layouts(tmp_path, name, subdir):
     write_split_tree(tmp_path / subdir if subdir else tmp_path, "market1501" if name == "market1501" else name)
     check_protocol(load_dataset(name, tmp_path))
     assert detect_dataset(tmp_path) == name
-    check_protocol(load_dataset("auto", tmp_path))
+    data = load_dataset("auto", tmp_path)
+    check_protocol(data)
+    assert data.name == {"market1501": "Market-1501", "dukemtmc": "DukeMTMC-reID"}[name]
 
 
 def test_cuhk03_np_labeled_and_detected(tmp_path):

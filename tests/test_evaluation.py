@@ -1,41 +1,26 @@
-"""evaluate_ranking against cases worked by hand and against a per-query reference loop."""
+"""evaluate_ranking and its per-query reference, evaluate_ranking_reference: both against
+cases worked by hand, and one against the other on random problems with ties, same-camera
+matches, distractors and junk boxes."""
 
 import numpy as np
 import pytest
 import torch
 
-from casn_lite.evaluation import evaluate_ranking, pairwise_distance
+from casn_lite.evaluation import evaluate_ranking, evaluate_ranking_reference, pairwise_distance
+
+BOTH = pytest.mark.parametrize("evaluate", [evaluate_ranking, evaluate_ranking_reference],
+                               ids=["fast", "reference"])
 
 
-def reference_eval(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50):
-    """The community's Market-1501 protocol, one query at a time (as torchreid's eval_market1501)."""
-    num_q, num_g = distmat.shape
-    max_rank = min(max_rank, num_g)
-    order = np.argsort(distmat, axis=1, kind="stable")
-    all_cmc, all_ap, all_inp = [], [], []
-    for i in range(num_q):
-        ranked = order[i]
-        remove = (g_pids[ranked] == q_pids[i]) & (g_camids[ranked] == q_camids[i])
-        hits = (g_pids[ranked] == q_pids[i])[~remove].astype(np.int64)
-        if not hits.any():
-            continue
-        cmc = hits.cumsum()
-        last = np.flatnonzero(hits).max()
-        all_inp.append(cmc[last] / (last + 1.0))
-        all_cmc.append(np.minimum(cmc, 1)[:max_rank])
-        precision = cmc / np.arange(1, len(cmc) + 1)
-        all_ap.append((precision * hits).sum() / hits.sum())
-    return np.mean(all_cmc, 0), np.mean(all_ap), np.mean(all_inp), len(all_ap)
-
-
-def test_hand_worked_example():
+@BOTH
+def test_hand_worked_example(evaluate):
     # query 0: pid 1 seen by camera 0; query 1: pid 9, whose only gallery image is from its own camera
     q_pids, q_cams = np.array([1, 9]), np.array([0, 2])
     g_pids = np.array([1, 2, 1, 3, 1, 9])
     g_cams = np.array([0, 1, 1, 1, 2, 2])
     dist = np.array([[0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
                      [0.9, 0.8, 0.7, 0.6, 0.5, 0.1]])
-    res = evaluate_ranking(dist, q_pids, g_pids, q_cams, g_cams, max_rank=4)
+    res = evaluate(dist, q_pids, g_pids, q_cams, g_cams, max_rank=4)
     # query 0: gallery 0 (pid 1, camera 0) is removed; ranking is pid 2, 1, 3, 1, 9
     # first match at rank 2 -> CMC = [0, 1, 1, 1]
     # AP = mean(1/2, 2/4) = 0.5; INP = 2 matches / rank of the last one (4) = 0.5
@@ -46,23 +31,25 @@ def test_hand_worked_example():
     assert res["mINP"] == pytest.approx(0.5)
 
 
-def test_perfect_and_worst_rankings():
+@BOTH
+def test_perfect_and_worst_rankings(evaluate):
     q_pids, q_cams = np.array([1]), np.array([0])
     g_pids, g_cams = np.array([1, 1, 2, 3]), np.array([1, 2, 1, 1])
-    best = evaluate_ranking(np.array([[0.0, 0.1, 0.5, 0.6]]), q_pids, g_pids, q_cams, g_cams)
+    best = evaluate(np.array([[0.0, 0.1, 0.5, 0.6]]), q_pids, g_pids, q_cams, g_cams)
     assert best["mAP"] == pytest.approx(1.0) and best["cmc"][0] == 1.0 and best["mINP"] == pytest.approx(1.0)
-    worst = evaluate_ranking(np.array([[0.8, 0.9, 0.1, 0.2]]), q_pids, g_pids, q_cams, g_cams)
+    worst = evaluate(np.array([[0.8, 0.9, 0.1, 0.2]]), q_pids, g_pids, q_cams, g_cams)
     # matches at ranks 3 and 4: AP = (1/3 + 2/4) / 2
     assert worst["mAP"] == pytest.approx((1 / 3 + 2 / 4) / 2)
     np.testing.assert_allclose(worst["cmc"], [0, 0, 1, 1])
     assert worst["mINP"] == pytest.approx(2 / 4)
 
 
-def test_ties_count_against_the_model():
+@BOTH
+def test_ties_count_against_the_model(evaluate):
     # constant features: every distance equal. An honest metric must not call that perfect.
     q_pids, q_cams = np.array([1, 2]), np.array([0, 0])
     g_pids, g_cams = np.array([1, 2, 3, 4]), np.array([1, 1, 1, 1])
-    res = evaluate_ranking(np.zeros((2, 4)), q_pids, g_pids, q_cams, g_cams)
+    res = evaluate(np.zeros((2, 4)), q_pids, g_pids, q_cams, g_cams)
     np.testing.assert_allclose(res["cmc"], [0, 0, 0, 1])
     assert res["mAP"] == pytest.approx(0.25)
 
@@ -78,14 +65,20 @@ def random_problem(num_q, num_g, num_ids, num_cams, seed):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_matches_reference_implementation(seed):
+def test_matches_the_reference_with_ties_same_camera_matches_distractors_and_junk(seed):
     dist, qp, gp, qc, gc = random_problem(60, 400, 25, 4, seed)
-    cmc, ap, inp, n = reference_eval(dist, qp, gp, qc, gc, max_rank=50)
+    rng = np.random.default_rng(seed)
+    dist = np.round(dist * 4) / 4  # few distinct values: many ties between matches and impostors
+    gp[rng.random(len(gp)) < 0.1] = 0  # distractors
+    gp[rng.random(len(gp)) < 0.05] = -1  # junk boxes
+    qp[0], qc[0], gp[0], gc[0] = 99, 0, 99, 0  # a query whose only match is from its own camera
+    assert ((gp[None] == qp[:, None]) & (gc[None] == qc[:, None])).any(), "same-camera matches to remove"
+    expected = evaluate_ranking_reference(dist, qp, gp, qc, gc, max_rank=50)
     res = evaluate_ranking(dist, qp, gp, qc, gc, max_rank=50)
-    assert res["num_valid_queries"] == n
-    np.testing.assert_allclose(res["cmc"], cmc, atol=1e-6)
-    assert res["mAP"] == pytest.approx(ap, abs=1e-6)
-    assert res["mINP"] == pytest.approx(inp, abs=1e-6)
+    assert res["num_valid_queries"] == expected["num_valid_queries"] < 60, "some queries have no match left"
+    np.testing.assert_allclose(res["cmc"], expected["cmc"], atol=1e-12)
+    assert res["mAP"] == pytest.approx(expected["mAP"], abs=1e-12)
+    assert res["mINP"] == pytest.approx(expected["mINP"], abs=1e-12)
 
 
 def test_chunked_equals_unchunked_and_torch_equals_numpy():

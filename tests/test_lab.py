@@ -8,7 +8,6 @@ Jupyter configuration and settings replaced by empty temporary folders.
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -19,17 +18,13 @@ from pathlib import Path
 import jupytext
 import pytest
 
+from .support import free_port
+
 pytest.importorskip("jupyterlab")
 pytest.importorskip("jupyterlab_jupytext")
 
 REPO = Path(__file__).parents[1]
 NOTEBOOK = "01_ide_baseline.py"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

@@ -6,11 +6,14 @@ class, the wrong pairs, a dropped weight, a flipped sign, a missing normalisatio
 """
 
 import math
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from casn_lite.ablation import checkpoint_folder
 from casn_lite.attention import (
     crop_and_resize,
     empty_maps,
@@ -29,6 +32,7 @@ from casn_lite.data import test_pair_loader as make_test_pairs
 from casn_lite.engine import TrainConfig, fit
 from casn_lite.losses import (
     CASNLoss,
+    CASNSettings,
     attention_distance,
     attention_mining_loss,
     identification_attention,
@@ -121,14 +125,30 @@ def test_casn_loss_weights_and_ramp():
     batch = {"image": torch.randn(4, 3, 64, 32), "pid": torch.tensor([0, 0, 1, 1]),
              "image1": torch.randn(2, 3, 64, 32), "image2": torch.randn(2, 3, 64, 32),
              "same": torch.tensor([1, 0])}
-    loss_fn = CASNLoss(feature_dim=16, hidden_dim=8, lambda_ia=0.5, lambda_sa=2.0, ramp_epochs=2.0)
+    settings = CASNSettings(lambda_ia=0.5, lambda_sa=3.0, ramp_epochs=2.0, consistency_weight=0.5)
+    loss_fn = CASNLoss(feature_dim=16, hidden_dim=8, settings=settings, lambda_sa=2.0)  # a keyword wins
+    assert loss_fn.settings == replace(settings, lambda_sa=2.0)
     for progress, ramp in ((0.0, 0.0), (1.0, 0.5), (3.0, 1.0)):
         loss_fn.set_progress(progress)
         torch.manual_seed(1)  # the same dropout in every call
         loss, terms = loss_fn(model.train(), batch, CPU)
         expected = terms["ide"] + ramp * (0.5 * terms["ia"] + 2.0 * terms["sa"])
         assert loss.item() == pytest.approx(expected, rel=1e-5), progress
-        assert terms["sa"] == pytest.approx(terms["bce"] + 0.2 * terms["consistency"], rel=1e-5)
+        assert terms["sa"] == pytest.approx(terms["bce"] + 0.5 * terms["consistency"], rel=1e-5)
+
+
+def test_casn_settings_by_keyword_from_parameters_and_refused():
+    assert CASNLoss(sa=False, lambda_ia=0.3).settings == CASNSettings(lambda_ia=0.3)
+    notebook = {"lambda_ia": 0.3, "sigma": 0.4, "seed": 7, "batch_size": 32}  # a notebook's globals()
+    assert CASNSettings.from_parameters(notebook) == CASNSettings(lambda_ia=0.3, sigma=0.4)
+    with pytest.raises(TypeError, match="unknown options lamda_ia"):
+        CASNLoss(sa=False, lamda_ia=0.3)
+    with pytest.raises(ValueError, match="ia_gradient"):
+        CASNSettings(ia_gradient="some")
+    with pytest.raises(ValueError, match="ramp_epochs"):
+        CASNSettings(ramp_epochs=-1)
+    assert checkpoint_folder(None, "IDE") is None
+    assert checkpoint_folder("runs/x", "CASN(IDE)-seed0") == Path("runs/x/CASN(IDE)-seed0")
 
 
 def test_ide_embedding_is_the_batch_norm_output():
@@ -319,8 +339,8 @@ def test_train_from_draws_the_siamese_head_from_the_seed(tiny_synth):
     from casn_lite.engine import JointLoader
 
     data = load_dataset("synthpeople", tiny_synth[0])
-    loaders = reid_loaders(data, 64, 32, batch_size=8, num_instances=2, seed=0)
-    joint = JointLoader(loaders.train, pair_loader(data, 64, 32, 4, len(loaders.train), seed=0))
+    loaders = reid_loaders(data, 32, 16, batch_size=16, num_instances=2, seed=0)
+    joint = JointLoader(loaders.train, pair_loader(data, 32, 16, 4, len(loaders.train), seed=0))
     torch.manual_seed(0)
     start = build_model("ide", "resnet18", num_classes=data.num_train_pids, embed_dim=16)
     cfg = TrainConfig(epochs=1, optimizer="adam", lr=1e-3, progress=False)

@@ -1,4 +1,7 @@
-"""IDE model shapes and weights loading; training loop: learning, exact resume, NaN stop."""
+"""IDE model shapes and weights loading; training loop: one epoch's step, learning, schedule,
+NaN stop (exact resume: tests/test_casn_training.py)."""
+
+import math
 
 import pytest
 import torch
@@ -6,7 +9,15 @@ import torchvision
 from torch.utils.data import DataLoader
 
 from casn_lite.data import IdentitySampler, ImageDataset, build_transforms, load_dataset
-from casn_lite.engine import TrainConfig, TrainingDiverged, evaluate, fit, seed_everything
+from casn_lite.engine import (
+    TrainConfig,
+    TrainingDiverged,
+    evaluate,
+    fit,
+    make_scheduler,
+    seed_everything,
+    train_one_epoch,
+)
 from casn_lite.models import PretrainedWeightsUnavailable, build_model
 
 
@@ -73,41 +84,6 @@ def test_training_lowers_the_loss_and_records_history(tiny_synth):
     assert {"rank1", "mAP", "mINP", "lr", "images_per_s"} <= set(history[-1])
 
 
-def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tiny_synth, tmp_path):
-    cfg = dict(epochs=3, optimizer="sgd", lr=0.01, warmup_epochs=1, schedule="step", step_epochs=(2,),
-               progress=False)
-
-    def run(checkpoint_dir, interrupt_at_epoch=None):
-        seed_everything(1)
-        data, loader, _, _ = tiny_loaders(tiny_synth[0])
-        model = small_model(data)
-        calls = {"n": 0}
-
-        def loss_fn(m, batch, device):
-            calls["n"] += 1
-            if interrupt_at_epoch and calls["n"] == interrupt_at_epoch * len(loader) + 2:
-                raise KeyboardInterrupt  # the user stops the run in the middle of an epoch
-            out = m(batch["image"].to(device))
-            loss = torch.nn.functional.cross_entropy(out.logits, batch["pid"].to(device))
-            return loss, {"ide": loss.item()}
-
-        try:
-            history = fit(model, loader, TrainConfig(checkpoint_dir=str(checkpoint_dir), **cfg), loss_fn)
-        except KeyboardInterrupt:
-            seed_everything(1)  # a new session runs the notebook again: nothing in memory survives
-            data, loader, _, _ = tiny_loaders(tiny_synth[0])
-            model = small_model(data)
-            history = fit(model, loader, TrainConfig(checkpoint_dir=str(checkpoint_dir), resume=True, **cfg),
-                          loss_fn)
-        return model, history
-
-    straight, h1 = run(tmp_path / "a")
-    resumed, h2 = run(tmp_path / "b", interrupt_at_epoch=2)
-    assert [h["loss"] for h in h1] == [h["loss"] for h in h2]
-    for (name, p), q in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
-        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
-
-
 def test_nan_loss_stops_with_a_clear_error(tiny_synth):
     data, loader, _, _ = tiny_loaders(tiny_synth[0])
 
@@ -116,3 +92,50 @@ def test_nan_loss_stops_with_a_clear_error(tiny_synth):
 
     with pytest.raises(TrainingDiverged, match="lower learning rate"):
         fit(small_model(data), loader, TrainConfig(epochs=1, progress=False), nan_loss)
+
+
+def test_train_one_epoch_updates_and_averages_over_images():
+    weight = torch.nn.Parameter(torch.tensor(1.0))
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    # the pair batch's keys first, as a dict may hold them: the images of the identity batch count
+    loader = [{"same": torch.zeros(1), "image": torch.zeros(2, 3, 4, 2)},
+              {"same": torch.zeros(1), "image": torch.zeros(4, 3, 4, 2)}]
+    seen = []
+
+    def step(batch, progress):
+        seen.append(progress)
+        loss = weight * len(batch["image"])  # d loss / d weight = batch size
+        return loss, {"size": float(len(batch["image"]))}
+
+    record = train_one_epoch(step, loader, optimizer, scheduler, epoch=3)
+    assert seen == [3.0, 3.5], "progress in epochs, fractions within the epoch"
+    assert weight.item() == pytest.approx(1.0 - 0.1 * 2 - 0.1 * 4), "one update per batch"
+    assert record["epoch"] == 4 and record["size"] == pytest.approx((2 * 2 + 4 * 4) / 6)
+    assert record["loss"] == pytest.approx((2 * 1.0 * 2 + 4 * 0.8 * 4) / 6)
+
+
+def learning_rates(cfg: TrainConfig, steps_per_epoch: int = 10) -> list[float]:
+    """The learning rate of every step of a run (lr 1.0: the schedule's factor)."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
+    rates = []
+    for _ in range(cfg.epochs * steps_per_epoch):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
+def test_scheduler_factors_warm_up_step_and_cosine():
+    step = learning_rates(TrainConfig(epochs=4, warmup_epochs=1, schedule="step", step_epochs=(2, 3), gamma=0.5))
+    assert step[:10] == pytest.approx([0.1 + 0.9 * k / 10 for k in range(10)]), "linear from lr/10 over 1 epoch"
+    assert step[10:20] == pytest.approx([1.0] * 10)
+    assert step[20:30] == pytest.approx([0.5] * 10) and step[30:] == pytest.approx([0.25] * 10)
+    cosine = learning_rates(TrainConfig(epochs=3, warmup_epochs=1, schedule="cosine"))
+    assert cosine[9] == pytest.approx(0.91) and cosine[10] == pytest.approx(1.0)
+    assert cosine[15] == pytest.approx(0.5 * (1 + math.cos(math.pi * 5 / 20)))
+    assert cosine[20] == pytest.approx(0.5) and cosine[29] == pytest.approx(0.5 * (1 + math.cos(math.pi * 19 / 20)))
+    assert learning_rates(TrainConfig(epochs=2, schedule="constant")) == pytest.approx([1.0] * 20)
+    with pytest.raises(ValueError, match="unknown schedule"):
+        learning_rates(TrainConfig(epochs=1, schedule="linear"))

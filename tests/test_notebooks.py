@@ -9,8 +9,13 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("[0-9][0-9]_*.py"))
 
 
-def test_there_are_notebooks():
-    assert NOTEBOOKS
+def test_the_six_notebooks_are_the_ones_the_runner_and_course_use():
+    from casn_lite.reproduce import notebooks
+
+    assert [p.stem for p in NOTEBOOKS] == ["00_data_and_evaluation", "01_ide_baseline",
+                                           "02_identification_attention", "03_siamese_attention",
+                                           "04_casn_training", "05_ablations"]
+    assert list(notebooks().values()) == NOTEBOOKS
 
 
 @pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda p: p.stem)

@@ -1,5 +1,7 @@
 """PCB (stripes, summed loss, Grad-CAM over the whole map) and model checkpoints for inference."""
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,6 +9,8 @@ import torch.nn.functional as F
 from casn_lite.ablation import variant_loss, variant_names
 from casn_lite.attention import grad_cam
 from casn_lite.models import build_model, load_checkpoint, save_checkpoint
+
+from .support import run_example
 
 
 @pytest.fixture
@@ -74,24 +78,17 @@ def test_load_checkpoint_explains_a_wrong_file(tmp_path):
         load_checkpoint(tmp_path / "last.pt")
 
 
-def test_rank_gallery_example_on_a_generated_folder(tiny_synth, tmp_path):
-    import subprocess
-    import sys
-    from pathlib import Path
-
+def test_rank_gallery_example_on_a_generated_folder(tiny_synth, tmp_path, capsys):
     root = tiny_synth[0]
     query = sorted((root / "query").glob("*.jpg"))[0]
     torch.manual_seed(0)
     model = build_model("ide", "resnet18", num_classes=4, embed_dim=16)
     checkpoint = save_checkpoint(model.eval(), tmp_path / "m.pt", (64, 32))
     example = Path(__file__).parents[1] / "examples" / "rank_gallery.py"
-    done = subprocess.run([sys.executable, str(example), str(checkpoint), str(query),
-                           str(root / "bounding_box_test"), "--topk", "3"], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.strip().splitlines()
+    assert run_example(example, checkpoint, query, root / "bounding_box_test", "--topk", "3") == 0
+    lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 4 and lines[1].split()[0] == "1"
     distances = [float(line.split()[1]) for line in lines[1:]]
     assert distances == sorted(distances)
-    bad = subprocess.run([sys.executable, str(example), str(checkpoint), str(query), str(tmp_path / "nope")],
-                         capture_output=True, text=True)
-    assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
+    assert run_example(example, checkpoint, query, tmp_path / "nope") == 2
+    assert "does not exist" in capsys.readouterr().err

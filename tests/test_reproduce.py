@@ -155,3 +155,28 @@ def test_jobs_run_notebooks_at_once(project, monkeypatch):
     ma, mb = a["metrics"], b["metrics"]
     assert ma["start"] < mb["end"] and mb["start"] < ma["end"], "the two notebooks overlapped in time"
     assert ma["threads"] == mb["threads"] == "2", "each gets its share of the cores"
+
+
+@pytest.mark.parametrize("profile", reproduce.profiles())
+def test_every_shipped_profile_plans_every_notebook_and_arch(profile, tmp_path):
+    """Each shipped profile, as `reproduce` would run it: plain, on a real dataset folder,
+    and for each architecture. A misspelt section, parameter or notebook number is refused
+    by plan (check_sections and the parameter check), so a broken profile fails here."""
+    every = reproduce.notebooks()
+    names = {n: reproduce._parameters(source) for n, source in every.items()}
+    with_arch = [n for n in every if "arch" in names[n]]
+    assert with_arch == ["04", "05"]
+    for data_root in (None, tmp_path):
+        for arch in (None, "ide", "pcb"):
+            jobs = reproduce.plan(profile, data_root=None if data_root is None else str(data_root), arch=arch)
+            assert [j.number for j in jobs] == (list(every) if arch is None else with_arch)
+            for job in jobs:
+                assert set(job.parameters) <= names[job.number]
+                if data_root is not None and "data_root" in names[job.number]:
+                    assert job.parameters["data_root"] == str(tmp_path.resolve())
+                if arch is not None:
+                    assert job.parameters["arch"] == arch
+                if arch == "pcb":  # six stripes of conv5 need an input at least 96 pixels tall
+                    assert job.parameters["height"] >= 96, (profile, data_root, job.number)
+    with pytest.raises(reproduce.ReproduceError, match="unknown arch 'resnet'"):
+        reproduce.plan(profile, arch="resnet")

@@ -28,7 +28,8 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from .synth import incomplete
+# SPLITS: the Market-1501 layout's three folders, defined where SynthPeople writes them
+from .synth import SPLITS, incomplete
 
 __all__ = [
     "DATASETS",
@@ -42,9 +43,9 @@ __all__ = [
     "ImageDataset",
     "PairDataset",
     "read_image",
+    "sample_keys",
 ]
 
-SPLITS = ("bounding_box_train", "query", "bounding_box_test")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 NAME_PATTERN = re.compile(r"^([-\d]+)_c(\d)")
 
@@ -64,6 +65,12 @@ class Sample:
     path: Path
     pid: int
     camid: int
+
+
+def sample_keys(samples) -> list[tuple[str, int, int]]:
+    """(file name, pid, camid) of each sample, in order: what identifies a set of images
+    wherever it lies (the fingerprints of training data, for checkpoints and the start cache)."""
+    return [(Path(s.path).name, s.pid, s.camid) for s in samples]
 
 
 @dataclass(frozen=True)

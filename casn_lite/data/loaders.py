@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader
 
+from ..distributed import default_device
 from .datasets import ImageDataset, PairDataset, ReIDData
 from .memory import DeviceAugment, InMemoryLoader, InMemoryPairLoader, bank_bytes, decode_all
 from .samplers import IdentitySampler, PairSampler
@@ -50,7 +51,7 @@ def reid_loaders(data: ReIDData, height: int, width: int, batch_size: int = 32,
     """Training batches of ``batch_size / num_instances`` identities x ``num_instances``
     images (flip, pad-and-crop, random erasing with probability ``erase_p``); query and
     gallery only resized. ``in_memory``: True, False, or "auto" (on a GPU, when the images fit)."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(device or default_device())
     sampler = IdentitySampler([s.pid for s in data.train], batch_size, num_instances, seed=seed)
     if _use_memory(in_memory, data, height, width, device):
         bank = decode_all(data.train, height, width, device)

@@ -63,7 +63,7 @@ __all__ = [
 
 GENERATOR_VERSION = "1.0"
 MASK_BACKGROUND, MASK_PERSON, MASK_CUE = 0, 1, 2
-SPLITS = ("bounding_box_train", "query", "bounding_box_test")
+SPLITS = ("bounding_box_train", "query", "bounding_box_test")  # the Market-1501 layout's folders
 _BATCH = 256  # images drawn at once; fixed so that output never depends on it
 
 # --------------------------------------------------------------------------- palettes

@@ -1,0 +1,115 @@
+"""Attention measured, not only shown: where a trained model's attention falls on test pairs.
+
+``evaluate_attention`` is what notebooks 03-05 and the attention study report beside
+retrieval: the cross-camera consistency of the similarity attention (the profile distance
+SA minimises, ``attention_profile`` and ``attention_distance``), and with SynthPeople's
+masks the share of attention on the person and on the identity cue (``mass_share``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .attention import (
+    attention_profile,
+    empty_maps,
+    grad_cam,
+    mass_share,
+    similarity_attention,
+    upsample,
+)
+from .distributed import default_device
+from .losses import attention_distance, siamese_attention
+
+__all__ = ["evaluate_attention"]
+
+
+def _class_attention(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM of each test image's top-scoring training identity (its true identity is not
+    one of the classes), in evaluation mode: [B, 1, h, w]."""
+    out = model(images)
+    return grad_cam(out.logits.amax(dim=1), out.feature_map)
+
+
+def _masked_mean(values: torch.Tensor, keep: torch.Tensor) -> float:
+    return values[keep].mean().item() if keep.any() else float("nan")
+
+
+def evaluate_attention(model: nn.Module, pair_loader, device: torch.device | None = None,
+                       threshold: float | None = 0.2, length: int = 32,
+                       head: nn.Module | None = None, indicator: str = "gradient") -> dict:
+    """Attention measured, not only shown, on pairs of test images from two cameras:
+
+    * ``positive_distance`` / ``negative_distance``: mean ||M*_m1 - M*_m2||_2 of the
+      similarity attention (Grad-CAM of cos(f1, f2), any variant, no head) over same-person
+      and different-person pairs (lower for the same person: more consistent);
+    * ``empty``: share of similarity maps with no attention at all; pairs with an empty map
+      are left out of the distances, and empty maps out of the shares;
+    * with SynthPeople masks (``mask1``, ``mask2``): ``on_person`` / ``on_cue``, the mean
+      share of attention mass on the person and on the identity cue; ``person_area`` /
+      ``cue_area``, their mean share of the image; ``person_lift`` / ``cue_lift`` = share /
+      area (1: no better than spreading attention evenly); the same for the class Grad-CAM
+      of each image's top training identity: ``class_empty``, ``class_on_person``,
+      ``class_person_lift``, ``class_on_cue``, ``class_cue_lift``;
+    * with the Siamese ``head``: ``sa_positive_distance`` and ``sa_empty``, SA's own
+      attention (Grad-CAM of <alpha, f_i>) on the same-person pairs.
+    """
+    device = device or default_device()
+    model.to(device).eval()
+    if head is not None:
+        head.to(device).eval()
+    rows: dict[str, list[torch.Tensor]] = {}
+
+    def add(key: str, value: torch.Tensor) -> None:
+        rows.setdefault(key, []).append(value.detach().float().cpu())
+
+    for batch in pair_loader:
+        x1, x2 = batch["image1"].to(device), batch["image2"].to(device)
+        same = batch["same"].bool()
+        sim = similarity_attention(model, x1, x2)
+        cls = _class_attention(model, torch.cat([x1, x2])).chunk(2)
+        add("same", same)
+        (_, profile1), (_, profile2) = (attention_profile(m.detach().float(), x1.shape[-2:], threshold, length)
+                                        for m in sim)
+        add("distance", attention_distance(profile1, profile2))  # ||M*_m1 - M*_m2||_2
+        sim_empty = [empty_maps(m) for m in sim]
+        add("valid", ~(sim_empty[0] | sim_empty[1]))
+        if head is not None:
+            sa = siamese_attention(model, head, x1, x2, indicator, False, threshold, length)
+            add("sa_distance", attention_distance(sa.cropped1, sa.cropped2))
+            add("sa_valid", sa.valid)
+        for side, key in enumerate(("mask1", "mask2")):
+            add("empty", sim_empty[side])
+            add("class_empty", empty_maps(cls[side]))
+            if key not in batch:
+                continue
+            mask = batch[key].to(device)
+            for prefix, maps in (("", sim[side]), ("class_", cls[side])):
+                m = upsample(maps.detach().float(), x1.shape[-2:])
+                add(prefix + "on_person", mass_share(m, mask >= 1))
+                add(prefix + "on_cue", mass_share(m, mask == 2))
+            add("person_area", (mask >= 1).flatten(1).float().mean(1))
+            add("cue_area", (mask == 2).flatten(1).float().mean(1))
+    col = {k: torch.cat(v) for k, v in rows.items()}
+    same, valid = col["same"].bool(), col["valid"].bool()
+    result = {"positive_distance": _masked_mean(col["distance"], same & valid),
+              "negative_distance": _masked_mean(col["distance"], ~same & valid),
+              "empty": col["empty"].mean().item(), "class_empty": col["class_empty"].mean().item()}
+    if head is not None:
+        sa_valid = col["sa_valid"].bool()
+        result["sa_positive_distance"] = _masked_mean(col["sa_distance"], same & sa_valid)
+        result["sa_empty"] = 1 - sa_valid[same].float().mean().item()
+    for prefix in ("", "class_"):
+        if prefix + "on_person" not in col:
+            continue
+        for region in ("person", "cue"):
+            share, area = col[f"{prefix}on_{region}"], col[f"{region}_area"]
+            keep = ~share.isnan()  # empty maps attend nowhere
+            result[f"{prefix}on_{region}"] = _masked_mean(share, keep)
+            result[f"{prefix}{region}_lift"] = (_masked_mean(share, keep) / _masked_mean(area, keep)
+                                                if keep.any() else float("nan"))
+    if "person_area" in col:
+        result["person_area"] = col["person_area"].mean().item()
+        result["cue_area"] = col["cue_area"].mean().item()
+    return result

@@ -1,0 +1,48 @@
+"""docs/method.md names functions and notebook sections: each must exist, and nothing may
+cite a design file the repository does not have."""
+
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+METHOD = (ROOT / "docs" / "method.md").read_text()
+
+
+def resolve(dotted: str):
+    """casn_lite.attention.grad_cam -> the function (modules imported on the way)."""
+    target = importlib.import_module("casn_lite")
+    for part in dotted.split(".")[1:]:
+        target = getattr(target, part, None) or importlib.import_module(f"{target.__name__}.{part}")
+    return target
+
+
+def test_every_function_named_in_the_method_notes_exists():
+    dotted = set(re.findall(r"`(casn_lite(?:\.\w+)+)`", METHOD))
+    assert len(dotted) > 10
+    for name in sorted(dotted):
+        resolve(name)  # raises if a module or name is missing
+    package = {name for m in ("models", "attention", "losses", "engine", "evaluation", "ablation",
+                              "attention_metrics") for name in dir(resolve(f"casn_lite.{m}"))}
+    code_lines = " ".join(re.findall(r"Code: (.*?)(?:\n\S+ in:|\n\n)", METHOD, flags=re.S))
+    plain = set(re.findall(r"`([A-Za-z_]\w*)(?:\.\w+)?[`(]", code_lines))
+    assert len(plain) > 15
+    missing = sorted(name for name in plain if name not in package)
+    assert not missing, f"docs/method.md names what casn_lite does not have: {missing}"
+
+
+def test_every_notebook_section_cited_exists():
+    cited = re.findall(r"`(\d\d_\w+\.py)`, \"([^\"]+)\"(?: and \"([^\"]+)\")?", METHOD.replace("\n", " "))
+    assert len(cited) >= 12
+    for notebook, *headings in cited:
+        text = (ROOT / "notebooks" / notebook).read_text()
+        for heading in filter(None, headings):
+            assert f"# ## {heading}\n" in text, f"{notebook} has no section {heading!r}"
+
+
+@pytest.mark.parametrize("path", [*sorted((ROOT / "casn_lite").rglob("*.py")), ROOT / "README.md"],
+                         ids=lambda p: p.name)
+def test_no_reference_to_a_missing_design_file(path):
+    assert "DESIGN.md" not in path.read_text()
