@@ -40,7 +40,7 @@ from .losses import CASNLoss
 __all__ = [
     "TrainConfig", "TrainingDiverged", "default_device", "seed_everything", "fit", "train_one_epoch", "default_loss",
     "make_optimizer", "make_scheduler", "extract_features", "evaluate", "load_training_state",
-    "JointLoader", "evaluate_attention", "set_epoch", "CheckpointMismatch", "run_identity",
+    "JointLoader", "evaluate_attention", "set_epoch", "CheckpointMismatch", "run_identity", "epoch_line",
 ]
 
 LossFn = Callable[[nn.Module, dict, torch.device], tuple[torch.Tensor, dict[str, float]]]
@@ -302,6 +302,16 @@ def train_one_epoch(step: nn.Module, loader, optimizer: torch.optim.Optimizer, s
             "lr": scheduler.get_last_lr()[0], "seconds": seconds, "images_per_s": seen / seconds}
 
 
+SILENT_KEYS = {"epoch", "lr", "seconds", "images_per_s"}  # in the history, not in the epoch's line
+
+
+def epoch_line(desc: str, record: dict, epochs: int) -> str:
+    """One epoch as a line of text: its losses and metrics, and its training time."""
+    values = ", ".join(f"{name} {value:.3f}" for name, value in record.items()
+                       if name not in SILENT_KEYS and isinstance(value, int | float))
+    return f"{desc}: epoch {record['epoch']}/{epochs}: {values} ({record['seconds']:.0f} s)"
+
+
 def fit(model: nn.Module, loader, cfg: TrainConfig, loss_fn: LossFn | None = None,
         device: torch.device | None = None,
         eval_fn: Callable[[nn.Module], dict] | None = None) -> list[dict]:
@@ -341,6 +351,8 @@ def fit(model: nn.Module, loader, cfg: TrainConfig, loss_fn: LossFn | None = Non
             if eval_fn is not None:
                 record.update(eval_fn(model))
             history.append(record)
+            if cfg.progress and is_main_process():  # a plain line: what a saved notebook shows
+                bar.write(epoch_line(cfg.desc, record, cfg.epochs))
             if ckpt_dir and is_main_process():
                 _save_checkpoint(ckpt_dir, step, optimizer, scheduler, history, cfg, identity)
     finally:

@@ -130,14 +130,17 @@ print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters")
 # The IDE loss is softmax cross-entropy over the $N$ training identities:
 # $$L_{ide} = -\log \frac{e^{s_y}}{\sum_{j=1}^{N} e^{s_j}}$$
 #
-# `fit` is one loop; its heart is five lines (see `casn_lite/engine.py`):
+# `fit` runs the epochs; the training step a reader should follow is
+# `casn_lite.engine.train_one_epoch`, whose heart is five lines:
 # ```python
-# loss, terms = loss_fn(model, batch, device)   # forward + L_ide
+# loss, terms = step(batch, progress=...)   # forward + L_ide (model and loss together)
 # optimizer.zero_grad(set_to_none=True)
 # loss.backward()
 # optimizer.step()
 # scheduler.step()
 # ```
+# After each epoch `fit` prints one line (its losses, metrics and seconds) under the live
+# progress bar, so a saved notebook still shows how training went.
 # We evaluate on the test set after every epoch, only to draw curves; nothing is tuned on it.
 
 # %%

@@ -63,6 +63,7 @@ num_workers = 0
 # %%
 import json
 import time
+from dataclasses import replace
 
 import matplotlib.pyplot as plt
 import torch
@@ -80,7 +81,7 @@ from casn_lite.data import (
     reid_loaders,
 )
 from casn_lite.engine import TrainConfig, default_device, evaluate, seed_everything
-from casn_lite.losses import CASNLoss, attention_mining_loss, identification_attention
+from casn_lite.losses import CASNLoss, CASNSettings, attention_mining_loss, identification_attention
 from casn_lite.verdict import verdict
 
 seed_everything(seed)
@@ -128,9 +129,8 @@ model, info = ide_start(data, StartConfig("ide", backbone, height, width, ide_ep
                                           optimizer, lr, pretrained, last_stride, embed_dim,
                                           erase_p=erase_p), loaders.train, device)
 history_ide = info["history"]
-for h in history_ide:  # one plain line per epoch, for a static render
-    print(f"IDE epoch {h['epoch']}: loss {h['loss']:.3f}")
-print("loaded from the cache" if info["cached"] else f"trained in {info['seconds']:.0f} s")
+print(f"IDE start: {len(history_ide)} epochs, final loss {history_ide[-1]['loss']:.3f},",
+      "loaded from the cache" if info["cached"] else f"trained in {info['seconds']:.0f} s")
 
 # %% [markdown]
 # ## 3 · Grad-CAM from its equation
@@ -306,17 +306,12 @@ print(f"one IA step: {1000 * seconds[False]:.0f} ms (first order) vs {1000 * sec
 # compares the two over three seeds; the verdict lines below say what this run supports.)
 
 # %%
+settings = CASNSettings.from_parameters(globals())  # lambda_ia, sigma, omega, ... from the parameters cell
 more = TrainConfig(epochs=ia_epochs, optimizer=optimizer, lr=lr, schedule="cosine", warmup_epochs=0.5)
 runs = {}
-for name, loss_fn in {"IDE": CASNLoss(ia=False, sa=False),
-                      "IDE+IA": CASNLoss(ia=True, sa=False, lambda_ia=lambda_ia, ramp_epochs=ramp_epochs,
-                                         sigma=sigma, omega=omega, ia_score=ia_score, ia_gradient=ia_gradient,
-                                         second_order=second_order)}.items():
-    run = train_from(model, loaders.train, more, loss_fn, device, seed)  # a copy of model, seeded
+for name, loss_fn in {"IDE": CASNLoss(ia=False, sa=False), "IDE+IA": CASNLoss(ia=True, sa=False, settings=settings)}.items():
+    run = train_from(model, loaders.train, replace(more, desc=name), loss_fn, device, seed)  # a copy of model, seeded
     runs[name] = {**run, "result": evaluate(run["model"], loaders.query, loaders.gallery, device)}
-    for h in run["history"]:  # one plain line per epoch, for a static render
-        print(f"{name:<7} epoch {h['epoch']}: " + ", ".join(f"{k} {h[k]:.3f}" for k in ("loss", "ide", "ia") if k in h)
-              + f" ({h['seconds']:.0f} s)")
 fig = viz.plot_history(runs["IDE+IA"]["history"], losses=("loss", "ide", "ia"), metrics=())
 
 # %% [markdown]

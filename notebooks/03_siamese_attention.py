@@ -65,6 +65,7 @@ num_workers = 0
 
 # %%
 import json
+from dataclasses import replace
 
 import torch
 from IPython.display import display
@@ -89,6 +90,7 @@ from casn_lite.engine import (
 )
 from casn_lite.losses import (
     CASNLoss,
+    CASNSettings,
     attention_distance,
     siamese_attention,
     siamese_attention_loss,
@@ -174,19 +176,13 @@ model, info = ide_start(data, StartConfig("ide", backbone, height, width, ide_ep
                                           erase_p=erase_p), loaders.train, device)
 print("IDE start", "loaded from the cache" if info["cached"] else f"trained in {info['seconds']:.0f} s")
 more = TrainConfig(epochs=sa_epochs, optimizer=optimizer, lr=lr, schedule="cosine", warmup_epochs=0.5)
-sa_loss = CASNLoss(ia=False, sa=True, feature_dim=embed_dim, lambda_sa=lambda_sa, ramp_epochs=ramp_epochs,
-                   indicator=indicator,
-                   second_order=second_order, profile_threshold=profile_threshold,
-                   profile_length=profile_length, consistency_weight=consistency_weight,
-                   negative_margin=negative_margin)
+settings = CASNSettings.from_parameters(globals())  # lambda_sa, indicator, profile_*, ... from the parameters cell
+sa_loss = CASNLoss(ia=False, sa=True, feature_dim=embed_dim, settings=settings)
 runs = {}
 for name, loss_fn in {"IDE": CASNLoss(ia=False, sa=False), "IDE+SA": sa_loss}.items():
-    runs[name] = train_from(model, joint, more, loss_fn, device, seed, head_warmup=head_warmup)  # a copy, seeded
+    runs[name] = train_from(model, joint, replace(more, desc=name), loss_fn, device, seed,
+                            head_warmup=head_warmup)  # a copy of model, seeded
     runs[name]["result"] = evaluate(runs[name]["model"], loaders.query, loaders.gallery, device)
-    for h in runs[name]["history"]:  # one plain line per epoch, for a static render
-        print(f"{name:<7} epoch {h['epoch']}: " + ", ".join(f"{k} {h[k]:.3f}" for k in ("loss", "ide", "bce",
-                                                                                       "consistency") if k in h)
-              + f" ({h['seconds']:.0f} s)")
 warmup = runs["IDE+SA"]["warmup"]
 if warmup:
     print(f"head warm-up: L_bce {warmup[0]:.3f} -> {warmup[-1]:.3f} over {len(warmup)} steps (ln 2 = 0.693)")

@@ -69,13 +69,20 @@ checkpoint_dir = None  # a folder: every run saves each epoch there and resumes 
 
 # %%
 import json
-from pathlib import Path
+from dataclasses import replace
 
 import torch
 from IPython.display import display
 
 from casn_lite import viz
-from casn_lite.ablation import StartConfig, ide_start, train_from, variant_loss, variant_names
+from casn_lite.ablation import (
+    StartConfig,
+    checkpoint_folder,
+    ide_start,
+    train_from,
+    variant_loss,
+    variant_names,
+)
 from casn_lite.attention import similarity_attention
 from casn_lite.data import (
     SynthConfig,
@@ -95,17 +102,13 @@ from casn_lite.engine import (
     seed_everything,
 )
 from casn_lite.evaluation import pairwise_distance
+from casn_lite.losses import CASNSettings
 from casn_lite.verdict import verdict
 
 baseline, casn = variant_names(arch)[0], variant_names(arch)[-1]  # e.g. IDE and CASN(IDE)
 seed_everything(seed)
 device = default_device()
 print("device:", device)
-
-
-def checkpoints(name):
-    """Where a run keeps its checkpoints (None: no checkpoints)."""
-    return Path(checkpoint_dir) / name if checkpoint_dir else None
 
 
 # %% [markdown]
@@ -146,19 +149,13 @@ start, info = ide_start(data, StartConfig(arch, backbone, height, width, ide_epo
                                           erase_p=erase_p), loaders.train, device)
 print(f"{baseline} start", "loaded from the cache" if info["cached"] else f"trained in {info['seconds']:.0f} s")
 
-options = dict(feature_dim=start.feature_dim, lambda_ia=lambda_ia, lambda_sa=lambda_sa, ramp_epochs=ramp_epochs,
-               ia_gradient=ia_gradient, sigma=sigma, omega=omega,
-               second_order=second_order, indicator=indicator, profile_threshold=profile_threshold,
-               profile_length=profile_length, consistency_weight=consistency_weight)
+settings = CASNSettings.from_parameters(globals())  # every CASN knob of the parameters cell
 more = TrainConfig(epochs=casn_epochs, optimizer=optimizer, lr=lr, schedule="cosine", warmup_epochs=0.5)
 runs = {}
 for name in (baseline, casn):
-    runs[name] = train_from(start, joint, TrainConfig(**{**more.__dict__, "desc": name}),
-                            variant_loss(name, **options), device, seed, checkpoints(name), head_warmup)
-    for h in runs[name]["history"]:  # one plain line per epoch, for a static render
-        print(f"{name:<10} epoch {h['epoch']}: " + ", ".join(f"{k} {h[k]:.3f}" for k in ("loss", "ide", "ia", "bce",
-                                                                                          "consistency") if k in h)
-              + f" ({h['seconds']:.0f} s)")
+    runs[name] = train_from(start, joint, replace(more, desc=name),
+                            variant_loss(name, feature_dim=start.feature_dim, settings=settings), device, seed,
+                            checkpoint_folder(checkpoint_dir, name), head_warmup)
 warmup = runs[casn]["warmup"]
 if warmup:
     print(f"Siamese head warm-up: L_bce {warmup[0]:.3f} -> {warmup[-1]:.3f} over {len(warmup)} steps (ln 2 = 0.693)")
@@ -280,7 +277,7 @@ def ramp_factor(progress, ramp_epochs):
 
 # %%
 # NBVAL_CHECK_OUTPUT
-reference = variant_loss(casn, **{**options, "ramp_epochs": 0.5})
+reference = variant_loss(casn, feature_dim=start.feature_dim, settings=replace(settings, ramp_epochs=0.5))
 for progress in (0.0, 0.1, 0.25, 0.5, 0.75, 2.0):
     reference.set_progress(progress)
     assert abs(ramp_factor(progress, 0.5) - reference.ramp()) < 1e-12, f"ramp_factor disagrees at {progress}"

@@ -86,6 +86,7 @@ from casn_lite.ablation import (
     PAPER_TABLE3,
     StartConfig,
     aggregate,
+    checkpoint_folder,
     ide_start,
     markdown_table,
     train_from,
@@ -102,17 +103,13 @@ from casn_lite.data import (
     test_pair_loader,
 )
 from casn_lite.engine import JointLoader, TrainConfig, default_device, evaluate, evaluate_attention
+from casn_lite.losses import CASNSettings
 from casn_lite.verdict import paired_difference, verdict
 
 variants = variants or variant_names(arch)
 device = default_device()
 device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
 print("device:", device, device_name)
-
-
-def checkpoints(name):
-    """Where a run keeps its checkpoints (None: no checkpoints)."""
-    return Path(checkpoint_dir) / name if checkpoint_dir else None
 
 
 # %% [markdown]
@@ -154,10 +151,7 @@ test_pairs = test_pair_loader(data, height, width, num_pairs=attention_pairs, se
 #    pairs.
 
 # %%
-options = dict(lambda_ia=lambda_ia, lambda_sa=lambda_sa, ramp_epochs=ramp_epochs, ia_gradient=ia_gradient,
-               sigma=sigma, omega=omega,
-               second_order=second_order, indicator=indicator, profile_threshold=profile_threshold,
-               profile_length=profile_length, consistency_weight=consistency_weight)
+settings = CASNSettings.from_parameters(globals())  # every CASN knob of the parameters cell
 records, models = [], {}
 for seed in seeds:
     loaders = reid_loaders(data, height, width, batch_size, num_instances, seed, num_workers, erase_p=erase_p)
@@ -172,10 +166,9 @@ for seed in seeds:
         cfg = TrainConfig(epochs=variant_epochs, optimizer=optimizer, lr=lr, schedule="cosine",
                           warmup_epochs=0.5, desc=f"{name}, seed {seed}")
         tic = time.perf_counter()
-        loss = variant_loss(name, feature_dim=start.feature_dim, **options)
-        run = train_from(start, joint, cfg, loss, device, seed, checkpoints(f"{name}-seed{seed}"), head_warmup)
-        last = run["history"][-1]
-        print(f"  {name:<10} epoch {last['epoch']}: loss {last['loss']:.3f}, {run['seconds']:.0f} s")
+        loss = variant_loss(name, feature_dim=start.feature_dim, settings=settings)
+        run = train_from(start, joint, cfg, loss, device, seed, checkpoint_folder(checkpoint_dir, f"{name}-seed{seed}"),
+                         head_warmup)
         result = evaluate(run["model"], loaders.query, loaders.gallery, device)
         attention = evaluate_attention(run["model"], test_pairs, device, profile_threshold, profile_length,
                                        head=loss.head)

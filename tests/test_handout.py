@@ -183,3 +183,28 @@ def test_keep_outputs_needs_the_executed_notebook(tmp_path, monkeypatch):
     monkeypatch.setattr(reproduce, "NOTEBOOK_DIR", source.parent)
     with pytest.raises(reproduce.ReproduceError, match="make notebooks"):
         student_copies(tmp_path / "out", keep_outputs=True)
+
+
+# --------------------------------------------------------------------------- a static render shows the run
+def test_epoch_line_names_the_run_its_losses_metrics_and_time():
+    from casn_lite.engine import epoch_line
+
+    record = {"epoch": 2, "loss": 2.5, "ide": 2.25, "ia": 0.125, "rank1": 0.5, "lr": 1e-3, "seconds": 12.4,
+              "images_per_s": 50.0}
+    assert epoch_line("IDE+IA, seed 1", record, 3) == \
+        "IDE+IA, seed 1: epoch 2/3: loss 2.500, ide 2.250, ia 0.125, rank1 0.500 (12 s)"
+
+
+def test_fit_prints_one_plain_line_per_epoch_only_when_showing_progress(tiny_synth, capsys):
+    from tests.test_models_engine import small_model, tiny_loaders
+
+    from casn_lite.engine import TrainConfig, fit, seed_everything
+
+    data, loader, _, _ = tiny_loaders(tiny_synth[0])
+    seed_everything(0)
+    fit(small_model(data), loader, TrainConfig(epochs=2, optimizer="adam", lr=1e-3, desc="IDE", progress=True))
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("IDE: epoch")]
+    assert [line.split(":")[1].strip() for line in lines] == ["epoch 1/2", "epoch 2/2"]
+    assert all("loss" in line and line.endswith(" s)") for line in lines)
+    fit(small_model(data), loader, TrainConfig(epochs=1, optimizer="adam", lr=1e-3, desc="IDE", progress=False))
+    assert "epoch" not in capsys.readouterr().out
