@@ -69,6 +69,19 @@ class Setting:
     ia_gradient: str = "attention"  # "all": the paper's form, L_ia may also train the classifier
     lr: float = 1e-3
     pairs_per_batch: int = 16
+    erase_p: float = 0.5  # random erasing of the training images
+
+
+# What each variant's run depends on: a setting that differs from an earlier one only in
+# other knobs gives that variant the same run (same start, batches and loss), so its record
+# is reused instead of trained again (marked "reused_from").
+COMMON = ("height", "width", "ide_epochs", "variant_epochs", "lr", "pairs_per_batch", "erase_p")
+DEPENDS_ON = {
+    "IDE": COMMON,
+    "IDE+IA": (*COMMON, "lambda_ia", "ramp_epochs", "ia_gradient"),
+    "IDE+SA": (*COMMON, "lambda_sa", "ramp_epochs", "head_warmup"),
+    "CASN(IDE)": (*COMMON, "lambda_ia", "lambda_sa", "ramp_epochs", "head_warmup", "ia_gradient"),
+}
 
 
 BASE = Setting()
@@ -106,18 +119,36 @@ def per_query(model, loaders, device) -> tuple[list[float], list[float]]:
     return ap, hit
 
 
-def run_setting_seed(name: str, s: Setting, seed: int, data, device, done: set, write) -> None:
-    """The start, then every variant not in ``done``, for one setting and seed."""
-    loaders = reid_loaders(data, s.height, s.width, 32, 4, seed)
-    start_cfg = StartConfig(height=s.height, width=s.width, epochs=s.ide_epochs, seed=seed)
-    start, info = ide_start(data, start_cfg, loaders.train, device, progress=False)
-    p_true = true_class_probability(start, data, s.height, s.width, device)
-    pairs = pair_loader(data, s.height, s.width, s.pairs_per_batch, len(loaders.train), seed=seed)
-    joint = JointLoader(loaders.train, pairs)
-    test_pairs = test_pair_loader(data, s.height, s.width, num_pairs=128, seed=0)
+def same_run(record: dict, s: Setting, seed: int, variant: str) -> bool:
+    """Whether ``record`` (of any setting) is the run ``variant`` would make under ``s``."""
+    defaults = asdict(Setting())
+    return (record["seed"] == seed and record["variant"] == variant and "reused_from" not in record
+            and all(record.get(k, defaults[k]) == getattr(s, k) for k in DEPENDS_ON[variant]))
+
+
+def run_setting_seed(name: str, s: Setting, seed: int, data, device, records: list[dict], write) -> None:
+    """The start, then every variant not yet recorded, for one setting and seed; a variant
+    another setting already ran the same way is reused, not trained again."""
+    done = {(r["setting"], r["seed"], r["variant"]) for r in records}
+    todo = []
     for variant in VARIANTS:
         if (name, seed, variant) in done:
             continue
+        earlier = next((r for r in records if same_run(r, s, seed, variant)), None)
+        if earlier is not None:
+            write({**earlier, "setting": name, **asdict(s), "reused_from": earlier["setting"]})
+        else:
+            todo.append(variant)
+    if not todo:
+        return
+    loaders = reid_loaders(data, s.height, s.width, 32, 4, seed, erase_p=s.erase_p)
+    start_cfg = StartConfig(height=s.height, width=s.width, epochs=s.ide_epochs, seed=seed, erase_p=s.erase_p)
+    start, info = ide_start(data, start_cfg, loaders.train, device, progress=False)
+    p_true = true_class_probability(start, data, s.height, s.width, device)
+    pairs = pair_loader(data, s.height, s.width, s.pairs_per_batch, len(loaders.train), seed=seed, erase_p=s.erase_p)
+    joint = JointLoader(loaders.train, pairs)
+    test_pairs = test_pair_loader(data, s.height, s.width, num_pairs=128, seed=0)
+    for variant in todo:
         loss = variant_loss(variant, feature_dim=start.feature_dim, lambda_ia=s.lambda_ia,
                             lambda_sa=s.lambda_sa, ramp_epochs=s.ramp_epochs, ia_gradient=s.ia_gradient)
         cfg = TrainConfig(epochs=s.variant_epochs, optimizer="adam", lr=s.lr, schedule="cosine",
@@ -263,10 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         data = load_or_generate(None, DATA)
         for name in names:
             for seed in args.seeds:
-                done = {(r["setting"], r["seed"], r["variant"]) for r in records}
-                if all((name, seed, v) in done for v in VARIANTS):
-                    continue
-                run_setting_seed(name, SETTINGS[name], seed, data, device, done, write)
+                run_setting_seed(name, SETTINGS[name], seed, data, device, records, write)
     text = report([r for r in records if r["setting"] in names], command)
     (args.out / "attention_study.md").write_text(text)
     if args.update_doc:

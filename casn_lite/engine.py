@@ -302,7 +302,8 @@ def train_one_epoch(step: nn.Module, loader, optimizer: torch.optim.Optimizer, s
             "lr": scheduler.get_last_lr()[0], "seconds": seconds, "images_per_s": seen / seconds}
 
 
-SILENT_KEYS = {"epoch", "lr", "seconds", "images_per_s"}  # in the history, not in the epoch's line
+# in the history, not in the epoch's line
+SILENT_KEYS = {"epoch", "lr", "seconds", "images_per_s", "rank5", "rank10", "num_valid_queries"}
 
 
 def epoch_line(desc: str, record: dict, epochs: int) -> str:

@@ -144,8 +144,8 @@ print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters")
 # We evaluate on the test set after every epoch, only to draw curves; nothing is tuned on it.
 
 # %%
-train_config = TrainConfig(epochs=epochs, optimizer=optimizer, lr=lr, schedule=schedule,
-                           warmup_epochs=warmup_epochs, checkpoint_dir=checkpoint_dir, resume=resume)
+train_config = TrainConfig(epochs=epochs, optimizer=optimizer, lr=lr, schedule=schedule, warmup_epochs=warmup_epochs,
+                           checkpoint_dir=checkpoint_dir, resume=resume, desc="IDE")
 history = fit(model, train_loader, train_config, device=device,
               eval_fn=lambda m: evaluate(m, query_loader, gallery_loader, device, flip=flip_eval))
 

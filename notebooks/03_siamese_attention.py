@@ -325,7 +325,7 @@ def kept_rows(profile, threshold):
 # NBVAL_CHECK_OUTPUT
 toy = torch.tensor([0.0, 0.1, 0.5, 1.0, 0.3, 0.05])
 assert kept_rows(toy, 0.2) == (2, 4), "rows 2-4 are above 0.2 x 1.0"
-assert kept_rows(toy, 0.0) == (1, 4), "0 keeps every row with any attention"
+assert kept_rows(toy, 0.0) == (1, 5), "0 keeps every row with any attention"
 profile = horizontal_profile(upsample(sa.attention1[positive:positive + 1].detach().cpu(), (height, width)))[0]
 first_row, last_row = kept_rows(profile, profile_threshold)
 reference = profile_span(profile[None], profile_threshold)
