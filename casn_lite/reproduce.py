@@ -201,13 +201,21 @@ def plan(profile: str, only: list[str] | None = None, data_root: str | None = No
 
 
 def _metrics(executed: Path) -> dict:
-    """The JSON displayed by the cell tagged 'metrics' of an executed notebook."""
+    """The metrics of an executed notebook: the JSON its cell tagged 'metrics' prints (as
+    the notebooks do: ``print(json.dumps(metrics))``) or displays (``display(JSON(...))``)."""
     nb = nbformat.read(executed, as_version=4)
     for cell in nb.cells:
-        if "metrics" in cell.metadata.get("tags", []):
-            for output in cell.get("outputs", []):
-                if "application/json" in output.get("data", {}):
-                    return dict(output["data"]["application/json"])
+        if "metrics" not in cell.metadata.get("tags", []):
+            continue
+        for output in cell.get("outputs", []):
+            if "application/json" in output.get("data", {}):
+                return dict(output["data"]["application/json"])
+        printed = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+        try:
+            value = json.loads(printed)
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
     return {}
 
 

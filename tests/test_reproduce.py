@@ -15,8 +15,8 @@ data_root = None
 y = x * 2
 
 # %% tags=["metrics"]
-from IPython.display import JSON, display
-display(JSON({"y": y}))
+import json
+print(json.dumps({"y": y}, indent=1))
 """
 FAILS = HEADER + """# %% tags=["parameters"]
 x = 1
