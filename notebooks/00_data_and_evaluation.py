@@ -26,8 +26,9 @@
 #    `casn_lite.evaluation.evaluate_ranking`;
 # 4. why *where you look* matters: colour-histogram baselines.
 #
-# **Time:** about 15 s on a 2-core laptop at these defaults (no training here); the `gpu`
-# profile runs the same cells on larger data in under a minute.
+# **Time:** about 20 s on a 2-core laptop at these defaults (no training here), and about
+# 10 s at the `cpu` profile; on one GPU at the `gpu` profile: not measured yet (no GPU has run
+# it).
 
 # %% tags=["parameters"]
 seed = 0

@@ -27,9 +27,10 @@
 # 4. first- versus second-order gradients through Grad-CAM;
 # 5. what a short IDE+IA training changes, in numbers and in pictures.
 #
-# **Time:** about 75 s on a 2-core laptop at these defaults, of which about 35 s train the
-# shared IDE start once (later runs, and notebooks 03-05, load it from `runs/cache/`); the
-# `cpu` profile (128 x 64) takes several minutes there, the `gpu` profile a few on one GPU.
+# **Time:** about 85 s on a 2-core laptop at these defaults, of which about 30 s
+# train the shared IDE start (later runs, and notebooks 03-05, load it from `runs/cache/`);
+# about 7.5 min at the `cpu` profile, whose 30-epoch start takes about 5.5 of them; on one
+# GPU at the `gpu` profile: not measured yet (no GPU has run it).
 
 # %% tags=["parameters"]
 seed = 0
@@ -51,6 +52,7 @@ num_instances = 4
 erase_p = 0.5  # random erasing: the share of training images with a rectangle blanked out
 optimizer = "adam"
 lr = 1e-3
+finetune_lr = None  # learning rate after the IDE start (None: lr); lower keeps a converged start's focus
 sigma = 0.5  # soft-mask threshold (GAIN's public code)
 omega = 10.0  # soft-mask sharpness
 ia_score = "prob"  # L_ia on the softmax probability ("prob") or the raw logit ("logit")
@@ -307,7 +309,8 @@ print(f"one IA step: {1000 * seconds[False]:.0f} ms (first order) vs {1000 * sec
 
 # %%
 settings = CASNSettings.from_parameters(globals())  # lambda_ia, sigma, omega, ... from the parameters cell
-more = TrainConfig(epochs=ia_epochs, optimizer=optimizer, lr=lr, schedule="cosine", warmup_epochs=0.5)
+more = TrainConfig(epochs=ia_epochs, optimizer=optimizer, lr=finetune_lr or lr, schedule="cosine",
+                   warmup_epochs=0.5)
 runs = {}
 for name, loss_fn in {"IDE": CASNLoss(ia=False, sa=False), "IDE+IA": CASNLoss(ia=True, sa=False, settings=settings)}.items():
     run = train_from(model, loaders.train, replace(more, desc=name), loss_fn, device, seed)  # a copy of model, seeded

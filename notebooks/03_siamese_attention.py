@@ -26,9 +26,9 @@
 # 3. horizontal max pooling, cropping and resizing (the paper's Fig. 5), step by step;
 # 4. the consistency loss $L_{sa}$, and what a short IDE+SA training changes.
 #
-# **Time:** about 75 s on a 2-core laptop at these defaults, with the IDE start loaded
-# from `runs/cache/` (about 35 s more when it must be trained); the `cpu` profile (128 x 64)
-# takes several minutes there, the `gpu` profile a few on one GPU.
+# **Time:** about 55 s on a 2-core laptop at these defaults, with the IDE start loaded
+# from `runs/cache/` (about 30 s more when it must be trained); about 2 min at the `cpu`
+# profile; on one GPU at the `gpu` profile: not measured yet (no GPU has run it).
 
 # %% tags=["parameters"]
 seed = 0
@@ -52,6 +52,7 @@ pairs_per_batch = 8  # each training step: one identity batch and one batch of p
 positive_fraction = 0.5
 optimizer = "adam"
 lr = 1e-3
+finetune_lr = None  # learning rate after the IDE start (None: lr); lower keeps a converged start's focus
 indicator = "gradient"  # alpha from d z_same / d f_minus ("gradient") or from f_minus > 0 ("difference")
 profile_threshold = 0.2  # keep the rows above this fraction of the profile's maximum
 profile_length = 32  # M*_m: the kept span resized to this many values
@@ -175,7 +176,8 @@ model, info = ide_start(data, StartConfig("ide", backbone, height, width, ide_ep
                                           optimizer, lr, pretrained, last_stride, embed_dim,
                                           erase_p=erase_p), loaders.train, device)
 print("IDE start", "loaded from the cache" if info["cached"] else f"trained in {info['seconds']:.0f} s")
-more = TrainConfig(epochs=sa_epochs, optimizer=optimizer, lr=lr, schedule="cosine", warmup_epochs=0.5)
+more = TrainConfig(epochs=sa_epochs, optimizer=optimizer, lr=finetune_lr or lr, schedule="cosine",
+                   warmup_epochs=0.5)
 settings = CASNSettings.from_parameters(globals())  # lambda_sa, indicator, profile_*, ... from the parameters cell
 sa_loss = CASNLoss(ia=False, sa=True, feature_dim=embed_dim, settings=settings)
 runs = {}

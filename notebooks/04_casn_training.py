@@ -26,9 +26,9 @@
 #    attention;
 # 4. how the two models attend to the same person seen by two cameras.
 #
-# **Time:** about 90 s on a 2-core laptop at these defaults, with the IDE start loaded
-# from `runs/cache/` (about 35 s more when it must be trained); the `cpu` profile (128 x 64)
-# takes several minutes there, the `gpu` profile a few on one GPU.
+# **Time:** about 75 s on a 2-core laptop at these defaults, with the IDE start loaded
+# from `runs/cache/` (about 30 s more when it must be trained); about 2.5 min at the `cpu`
+# profile; on one GPU at the `gpu` profile: not measured yet (no GPU has run it).
 
 # %% tags=["parameters"]
 seed = 0
@@ -52,6 +52,7 @@ erase_p = 0.5  # random erasing: the share of training images with a rectangle b
 pairs_per_batch = 8
 optimizer = "adam"
 lr = 1e-3
+finetune_lr = None  # learning rate after the IDE start (None: lr); lower keeps a converged start's focus
 lambda_ia = 1.0
 lambda_sa = 1.0
 ramp_epochs = 0.5  # lambdas grow from 0 over this many epochs (0: the paper's, no ramp)
@@ -150,7 +151,8 @@ start, info = ide_start(data, StartConfig(arch, backbone, height, width, ide_epo
 print(f"{baseline} start", "loaded from the cache" if info["cached"] else f"trained in {info['seconds']:.0f} s")
 
 settings = CASNSettings.from_parameters(globals())  # every CASN knob of the parameters cell
-more = TrainConfig(epochs=casn_epochs, optimizer=optimizer, lr=lr, schedule="cosine", warmup_epochs=0.5)
+more = TrainConfig(epochs=casn_epochs, optimizer=optimizer, lr=finetune_lr or lr, schedule="cosine",
+                   warmup_epochs=0.5)
 runs = {}
 for name in (baseline, casn):
     runs[name] = train_from(start, joint, replace(more, desc=name),

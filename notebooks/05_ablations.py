@@ -24,9 +24,10 @@
 # 2. how to read mean and spread across seeds, and when a difference is noise;
 # 3. how our numbers sit beside the paper's, and why they need not match.
 #
-# **Time:** about 90 s on a 2-core laptop at these defaults (one seed, the IDE start loaded
-# from `runs/cache/`); each more seed adds about as much, plus its own start. The `gpu`
-# profile's three seeds take several minutes on one GPU.
+# **Time:** about 105 s on a 2-core laptop at these defaults (one seed, the IDE start
+# loaded from `runs/cache/`); each more seed adds about as much, plus its own start. About
+# 14 min at the `cpu` profile (two seeds, one more start); on one GPU at the `gpu` profile (three seeds): not
+# measured yet (no GPU has run it).
 
 # %% tags=["parameters"]
 seeds = [0]  # several seeds give a spread; the gpu profile uses three
@@ -52,6 +53,7 @@ erase_p = 0.5  # random erasing: the share of training images with a rectangle b
 pairs_per_batch = 8
 optimizer = "adam"
 lr = 1e-3
+finetune_lr = None  # learning rate after the IDE start (None: lr); lower keeps a converged start's focus
 lambda_ia = 1.0
 lambda_sa = 1.0
 ramp_epochs = 0.5  # lambdas grow from 0 over this many epochs (0: the paper's, no ramp)
@@ -64,7 +66,7 @@ indicator = "gradient"
 profile_threshold = 0.2
 profile_length = 32
 consistency_weight = 0.2
-attention_pairs = 64  # test pairs on which attention is measured
+attention_pairs = 32  # test pairs on which attention is measured (profiles use more)
 num_workers = 0
 checkpoint_dir = None  # a folder: every run saves each epoch there; a restart resumes
 results_dir = None  # a folder (relative: to the repository): ablation.json, ablation.md, figures
@@ -163,7 +165,7 @@ for seed in seeds:
                             loaders.train, device)
     print(f"seed {seed}: IDE start", "loaded from the cache" if info["cached"] else f"trained in {info['seconds']:.0f} s")
     for name in variants:
-        cfg = TrainConfig(epochs=variant_epochs, optimizer=optimizer, lr=lr, schedule="cosine",
+        cfg = TrainConfig(epochs=variant_epochs, optimizer=optimizer, lr=finetune_lr or lr, schedule="cosine",
                           warmup_epochs=0.5, desc=f"{name}, seed {seed}")
         tic = time.perf_counter()
         loss = variant_loss(name, feature_dim=start.feature_dim, settings=settings)
