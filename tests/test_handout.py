@@ -196,9 +196,8 @@ def test_epoch_line_names_the_run_its_losses_metrics_and_time():
 
 
 def test_fit_prints_one_plain_line_per_epoch_only_when_showing_progress(tiny_synth, capsys):
-    from tests.test_models_engine import small_model, tiny_loaders
-
     from casn_lite.engine import TrainConfig, fit, seed_everything
+    from tests.test_models_engine import small_model, tiny_loaders
 
     data, loader, _, _ = tiny_loaders(tiny_synth[0])
     seed_everything(0)
