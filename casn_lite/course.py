@@ -14,7 +14,6 @@ files are overwritten only when asked (``force``).
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import jupytext
 import nbformat
 
 from . import reproduce
-from .reproduce import KERNEL, ReproduceError, notebooks
+from .reproduce import KERNEL, ReproduceError, _write_text, notebooks
 
 __all__ = ["student_copy", "student_copies", "stub_solution", "handout_readme"]
 
@@ -136,16 +135,9 @@ def student_copies(out: str | Path, only: list[str] | None = None, force: bool =
     _check_out(out, [*targets, readme], force)
     copies = {path: student_copy(source, keep_outputs) for path, source in targets.items()}  # all, or none
     for path, nb in copies.items():
-        _write(path, nbformat.writes(nb))
-    _write(readme, handout_readme(chosen, keep_outputs))
+        _write_text(path, nbformat.writes(nb) + "\n")  # as nbformat.write ends the file
+    _write_text(readme, handout_readme(chosen, keep_outputs))
     return list(targets)
-
-
-def _write(path: Path, text: str) -> None:
-    """Write under a temporary name, then move into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _check_out(out: Path, targets: list[Path], force: bool) -> None:

@@ -7,16 +7,17 @@
   fallback is the bar as it was created (0 %); the plain line per epoch stays;
 * the notebook's widget state.
 
-Each file is rewritten under a temporary name and moved into place.
+Each file is rewritten under a temporary name and moved into place (``reproduce._write_text``).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import nbformat
+
+from .reproduce import _write_text
 
 __all__ = ["tidy", "tidy_file"]
 
@@ -36,10 +37,7 @@ def tidy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 def tidy_file(path: str | Path) -> None:
     """Tidy one ``.ipynb`` file."""
     path = Path(path)
-    nb = tidy(nbformat.read(path, as_version=4))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    nbformat.write(nb, tmp)
-    os.replace(tmp, path)
+    _write_text(path, nbformat.writes(tidy(nbformat.read(path, as_version=4))) + "\n")  # as nbformat.write
 
 
 def main(paths: list[str]) -> int:
