@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 
 from casn_lite.ablation import variant_loss
 from casn_lite.attention import grad_cam, mass_share, upsample
+from casn_lite.attention_metrics import attention_lift
 from casn_lite.data import (
     ImageDataset,
     SynthConfig,
@@ -48,11 +49,9 @@ DATA = SynthConfig(train_ids=48, test_ids=48, cameras=4, images_per_camera=4, se
 
 def person_lift(maps: torch.Tensor, masks: torch.Tensor) -> tuple[float, float]:
     """(lift on the person, share of empty maps) of Grad-CAM maps [B, 1, h, w] over masks [B, H, W]."""
-    empty = maps.flatten(1).amax(1) == 0
     share = mass_share(upsample(maps, masks.shape[-2:]), masks >= 1)
     area = (masks >= 1).flatten(1).float().mean(1)
-    keep = ~share.isnan()
-    return (share[keep].mean() / area[keep].mean()).item(), empty.float().mean().item()
+    return attention_lift(share, area), (maps.flatten(1).amax(1) == 0).float().mean().item()
 
 
 @torch.no_grad()

@@ -22,7 +22,7 @@ from .attention import (
 from .distributed import default_device
 from .losses import attention_distance, siamese_attention
 
-__all__ = ["evaluate_attention"]
+__all__ = ["evaluate_attention", "attention_lift"]
 
 
 def _class_attention(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -34,6 +34,14 @@ def _class_attention(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 def _masked_mean(values: torch.Tensor, keep: torch.Tensor) -> float:
     return values[keep].mean().item() if keep.any() else float("nan")
+
+
+def attention_lift(share: torch.Tensor, area: torch.Tensor) -> float:
+    """Mean attention share on a region over the region's mean share of the image, per image
+    ``share`` (``mass_share``; NaN for an empty map, left out) and ``area``: 1.0 is no better
+    than spreading attention evenly. NaN when every map is empty."""
+    keep = ~share.isnan()  # empty maps attend nowhere
+    return _masked_mean(share, keep) / _masked_mean(area, keep) if keep.any() else float("nan")
 
 
 def evaluate_attention(model: nn.Module, pair_loader, device: torch.device | None = None,
@@ -105,10 +113,8 @@ def evaluate_attention(model: nn.Module, pair_loader, device: torch.device | Non
             continue
         for region in ("person", "cue"):
             share, area = col[f"{prefix}on_{region}"], col[f"{region}_area"]
-            keep = ~share.isnan()  # empty maps attend nowhere
-            result[f"{prefix}on_{region}"] = _masked_mean(share, keep)
-            result[f"{prefix}{region}_lift"] = (_masked_mean(share, keep) / _masked_mean(area, keep)
-                                                if keep.any() else float("nan"))
+            result[f"{prefix}on_{region}"] = _masked_mean(share, ~share.isnan())  # empty maps left out
+            result[f"{prefix}{region}_lift"] = attention_lift(share, area)
     if "person_area" in col:
         result["person_area"] = col["person_area"].mean().item()
         result["cue_area"] = col["cue_area"].mean().item()
