@@ -220,11 +220,9 @@ def compact_table(records: list[dict]) -> list[str]:
     keys = ("mAP", "class_person_lift", "class_cue_lift", "positive_distance")
     lines = ["| setting (seeds) | variant | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
     for setting in dict.fromkeys(r["setting"] for r in records):
-        seeds = sorted({r["seed"] for r in records if r["setting"] == setting and r["variant"] == "IDE"})
         ide = [r for r in records if r["setting"] == setting and r["variant"] == "IDE"]
-        lines.append(f"| {setting} ({len(seeds)}) | IDE (absolute) | {100 * _mean([r['mAP'] for r in ide]):.1f} | "
-                     f"{_mean([r['class_person_lift'] for r in ide]):.2f} | {_mean([r['class_cue_lift'] for r in ide]):.2f} | "
-                     f"{_mean([r['positive_distance'] for r in ide]):.2f} |")
+        absolute = [_fmt(_mean([r.get(k, math.nan) for r in ide]), k in RETRIEVAL) for k in keys]
+        lines.append(f"| {setting} ({len({r['seed'] for r in ide})}) | IDE (absolute) | " + " | ".join(absolute) + " |")
         for variant in VARIANTS[1:]:
             lines.append(f"| | {variant} | " + " | ".join(_cell(records, setting, variant, k) for k in keys) + " |")
     return lines
