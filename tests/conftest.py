@@ -1,16 +1,36 @@
-"""Shared fixtures: one tiny SynthPeople set per test session."""
+"""Shared fixtures: one tiny SynthPeople set per test session.
+
+``make test`` runs the tests in two pytest-xdist workers. Each worker, and the processes it
+starts (kernels, torchrun), uses one thread: two workers with two threads each on two cores
+would slow each other down far more than they gain. This file imports nothing heavy, so
+the process that only hands out the tests starts at once.
+"""
+
+import os
+import sys
 
 import pytest
 
-from casn_lite.data.synth import SynthConfig, generate
+# jsonschema (under nbformat and papermill) imports this optional IRI checker when it is
+# installed, and building its grammars costs each process about 1.7 s; no test here
+# validates an IRI. (The unit tests run with -p no:nbval, so nothing imported it before.)
+sys.modules.setdefault("rfc3987_syntax", None)
 
-TINY = SynthConfig(train_ids=8, test_ids=7, cameras=3, images_per_camera=2, height=64, width=32,
-                   distractors=4, junk=3, seed=3)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
 def tiny_synth(tmp_path_factory):
     """(root, meta) of a tiny generated set, shared by every test that only reads it."""
+    from casn_lite.data.synth import generate
+
+    from .support import TINY
+
     root = tmp_path_factory.mktemp("synth")
     meta = generate(root, TINY, progress=False)
     return root, meta
+

@@ -2,6 +2,12 @@
 
 import socket
 
+from casn_lite.data.synth import SynthConfig
+
+# the tiny SynthPeople set of the ``tiny_synth`` fixture (conftest.py)
+TINY = SynthConfig(train_ids=8, test_ids=7, cameras=3, images_per_camera=2, height=64, width=32,
+                   distractors=4, junk=3, seed=3)
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now."""

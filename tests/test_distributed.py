@@ -20,7 +20,7 @@ def test_torchrun_with_two_gloo_processes(tiny_synth, tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
                "-m", "casn_lite", "train", "--variant", "CASN(IDE)", "--data-root", str(tiny_synth[0]),
-               "--backbone", "resnet18", "--height", "64", "--width", "32", "--epochs", "1",
+               "--backbone", "resnet18", "--height", "32", "--width", "16", "--epochs", "1",
                "--batch-size", "8", "--num-instances", "2", "--pairs", "4", "--workers", "0",
                "--lr", "1e-3", "--out", str(out), "--quiet"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300,
@@ -32,9 +32,9 @@ def test_torchrun_with_two_gloo_processes(tiny_synth, tmp_path):
     assert [h["epoch"] for h in state["history"]] == [1] and any(k.startswith("head.") for k in state["loss"])
     # what rank 0 reports is the retrieval of the model it exported, on the test split
     model, info = load_checkpoint(out / "model.pt")
-    assert info["info"]["variant"] == "CASN(IDE)" and info["input_size"] == (64, 32)
+    assert info["info"]["variant"] == "CASN(IDE)" and info["input_size"] == (32, 16)
     data = load_dataset("auto", tiny_synth[0])
-    loaders = reid_loaders(data, 64, 32, 8, 2, in_memory=False, device="cpu")
+    loaders = reid_loaders(data, 32, 16, 8, 2, in_memory=False, device="cpu")
     again = evaluate(model, loaders.query, loaders.gallery, torch.device("cpu"))
     for key in ("rank1", "rank5", "mAP", "mINP"):
         assert metrics[key] == again[key], key

@@ -44,6 +44,7 @@ from casn_lite.losses import (
 from casn_lite.models import SiameseHead, build_model
 
 CPU = torch.device("cpu")
+pytestmark = pytest.mark.xdist_group("trained")  # under xdist, one worker trains the model below once
 
 
 # --------------------------------------------------------------------------- values by hand
@@ -168,7 +169,7 @@ def test_evaluation_mode_restores_each_modules_mode():
 
 
 # --------------------------------------------------------------------------- on a trained model
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # built once per worker
 def trained(tiny_synth):
     """A small IDE trained a few epochs on the tiny SynthPeople set, and that set."""
     data = load_dataset("synthpeople", tiny_synth[0])
@@ -274,14 +275,14 @@ def test_ia_steps_through_the_mask_enlarge_the_erased_part_of_the_person(trained
         return attention_mining_loss(ia.masked_logits, batch["pid"]), erased.mean()
 
     loss0, before = step()
-    for _ in range(8):
+    for _ in range(16):  # small steps: larger ones may lower L_ia by other means (see docs/decisions.md)
         loss, _ = step()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     loss1, after = step()
     assert loss1 < loss0
-    assert after > before + 0.03, (before.item(), after.item())
+    assert after > before + 0.05, (before.item(), after.item())
 
 
 def test_ia_attention_gradient_leaves_the_classifier_alone(trained):
@@ -302,10 +303,10 @@ def test_head_warm_up_learns_same_or_different(trained):
 
     torch.manual_seed(0)
     head = SiameseHead(32, 32)
-    pairs = pair_loader(data, 64, 32, pairs_per_batch=16, num_batches=4, seed=0)
+    pairs = list(pair_loader(data, 64, 32, pairs_per_batch=16, num_batches=2, seed=0))  # read once
     model.train()
-    losses = warm_up_siamese_head(head, model, pairs, CPU, steps=60, lr=3e-3)
-    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    losses = warm_up_siamese_head(head, model, pairs, CPU, steps=30, lr=5e-3)
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert first == pytest.approx(math.log(2), abs=0.1), "a fresh head is at chance"
     assert last < first - 0.05, losses
     assert model.training, "the model's mode is restored"

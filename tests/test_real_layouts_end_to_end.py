@@ -37,7 +37,7 @@ def test_reproduce_runs_notebook_01_on_a_real_layout(tiny_synth, tmp_path, monke
     profiles = tmp_path / "profiles"
     profiles.mkdir()
     (profiles / "tiny.yaml").write_text(
-        'notebooks: {"01": {epochs: 1, batch_size: 8, num_instances: 2, height: 64, width: 32, embed_dim: 16}}\n')
+        'notebooks: {"01": {epochs: 1, batch_size: 8, num_instances: 2, height: 32, width: 16, embed_dim: 16}}\n')
     monkeypatch.setattr(reproduce, "PROFILE_DIR", profiles)
     out = tmp_path / "runs"
     [result] = reproduce.run("tiny", only=["01"], data_root=str(root / "cuhk03-np"), out=out)
@@ -50,7 +50,7 @@ def test_reproduce_runs_notebook_01_on_a_real_layout(tiny_synth, tmp_path, monke
     state = load_training_state(out / "checkpoints" / "01_ide_baseline")
     model = build_model("ide", "resnet18", num_classes=data.num_train_pids, embed_dim=16)
     model.load_state_dict(state["model"])
-    tf = build_transforms(64, 32)
+    tf = build_transforms(32, 16)
     query, gallery = (DataLoader(ImageDataset(split, tf), batch_size=128) for split in (data.query, data.gallery))
     again = evaluate(model, query, gallery, torch.device("cpu"))
     for key in ("rank1", "mAP", "mINP"):

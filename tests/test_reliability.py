@@ -28,8 +28,7 @@ from casn_lite.evaluation import evaluate_ranking, pairwise_distance
 from casn_lite.inference import rank_gallery
 from casn_lite.models import build_model, load_checkpoint, save_checkpoint
 
-from .conftest import TINY
-from .support import run_example
+from .support import TINY, run_example
 from .test_reproduce import HEADER, OK, make_project
 
 ROOT = Path(__file__).resolve().parents[1]

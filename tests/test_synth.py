@@ -12,7 +12,7 @@ from PIL import Image
 from casn_lite.data import load_dataset, synth
 from casn_lite.data.synth import SynthConfig, generate
 
-from .conftest import TINY
+from .support import TINY
 
 NAME = re.compile(r"^(-1|\d{4})_c(\d)s1_(\d{6})_00\.jpg$")
 
