@@ -60,8 +60,8 @@ def verdict(metric: str, control_name: str, variant_name: str, control: Sequence
     d = paired_difference(control, variant)
     if d.n == 0:
         return f"{metric}: {variant_name} vs {control_name}: no values to compare"
-    if d.mean == 0:
-        direction = "no change"
+    if round(scale * d.mean, 2) == 0:  # what the line prints is +0.00 or -0.00
+        direction = "no change at two decimals"
     elif higher_is_better is None:
         direction = "higher" if d.mean > 0 else "lower"
     else:

@@ -24,8 +24,9 @@
 # 2. how to read mean and spread across seeds, and when a difference is noise;
 # 3. how our numbers sit beside the paper's, and why they need not match.
 #
-# **Time:** about 105 s on a 2-core laptop at these defaults (one seed, the IDE start
-# loaded from `runs/cache/`); each more seed adds about as much, plus its own start. About
+# **Time:** about 70 s on a 2-core laptop at these defaults (one seed, one epoch per
+# variant, the IDE start loaded from `runs/cache/`); each more seed adds about as much, plus
+# its own start. About
 # 14 min at the `cpu` profile (two seeds, one more start); on one GPU at the `gpu` profile (three seeds): not
 # measured yet (no GPU has run it).
 
@@ -46,7 +47,7 @@ pretrained = False  # True: ImageNet weights, which must be downloaded; auto: th
 last_stride = 1
 embed_dim = None  # None: 512 for IDE, 256 per stripe for PCB
 ide_epochs = 8  # the shared IDE start of each seed (cached: trained once per configuration)
-variant_epochs = 2  # then every variant trains this many more epochs from that start
+variant_epochs = 1  # then every variant trains this many more epochs from that start (cpu profile: 2)
 batch_size = 32
 num_instances = 4
 erase_p = 0.5  # random erasing: the share of training images with a rectangle blanked out
@@ -329,7 +330,7 @@ print("is_effect is correct")
 # <details><summary>Answers</summary>
 #
 # 1. See the function above.
-# 2. At the fast defaults, few: a couple of epochs from a weak start leave seed-to-seed
+# 2. At the fast defaults, few: one epoch from a weak start leaves seed-to-seed
 #    spreads of several points. Longer runs (the `gpu` profile) are needed before small
 #    effects can be told apart.
 # 3. SA's consistency term lowers the profile distance of SA's *own* attention on

@@ -329,6 +329,7 @@ def test_verdict_rule():
     assert not paired_difference([0.30], [0.50]).effect, "one seed is never an effect"
     line = verdict("mAP", "IDE", "IDE+IA", [0.30, 0.32, 0.31], [0.25, 0.26, 0.27])
     assert "-5.00 points (worse), 3 seeds; an effect" in line
+    assert "(no change at two decimals)" in verdict("lift", "IDE", "IDE+IA", [1.0], [0.998], scale=1, unit="")
     line = verdict("distance", "IDE", "IDE+SA", [2.0, 2.2], [1.5, 1.6], higher_is_better=False, scale=1, unit="")
     assert "-0.55 (better), 2 seeds" in line
     assert "+0.50 (higher), 1 seed;" in verdict("area", "A", "B", [1.0], [1.5], None, 1, "")
