@@ -21,7 +21,7 @@ import jupytext
 import nbformat
 
 from . import reproduce
-from .reproduce import KERNEL, ReproduceError, _write_text, notebooks
+from .reproduce import KERNEL, ReproduceError, _write_notebook, _write_text, notebooks
 
 __all__ = ["student_copy", "student_copies", "stub_solution", "handout_readme"]
 
@@ -77,19 +77,21 @@ def student_copy(source: Path, keep_outputs: bool = False) -> nbformat.NotebookN
     return nb
 
 
-def _title_and_time(source: Path) -> tuple[str, str]:
-    """A notebook's title (its first heading) and its time hint (the "**Time:**" sentence)."""
-    text = "\n".join(c.source for c in jupytext.read(source).cells if c.cell_type == "markdown")
+def _title_and_time(nb: nbformat.NotebookNode, fallback: str) -> tuple[str, str]:
+    """A notebook's title (its first heading, else ``fallback``) and its time hint (the
+    "**Time:**" sentence)."""
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     title = re.search(r"^# (?:\d\d · )?(.+)$", text, re.MULTILINE)
     time = re.search(r"\*\*Time:\*\*\s*(.+?)\s+on a 2-core", text, re.DOTALL)
-    return (title.group(1).strip() if title else source.stem,
+    return (title.group(1).strip() if title else fallback,
             " ".join(time.group(1).split()) if time else "not measured")
 
 
-def handout_readme(chosen: dict[str, Path], keep_outputs: bool) -> str:
-    """README.md of a hand-out: set-up, the order of the notebooks, the time each takes."""
-    rows = "\n".join(f"| {number} | `{source.with_suffix('.ipynb').name}` | {title} | {time} |"
-                     for number, source in chosen.items() for title, time in [_title_and_time(source)])
+def handout_readme(copies: dict[str, tuple[Path, nbformat.NotebookNode]], keep_outputs: bool) -> str:
+    """README.md of a hand-out: set-up, the order of the notebooks, the time each takes.
+    ``copies``: for each notebook number, the copy's path and the copy."""
+    rows = "\n".join(f"| {number} | `{path.name}` | {title} | {time} |"
+                     for number, (path, nb) in copies.items() for title, time in [_title_and_time(nb, path.stem)])
     outputs = ("The cells before each notebook's exercises keep their outputs, so you can read a "
                "notebook before you run it." if keep_outputs else
                "The notebooks have no outputs: run them from the top, in order.")
@@ -130,14 +132,14 @@ def student_copies(out: str | Path, only: list[str] | None = None, force: bool =
         raise ReproduceError(f"unknown notebook(s) {', '.join(unknown)}; choose from {', '.join(available)}")
     out = Path(out)
     chosen = {n: s for n, s in available.items() if not only or n in only}
-    targets = {out / s.with_suffix(".ipynb").name: s for s in chosen.values()}
+    targets = {n: out / s.with_suffix(".ipynb").name for n, s in chosen.items()}
     readme = out / "README.md"
-    _check_out(out, [*targets, readme], force)
-    copies = {path: student_copy(source, keep_outputs) for path, source in targets.items()}  # all, or none
-    for path, nb in copies.items():
-        _write_text(path, nbformat.writes(nb) + "\n")  # as nbformat.write ends the file
-    _write_text(readme, handout_readme(chosen, keep_outputs))
-    return list(targets)
+    _check_out(out, [*targets.values(), readme], force)
+    copies = {n: (targets[n], student_copy(s, keep_outputs)) for n, s in chosen.items()}  # all, or none
+    for path, nb in copies.values():
+        _write_notebook(path, nb)
+    _write_text(readme, handout_readme(copies, keep_outputs))
+    return list(targets.values())
 
 
 def _check_out(out: Path, targets: list[Path], force: bool) -> None:

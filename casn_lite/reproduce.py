@@ -299,7 +299,7 @@ def _mark_interrupted(executed: Path) -> None:
             meta["status"] = "pending"
     if started:  # the run stopped in (or right after) the last cell it started
         started[-1]["status"] = "interrupted"
-    _write_text(executed, nbformat.writes(nb))
+    _write_notebook(executed, nb)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -307,6 +307,11 @@ def _write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _write_notebook(path: Path, nb: nbformat.NotebookNode) -> None:
+    """``_write_text`` for a notebook, ending the file with a newline as ``nbformat.write`` does."""
+    _write_text(path, nbformat.writes(nb) + "\n")
 
 
 def _worker_setup(slots) -> None:

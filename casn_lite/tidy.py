@@ -7,7 +7,7 @@
   fallback is the bar as it was created (0 %); the plain line per epoch stays;
 * the notebook's widget state.
 
-Each file is rewritten under a temporary name and moved into place (``reproduce._write_text``).
+Each file is rewritten under a temporary name and moved into place (``reproduce._write_notebook``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import nbformat
 
-from .reproduce import _write_text
+from .reproduce import _write_notebook
 
 __all__ = ["tidy", "tidy_file"]
 
@@ -37,7 +37,7 @@ def tidy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 def tidy_file(path: str | Path) -> None:
     """Tidy one ``.ipynb`` file."""
     path = Path(path)
-    _write_text(path, nbformat.writes(tidy(nbformat.read(path, as_version=4))) + "\n")  # as nbformat.write
+    _write_notebook(path, tidy(nbformat.read(path, as_version=4)))
 
 
 def main(paths: list[str]) -> int:

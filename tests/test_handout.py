@@ -153,7 +153,8 @@ def test_the_handout_readme_lists_set_up_order_and_time(tmp_path):
 def test_without_a_time_hint_the_readme_says_not_measured(tmp_path):
     source = tmp_path / "07_new.py"
     source.write_text("# %% [markdown]\n# # 07 · New\n\n# %%\nx = 1\n")
-    assert "| New | not measured |" in handout_readme({"07": source}, keep_outputs=False)
+    copy = (tmp_path / "07_new.ipynb", jupytext.read(source))
+    assert "| New | not measured |" in handout_readme({"07": copy}, keep_outputs=False)
 
 
 def test_keep_outputs_keeps_them_before_the_exercises_only(tmp_path):

@@ -200,6 +200,7 @@ def test_an_interrupted_notebook_is_marked_interrupted(project):
         reproduce.run("good", only=["01"], out=out)
     nb = nbformat.read(out / "01_fails.ipynb", as_version=4)
     assert nb.metadata.papermill["status"] == "interrupted"
+    assert (out / "01_fails.ipynb").read_text().endswith("}\n"), "written whole, as nbformat.write would"
     statuses = [c.metadata.papermill["status"] for c in nb.cells if c.cell_type == "code"]
     assert "interrupted" in statuses and statuses[-1] == "pending", statuses
     assert json.loads((out / "01_fails.metrics.json").read_text())["status"] == "interrupted"
