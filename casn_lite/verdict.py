@@ -60,13 +60,14 @@ def verdict(metric: str, control_name: str, variant_name: str, control: Sequence
     d = paired_difference(control, variant)
     if d.n == 0:
         return f"{metric}: {variant_name} vs {control_name}: no values to compare"
-    if round(scale * d.mean, 2) == 0:  # what the line prints is +0.00 or -0.00
+    tiny = round(scale * d.mean, 2) == 0  # it would print as +0.00 or -0.00
+    if d.mean == 0 or (tiny and not d.effect):
         direction = "no change at two decimals"
     elif higher_is_better is None:
         direction = "higher" if d.mean > 0 else "lower"
     else:
         direction = "better" if (d.mean > 0) == higher_is_better else "worse"
-    size = f"{scale * d.mean:+.2f}{unit}"
+    size = f"{scale * d.mean:+.{4 if tiny and d.effect else 2}f}{unit}"
     seeds = f"{d.n} seed{'s' if d.n > 1 else ''}"
     if d.n == 1:
         judged = "one seed has no spread: not evidence of an effect either way"

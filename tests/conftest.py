@@ -1,6 +1,6 @@
 """Shared fixtures: one tiny SynthPeople set per test session.
 
-``make test`` runs the tests in two pytest-xdist workers. Each worker, and the processes it
+``make test`` runs the tests in pytest-xdist workers, one per core. Each worker, and the processes it
 starts (kernels, torchrun), uses one thread: two workers with two threads each on two cores
 would slow each other down far more than they gain. This file imports nothing heavy, so
 the process that only hands out the tests starts at once.

@@ -207,9 +207,10 @@ def test_fit_prints_one_plain_line_per_epoch_only_when_showing_progress(capsys):
     batches = [{"image": torch.randn(2, 3, 8, 4)} for _ in range(3)]
     torch.manual_seed(0)
     model = torch.nn.Conv2d(3, 2, 3)
-    fit(model, batches, TrainConfig(epochs=2, optimizer="adam", lr=1e-3, desc="IDE", progress=True), loss_fn)
+    cpu = torch.device("cpu")
+    fit(model, batches, TrainConfig(epochs=2, optimizer="adam", lr=1e-3, desc="IDE", progress=True), loss_fn, cpu)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("IDE: epoch")]
     assert [line.split(":")[1].strip() for line in lines] == ["epoch 1/2", "epoch 2/2"]
     assert all("loss" in line and line.endswith(" s)") for line in lines)
-    fit(model, batches, TrainConfig(epochs=1, optimizer="adam", lr=1e-3, desc="IDE", progress=False), loss_fn)
+    fit(model, batches, TrainConfig(epochs=1, optimizer="adam", lr=1e-3, desc="IDE", progress=False), loss_fn, cpu)
     assert "epoch" not in capsys.readouterr().out

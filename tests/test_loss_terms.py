@@ -6,6 +6,7 @@ class, the wrong pairs, a dropped weight, a flipped sign, a missing normalisatio
 """
 
 import math
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -45,6 +46,24 @@ from casn_lite.models import SiameseHead, build_model
 
 CPU = torch.device("cpu")
 pytestmark = pytest.mark.xdist_group("trained")  # under xdist, one worker trains the model below once
+
+
+@contextmanager
+def one_thread():
+    """The trained model and the short optimisations below differ in their last bits with
+    the number of threads; one thread makes them the same on every machine and under xdist."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with one_thread():
+        yield
 
 
 # --------------------------------------------------------------------------- values by hand
@@ -176,17 +195,18 @@ def trained(tiny_synth):
     torch.manual_seed(0)
     model = build_model("ide", "resnet18", num_classes=data.num_train_pids, embed_dim=32)
     loader = reid_loaders(data, 64, 32, batch_size=16, num_instances=2, seed=0).train
-    fit(model, loader, TrainConfig(epochs=6, optimizer="adam", lr=1e-3, schedule="constant", progress=False),
-        device=CPU)
-    # a long training run leaves batch norm's running statistics at the average batch's; this
-    # short one has not yet, so average them over a few batches as a long run would have
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
-    with torch.no_grad():
-        for _, batch in zip(range(8), loader, strict=False):
-            model.train()(batch["image"])
+    with one_thread():  # (a session fixture is set up before the per-test one)
+        fit(model, loader, TrainConfig(epochs=6, optimizer="adam", lr=1e-3, schedule="constant", progress=False),
+            device=CPU)
+        # a long training run leaves batch norm's running statistics at the average batch's;
+        # this short one has not yet, so average them over a few batches as a long run would
+        norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+        with torch.no_grad():
+            for _, batch in zip(range(8), loader, strict=False):
+                model.train()(batch["image"])
     for m in norms:
         m.momentum = 0.1
     return model, data, loader
@@ -330,6 +350,10 @@ def test_verdict_rule():
     line = verdict("mAP", "IDE", "IDE+IA", [0.30, 0.32, 0.31], [0.25, 0.26, 0.27])
     assert "-5.00 points (worse), 3 seeds; an effect" in line
     assert "(no change at two decimals)" in verdict("lift", "IDE", "IDE+IA", [1.0], [0.998], scale=1, unit="")
+    assert "+0.30 points (better)" in verdict("mAP", "IDE", "IDE+IA", [0.300], [0.303])  # scaled, then rounded
+    assert "+0.01 points (better)" in verdict("mAP", "IDE", "IDE+IA", [0.3], [0.3001])
+    tiny_effect = verdict("lift", "IDE", "IDE+IA", [1.0, 1.0, 1.0], [1.001, 1.002, 1.003], scale=1, unit="")
+    assert "+0.0020 (better), 3 seeds; an effect" in tiny_effect, "an effect is never called no change"
     line = verdict("distance", "IDE", "IDE+SA", [2.0, 2.2], [1.5, 1.6], higher_is_better=False, scale=1, unit="")
     assert "-0.55 (better), 2 seeds" in line
     assert "+0.50 (higher), 1 seed;" in verdict("area", "A", "B", [1.0], [1.5], None, 1, "")

@@ -137,7 +137,7 @@ meeting = ""
 import os, pathlib, time
 here = pathlib.Path(meeting)
 (here / str(os.getpid())).touch()
-deadline = time.time() + 30
+deadline = time.time() + 120
 while len(list(here.iterdir())) < 2 and time.time() < deadline:
     time.sleep(0.05)  # wait for the other notebook: it can arrive only if both run at once
 
