@@ -32,7 +32,7 @@ lint: $(STAMP)
 # unit tests (one pytest-xdist worker per core), then every committed notebook re-executed
 # by nbval; cells marked NBVAL_CHECK_OUTPUT must print what the committed notebook shows
 test: lint
-	$(BIN)/python -m pytest -p no:nbval -n auto --dist loadgroup
+	$(BIN)/python -m pytest -p no:nbval -n auto
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		notebooks/[0-9]*.ipynb
 

@@ -6,6 +6,7 @@ class, the wrong pairs, a dropped weight, a flipped sign, a missing normalisatio
 """
 
 import math
+import os
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from filelock import FileLock
 
 from casn_lite.ablation import checkpoint_folder
 from casn_lite.attention import (
@@ -45,7 +47,6 @@ from casn_lite.losses import (
 from casn_lite.models import SiameseHead, build_model
 
 CPU = torch.device("cpu")
-pytestmark = pytest.mark.xdist_group("trained")  # under xdist, one worker trains the model below once
 
 
 @contextmanager
@@ -188,13 +189,8 @@ def test_evaluation_mode_restores_each_modules_mode():
 
 
 # --------------------------------------------------------------------------- on a trained model
-@pytest.fixture(scope="session")  # built once per worker
-def trained(tiny_synth):
-    """A small IDE trained a few epochs on the tiny SynthPeople set, and that set."""
-    data = load_dataset("synthpeople", tiny_synth[0])
-    torch.manual_seed(0)
-    model = build_model("ide", "resnet18", num_classes=data.num_train_pids, embed_dim=32)
-    loader = reid_loaders(data, 64, 32, batch_size=16, num_instances=2, seed=0).train
+def train_a_little(model, loader) -> None:
+    """Six epochs of IDE, then batch norm's running statistics averaged over a few batches."""
     with one_thread():  # (a session fixture is set up before the per-test one)
         fit(model, loader, TrainConfig(epochs=6, optimizer="adam", lr=1e-3, schedule="constant", progress=False),
             device=CPU)
@@ -209,6 +205,28 @@ def trained(tiny_synth):
                 model.train()(batch["image"])
     for m in norms:
         m.momentum = 0.1
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_synth, tmp_path_factory):
+    """A small IDE trained a few epochs on the tiny SynthPeople set, and that set. Under
+    pytest-xdist the first worker that needs it trains it, and the others load its weights."""
+    data = load_dataset("synthpeople", tiny_synth[0])
+    torch.manual_seed(0)
+    model = build_model("ide", "resnet18", num_classes=data.num_train_pids, embed_dim=32)
+    loader = reid_loaders(data, 64, 32, batch_size=16, num_instances=2, seed=0).train
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        train_a_little(model, loader)
+        return model, data, loader
+    shared = tmp_path_factory.getbasetemp().parent  # this session's folder, common to its workers
+    with FileLock(shared / "trained.lock"):
+        path = shared / "trained.pt"
+        if path.is_file():
+            model.load_state_dict(torch.load(path, weights_only=True))
+        else:
+            train_a_little(model, loader)
+            torch.save(model.state_dict(), shared / "trained.pt.tmp")
+            os.replace(shared / "trained.pt.tmp", path)
     return model, data, loader
 
 
@@ -260,6 +278,7 @@ def test_consistency_steps_lower_the_profile_distance_of_positive_pairs(trained)
     model = __import__("copy").deepcopy(model).train()
     pairs = next(iter(make_test_pairs(data, 64, 32, num_pairs=16, batch_size=16, seed=1)))
     positive = pairs["same"].bool()
+    torch.manual_seed(1)  # the head's draw, whatever ran before in this process
     head = SiameseHead(32, 16)
     optimizer = torch.optim.Adam(model.trunk.parameters(), lr=1e-3)
 
