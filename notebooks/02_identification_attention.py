@@ -299,7 +299,7 @@ print(f"one IA step: {1000 * seconds[False]:.0f} ms (first order) vs {1000 * sec
 #
 # $$L = L_{ide} + \lambda_{1} L_{ia}.$$
 #
-# Same data order, same seed: the only difference is the IA term. (The masked images pass
+# Same data order, same seed: the only difference is the IA term. (The masked images
 # go through the network as an ordinary training forward, as in the paper
 # (`ia_gradient="all"`), without moving batch norm's running statistics: the network can
 # then lower $L_{ia}$ by moving its attention *or* by learning to be unsure of any image
