@@ -61,7 +61,7 @@ def verdict(metric: str, control_name: str, variant_name: str, control: Sequence
     if d.n == 0:
         return f"{metric}: {variant_name} vs {control_name}: no values to compare"
     tiny = round(scale * d.mean, 2) == 0  # it would print as +0.00 or -0.00
-    if d.mean == 0 or (tiny and not d.effect):
+    if tiny and not d.effect:  # (a zero mean is never an effect)
         direction = "no change at two decimals"
     elif higher_is_better is None:
         direction = "higher" if d.mean > 0 else "lower"

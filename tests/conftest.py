@@ -33,4 +33,3 @@ def tiny_synth(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
     meta = generate(root, TINY, progress=False)
     return root, meta
-

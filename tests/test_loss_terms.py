@@ -220,13 +220,13 @@ def trained(tiny_synth, tmp_path_factory):
         return model, data, loader
     shared = tmp_path_factory.getbasetemp().parent  # this session's folder, common to its workers
     with FileLock(shared / "trained.lock"):
-        path = shared / "trained.pt"
+        path, tmp = shared / "trained.pt", shared / "trained.pt.tmp"
         if path.is_file():
             model.load_state_dict(torch.load(path, weights_only=True))
         else:
             train_a_little(model, loader)
-            torch.save(model.state_dict(), shared / "trained.pt.tmp")
-            os.replace(shared / "trained.pt.tmp", path)
+            torch.save(model.state_dict(), tmp)
+            os.replace(tmp, path)
     return model, data, loader
 
 
