@@ -118,3 +118,49 @@ def test_test_pairs_and_cross_camera_matches(tiny_synth):
     matches = cross_camera_matches(data, 64, 32, count=3)
     assert matches["query"].shape == matches["match"].shape == (3, 3, 64, 32)
     assert len(set(matches["pid"].tolist())) == 3, "three different people"
+
+
+class RecordingLoader:
+    """A training loader that keeps the batches it hands out (what the loop trained on)."""
+
+    def __init__(self, loader):
+        self.loader, self.pair_loader, self.batches = loader, loader.pair_loader, []
+
+    def __len__(self):
+        return len(self.loader)
+
+    def set_epoch(self, epoch):
+        self.loader.set_epoch(epoch)
+
+    def __iter__(self):
+        for batch in self.loader:
+            self.batches.append(batch)
+            yield batch
+
+
+def test_the_variants_of_a_comparison_train_on_the_same_batches_and_are_measured_on_the_same_pairs(tiny_synth):
+    """The protocol as notebook 05 and the study run it: one set of loaders, the variants one
+    after the other (IDE+SA warms its head up first, drawing pair batches), one test pair
+    loader measured for each. Same augmented batches at every step; same test pairs."""
+    from casn_lite.data import pair_loader, reid_loaders, test_pair_loader
+    from casn_lite.engine import JointLoader
+
+    data = load_dataset("synthpeople", tiny_synth[0])
+    ids = reid_loaders(data, 32, 16, 8, 2, seed=0, erase_p=0.5)
+    joint = JointLoader(ids.train, pair_loader(data, 32, 16, 4, len(ids.train), seed=0, erase_p=0.5))
+    test_pairs = test_pair_loader(data, 32, 16, num_pairs=8, batch_size=8, seed=0)
+    torch.manual_seed(0)
+    start = build_model("ide", "resnet18", num_classes=data.num_train_pids, embed_dim=16)
+    cfg = TrainConfig(epochs=1, optimizer="adam", lr=1e-3, progress=False)
+    seen, measured = {}, {}
+    for name, warmup in (("IDE", 0), ("IDE+SA", 3)):
+        recording = RecordingLoader(joint)
+        run = train_from(start, recording, cfg, variant_loss(name, feature_dim=16, hidden_dim=8),
+                         torch.device("cpu"), 0, head_warmup=warmup)
+        seen[name], measured[name] = recording.batches, evaluate_attention(run["model"], test_pairs)
+    assert len(seen["IDE"]) == len(seen["IDE+SA"]) == len(joint)
+    for a, b in zip(seen["IDE"], seen["IDE+SA"], strict=True):
+        for key in ("image", "image1", "image2"):
+            assert torch.equal(a[key], b[key]), f"{key}: both variants train on the same augmented images"
+    for key in ("person_area", "cue_area"):  # functions of the pairs alone
+        assert measured["IDE"][key] == measured["IDE+SA"][key], f"{key}: measured on the same pairs"

@@ -77,3 +77,12 @@ def test_sharded_samplers_split_an_epoch_without_overlap():
     pair_shards = [list(PairSampler(pids, cams, 10, seed=0).shard(r, 2)) for r in range(2)]
     assert len(pair_shards[0]) == len(pair_shards[1]) == 5
     assert sorted(pair_shards[0] + pair_shards[1]) == sorted(PairSampler(pids, cams, 10, seed=0))
+
+
+def test_an_evaluation_pair_sampler_draws_the_same_pairs_every_time():
+    fixed = PairSampler(PIDS, CAMS, 20, seed=4, reshuffle=False)
+    first = list(fixed)
+    assert list(fixed) == first and list(fixed) == first, "iterated again: the same pairs"
+    training = PairSampler(PIDS, CAMS, 20, seed=4)
+    assert list(training) == first, "the same draw as a training sampler's first epoch"
+    assert list(training) != first, "a training sampler reshuffles every epoch"

@@ -6,13 +6,20 @@
 
 On a GPU (``in_memory="auto"``), when the images fit, they are decoded once into uint8
 tensors on the GPU and augmented there (``casn_lite.data.memory``): the same batches, with
-no decoding or CPU transforms in the training loop. Elsewhere: torch DataLoaders.
+no decoding or CPU transforms in the training loop. Elsewhere: ``SeededDataLoader``s.
+
+Either way a training batch is a function of the seed, the epoch and the step alone: its
+order comes from the seeded sampler and its random augmentation from a generator seeded
+by (seed, epoch, step), never from torch's global generator. So two variants trained with
+one seed see identical augmented images at every step, whatever else their losses drew
+(the extra passes' dropout, the Siamese head's warm-up).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -22,10 +29,43 @@ from .memory import DeviceAugment, InMemoryLoader, InMemoryPairLoader, bank_byte
 from .samplers import IdentitySampler, PairSampler
 from .transforms import build_transforms
 
-__all__ = ["Loaders", "reid_loaders", "pair_loader", "test_pair_loader", "cross_camera_matches",
-           "IN_MEMORY_LIMIT"]
+__all__ = ["Loaders", "SeededDataLoader", "reid_loaders", "pair_loader", "test_pair_loader",
+           "cross_camera_matches", "IN_MEMORY_LIMIT"]
 
 IN_MEMORY_LIMIT = 4 * 2**30  # bytes of uint8 images "auto" keeps on the device
+
+
+class SeededDataLoader(DataLoader):
+    """A DataLoader whose random augmentation is drawn from its own seed, not from torch's
+    global generator: batch ``step`` of epoch ``epoch`` is augmented under
+    ``torch.manual_seed(SeedSequence([seed, stream, epoch, step]))`` inside ``fork_rng``,
+    which leaves the global generator as it was. (The transforms v2 draw from the global
+    generator; with worker processes, their seeds are drawn the same way per epoch.)
+    The epoch is the sampler's (``set_epoch``); ``stream`` keeps two loaders with one seed
+    (identity batches, pair batches) from drawing the same augmentations."""
+
+    def __init__(self, *args, augment_seed: int = 0, stream: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.augment_seed, self.stream = augment_seed, stream
+
+    def _seed(self, *position: int) -> int:
+        words = np.random.SeedSequence([self.augment_seed, self.stream, *position]).generate_state(2)
+        return int(words[0]) << 32 | int(words[1])
+
+    def __iter__(self):
+        epoch = getattr(self.sampler, "epoch", 0)  # read before the sampler moves to the next epoch
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self._seed(epoch))  # worker processes' seeds, if any
+            batches = super().__iter__()
+        step = 0
+        while True:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self._seed(epoch, step))
+                batch = next(batches, None)
+            if batch is None:
+                return
+            yield batch
+            step += 1
 
 
 @dataclass
@@ -62,8 +102,9 @@ def reid_loaders(data: ReIDData, height: int, width: int, batch_size: int = 32,
         return Loaders(train, query, gallery, bank)
     pin = device.type == "cuda"
     train_set = ImageDataset(data.train, build_transforms(height, width, train=True, pad=height // 16, erase_p=erase_p))
-    train = DataLoader(train_set, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                       drop_last=True, pin_memory=pin, persistent_workers=num_workers > 0)
+    train = SeededDataLoader(train_set, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                             drop_last=True, pin_memory=pin, persistent_workers=num_workers > 0,
+                             augment_seed=seed, stream=0)
     test_tf = build_transforms(height, width)
     query = DataLoader(ImageDataset(data.query, test_tf), batch_size=eval_batch_size,
                        num_workers=num_workers, pin_memory=pin)
@@ -86,19 +127,23 @@ def pair_loader(data: ReIDData, height: int, width: int, pairs_per_batch: int, n
         augment = DeviceAugment(height, width, pad=height // 16, erase_p=erase_p) if train else None
         return InMemoryPairLoader(images, data.train, sampler, pairs_per_batch, augment, seed)
     dataset = ImageDataset(data.train, build_transforms(height, width, train=train, pad=height // 16, erase_p=erase_p))
-    return DataLoader(PairDataset(dataset), batch_size=pairs_per_batch, sampler=sampler,
-                      num_workers=num_workers, drop_last=True, pin_memory=torch.cuda.is_available())
+    return SeededDataLoader(PairDataset(dataset), batch_size=pairs_per_batch, sampler=sampler,
+                            num_workers=num_workers, drop_last=True, pin_memory=torch.cuda.is_available(),
+                            augment_seed=seed, stream=1)
 
 
 def test_pair_loader(data: ReIDData, height: int, width: int, num_pairs: int, batch_size: int = 32,
                      seed: int = 0) -> DataLoader:
     """``num_pairs`` pairs of test images (query + gallery), half of them one person and half
     two people, each pair from two cameras, resized only; with SynthPeople's masks (mask1,
-    mask2) when there are any. Distractors (pid 0) and junk (pid -1) are left out."""
+    mask2) when there are any. Distractors (pid 0) and junk (pid -1) are left out.
+
+    The pairs are fixed: every iteration yields the same pairs, so models measured on one
+    loader are measured on identical images."""
     people = [s for s in data.query + data.gallery if s.pid > 0]
     images = ImageDataset(people, build_transforms(height, width),
                           mask_of=data.mask_path if data.name == "SynthPeople" else None)
-    sampler = PairSampler(images.pids, images.camids, num_pairs, 0.5, seed=seed)
+    sampler = PairSampler(images.pids, images.camids, num_pairs, 0.5, seed=seed, reshuffle=False)
     return DataLoader(PairDataset(images), batch_size=batch_size, sampler=sampler)
 
 

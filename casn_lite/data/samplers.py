@@ -1,8 +1,10 @@
 """Seeded samplers: identity-balanced batches (P identities x K images) and image pairs.
 
-Both reshuffle every epoch from ``seed + epoch``: iterate again (or call
+Training samplers reshuffle every epoch from ``seed + epoch``: iterate again (or call
 ``set_epoch``) and you get the next epoch's order; the same seed and epoch always
-give the same order, so a resumed run sees the batches it would have seen.
+give the same order, so a resumed run sees the batches it would have seen. An
+evaluation sampler (``PairSampler(..., reshuffle=False)``) draws the same pairs every
+time it is iterated, so every model of a comparison is measured on identical pairs.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ __all__ = ["IdentitySampler", "PairSampler"]
 class _EpochSeeded:
     """Shared bookkeeping: a seed, an epoch counter, a generator per epoch."""
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, reshuffle: bool = True):
         self.seed = seed
         self.epoch = 0
+        self.reshuffle = reshuffle  # False: every iteration draws epoch 0's order again
         self.rank, self.world = 0, 1
 
     def shard(self, rank: int, world: int):
@@ -44,7 +47,8 @@ class _EpochSeeded:
 
     def _next_rng(self) -> np.random.Generator:
         rng = np.random.default_rng([self.seed, self.epoch])
-        self.epoch += 1
+        if self.reshuffle:
+            self.epoch += 1
         return rng
 
 
@@ -106,13 +110,15 @@ class PairSampler(_EpochSeeded, Sampler[tuple[int, int]]):
     """``num_pairs`` index pairs ``(i, j)`` per epoch, a ``positive_fraction`` of them showing the
     same identity. With ``cross_camera``, every pair comes from two different cameras whenever
     it can: positives (what Siamese re-ID training is for) and negatives alike, so the camera
-    does not tell them apart."""
+    does not tell them apart. ``reshuffle=False`` (evaluation): the same pairs on every
+    iteration, unless ``set_epoch`` asks for another draw."""
 
     def __init__(self, pids: Sequence[int], camids: Sequence[int], num_pairs: int,
-                 positive_fraction: float = 0.5, cross_camera: bool = True, seed: int = 0):
+                 positive_fraction: float = 0.5, cross_camera: bool = True, seed: int = 0,
+                 reshuffle: bool = True):
         if not 0.0 <= positive_fraction <= 1.0:
             raise ValueError("positive_fraction must be in [0, 1]")
-        _EpochSeeded.__init__(self, seed)
+        _EpochSeeded.__init__(self, seed, reshuffle)
         self.pids = np.asarray(pids)
         self.camids = np.asarray(camids)
         self.num_pairs = num_pairs
