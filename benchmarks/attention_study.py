@@ -11,11 +11,13 @@ masks (empty-map rate, attention on the person and on the identity cue as lift o
 their area share, for the class Grad-CAM and the similarity attention; SA's own profile
 distance and the similarity one on same-person pairs, empty maps excluded).
 
-Every difference is paired: variant minus IDE on the same seed. It counts as an effect
-only if its sign is the same on every seed and the mean paired difference exceeds twice
-its standard error; for mAP and rank-1 a 95 % interval from resampling the queries is
-given too. Records are appended to ``DIR/records.jsonl`` as each run finishes, so an
-interrupted study resumes where it stopped; ``DIR/attention_study.md`` is the report.
+Every difference is paired: variant minus IDE on the same seed, trained on the same
+augmented batches and measured on the same test pairs. It counts as an effect when a
+paired t-test over the seeds, adjusted for the number of comparisons in the report
+(Benjamini-Hochberg), gives q < 0.05 (``casn_lite.verdict``); each cell shows the mean
+difference and its 95 % t interval over seeds. Records are appended to
+``DIR/records.jsonl`` as each run finishes, so an interrupted study resumes where it
+stopped; ``DIR/attention_study.md`` is the report.
 """
 
 from __future__ import annotations
@@ -46,11 +48,13 @@ from casn_lite.data import (
     reid_loaders,
     test_pair_loader,
 )
-from casn_lite.engine import JointLoader, TrainConfig, evaluate_attention, extract_features
-from casn_lite.evaluation import evaluate_ranking, pairwise_distance
-from casn_lite.verdict import paired_difference
+from casn_lite.engine import JointLoader, TrainConfig, evaluate, evaluate_attention
+from casn_lite.verdict import ALPHA, adjust, paired_difference
 
 ROOT = Path(__file__).resolve().parents[1]
+# 2: fixed test pairs, augmentation from the seed, alpha from the margin, L_ia without empty
+# maps (issue 20); records without the field are the first protocol's (docs/attention_study/)
+PROTOCOL = 2
 VARIANTS = ("IDE", "IDE+IA", "IDE+SA", "CASN(IDE)")
 
 
@@ -101,24 +105,10 @@ RETRIEVAL = ("mAP", "rank1")
 ATTENTION = ("class_empty", "class_person_lift", "class_cue_lift", "empty", "person_lift", "cue_lift",
              "positive_distance", "negative_distance", "sa_empty", "sa_positive_distance")
 LOWER_IS_BETTER = {"class_empty", "empty", "positive_distance", "sa_empty", "sa_positive_distance"}
+COMPARED = (*RETRIEVAL, *ATTENTION[:7])  # the paired comparisons the report tests
 
 
 # --------------------------------------------------------------------------- one run
-def per_query(model, loaders, device) -> tuple[list[float], list[float]]:
-    """Each valid query's AP and rank-1 hit (for the query bootstrap); the means are mAP and rank-1."""
-    qf, qp, qc = extract_features(model, loaders.query, device)
-    gf, gp, gc = extract_features(model, loaders.gallery, device)
-    dist = pairwise_distance(qf, gf)
-    ap, hit = [], []
-    for i in range(len(qp)):
-        if not ((gp == qp[i]) & (gc != qc[i])).any():
-            continue  # no true match from another camera: not a valid query
-        r = evaluate_ranking(dist[i:i + 1], qp[i:i + 1], gp, qc[i:i + 1], gc, max_rank=1)
-        ap.append(r["mAP"])
-        hit.append(float(r["cmc"][0]))
-    return ap, hit
-
-
 def same_run(record: dict, s: Setting, seed: int, variant: str) -> bool:
     """Whether ``record`` (of any setting) is the run ``variant`` would make under ``s``."""
     defaults = asdict(Setting())
@@ -156,42 +146,56 @@ def run_setting_seed(name: str, s: Setting, seed: int, data, device, records: li
         tic = time.perf_counter()
         run = train_from(start, joint, cfg, loss, device, seed, head_warmup=s.head_warmup)
         warmup = run["warmup"]
-        ap, hit = per_query(run["model"], loaders, device)
+        retrieval = evaluate(run["model"], loaders.query, loaders.gallery, device)
         attention = evaluate_attention(run["model"], test_pairs, device, head=loss.head)
         last = run["history"][-1]
-        write({"setting": name, **asdict(s), "seed": seed, "variant": variant,
-               "mAP": float(np.mean(ap)), "rank1": float(np.mean(hit)), "ap": ap, "hit": hit,
+        write({"setting": name, **asdict(s), "seed": seed, "variant": variant, "protocol": PROTOCOL,
+               **{k: retrieval[k] for k in ("mAP", "rank1", "mINP", "num_valid_queries")},
+               "ia_empty_last_epoch": last.get("ia_empty", math.nan),
                "start_p_true": p_true, "start_seconds": info["seconds"], **attention,
                "bce_after_warmup": warmup[-1] if warmup else math.nan,
                "bce_last_epoch": last.get("bce", math.nan), "train_seconds": time.perf_counter() - tic})
-        print(f"{name:<12} seed {seed} {variant:<10} mAP {100 * np.mean(ap):5.1f}  rank-1 {100 * np.mean(hit):5.1f}"
+        print(f"{name:<12} seed {seed} {variant:<10} mAP {100 * retrieval['mAP']:5.1f}  rank-1 {100 * retrieval['rank1']:5.1f}"
               f"  class lift {attention['class_person_lift']:.2f}  empty {attention['class_empty']:.2f}"
               f"  ({time.perf_counter() - tic:.0f} s)", flush=True)
 
 
 # --------------------------------------------------------------------------- the analysis
-def paired(records: list[dict], setting: str, variant: str, key: str) -> dict:
-    """Variant minus IDE on each seed (``casn_lite.verdict``): mean, standard error, verdict."""
+def paired(records: list[dict], setting: str, variant: str, key: str):
+    """Variant minus IDE on each seed, tested (``casn_lite.verdict.paired_difference``)."""
     by = {(r["seed"], r["variant"]): r for r in records if r["setting"] == setting}
     seeds = sorted(sd for sd, v in by if v == variant and (sd, "IDE") in by)
-    d = paired_difference([by[(sd, "IDE")].get(key, math.nan) for sd in seeds],
-                          [by[(sd, variant)].get(key, math.nan) for sd in seeds])
-    return {"n": d.n, "mean": d.mean, "se": d.se, "effect": d.effect}
+    return paired_difference([by[(sd, "IDE")].get(key, math.nan) for sd in seeds],
+                             [by[(sd, variant)].get(key, math.nan) for sd in seeds])
 
 
-def query_bootstrap(records: list[dict], setting: str, variant: str, key: str, draws: int = 1000) -> tuple[float, float]:
-    """95 % interval of the mean (over seeds) paired difference in mAP ("ap") or rank-1
-    ("hit"), resampling the queries (the same resample for both variants of a seed)."""
-    by = {(r["seed"], r["variant"]): r for r in records if r["setting"] == setting}
-    seeds = sorted(sd for sd, v in by if v == variant and (sd, "IDE") in by)
-    if not seeds:
-        return math.nan, math.nan
-    rng = np.random.default_rng(0)
-    diffs = [np.asarray(by[(sd, variant)][key]) - np.asarray(by[(sd, "IDE")][key]) for sd in seeds]
-    n = len(diffs[0])
-    means = [np.mean([d[idx].mean() for d in diffs]) for idx in (rng.integers(0, n, n) for _ in range(draws))]
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
+def _origin(records: list[dict], setting: str, variant: str) -> str:
+    """The setting whose runs ``variant`` reuses in ``setting`` (itself when it trained them)."""
+    origins = {r.get("reused_from", setting) for r in records if r["setting"] == setting and r["variant"] == variant}
+    return origins.pop() if len(origins) == 1 else setting
+
+
+def adjusted(records: list[dict]) -> tuple[dict[tuple[str, str, str], float], int]:
+    """q (Benjamini-Hochberg) of every comparison the report prints, adjusted together: the
+    family is every setting x variant x metric of the detailed tables, a comparison that
+    reuses another setting's runs counted once."""
+    cells = [(setting, variant, key) for setting in dict.fromkeys(r["setting"] for r in records)
+             for variant in VARIANTS[1:] for key in COMPARED]
+    origin = {cell: (_origin(records, cell[0], cell[1]), *cell[1:]) for cell in cells}
+    family = list(dict.fromkeys(origin.values()))
+    p = [paired(records, *cell).p for cell in family]
+    q = dict(zip(family, adjust(p).tolist(), strict=True))
+    return {cell: q[origin[cell]] for cell in cells}, sum(v == v for v in p)
+
+
+def same_pairs(records: list[dict]) -> list[str]:
+    """The (setting, seed)s whose variants were measured on different test pairs, judged by
+    the person's share of the test images, a function of the pairs alone (empty: none)."""
+    areas: dict[tuple[str, int], set] = {}
+    for r in records:
+        if "person_area" in r:
+            areas.setdefault((r["setting"], r["seed"]), set()).add(round(r["person_area"], 9))
+    return [f"{s} seed {sd}" for (s, sd), values in areas.items() if len(values) > 1]
 
 
 def _fmt(value: float, percent: bool) -> str:
@@ -203,35 +207,48 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
-def _cell(records: list[dict], setting: str, variant: str, key: str) -> str:
+def _cell(records: list[dict], setting: str, variant: str, key: str, q: dict) -> str:
     d = paired(records, setting, variant, key)
-    if d["n"] == 0:
+    if d.n == 0:
         return "n/a"
     scale = 100 if key in RETRIEVAL else 1
-    text = f"{scale * d['mean']:+.2f}" + (f" ± {scale * d['se']:.2f}" if d["se"] == d["se"] else " (1 seed)")
-    if key in RETRIEVAL:
-        low, high = query_bootstrap(records, setting, variant, "ap" if key == "mAP" else "hit")
-        text += f" [{100 * low:+.1f}, {100 * high:+.1f}]"
-    return f"**{text}**" if d["effect"] else text
+    if d.n == 1:
+        return f"{scale * d.mean:+.2f} (1 seed)"
+    low, high = d.interval()
+    text = f"{scale * d.mean:+.2f} [{scale * low:+.2f}, {scale * high:+.2f}]"
+    return f"**{text}**" if q[(setting, variant, key)] < ALPHA else text
 
 
 def compact_table(records: list[dict]) -> list[str]:
     """The headline table: per setting and variant, the paired differences that matter most."""
     keys = ("mAP", "class_person_lift", "class_cue_lift", "positive_distance")
+    q, _ = adjusted(records)
     lines = ["| setting (seeds) | variant | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
     for setting in dict.fromkeys(r["setting"] for r in records):
         ide = [r for r in records if r["setting"] == setting and r["variant"] == "IDE"]
         absolute = [_fmt(_mean([r.get(k, math.nan) for r in ide]), k in RETRIEVAL) for k in keys]
         lines.append(f"| {setting} ({len({r['seed'] for r in ide})}) | IDE (absolute) | " + " | ".join(absolute) + " |")
         for variant in VARIANTS[1:]:
-            lines.append(f"| | {variant} | " + " | ".join(_cell(records, setting, variant, k) for k in keys) + " |")
+            lines.append(f"| | {variant} | " + " | ".join(_cell(records, setting, variant, k, q) for k in keys) + " |")
     return lines
+
+
+RULE = ("Each cell: the mean over seeds of the paired difference variant - IDE (same seed, same start, "
+        "same augmented batches, same test pairs), with its 95 % t interval over seeds; mAP and rank-1 in "
+        "points. **Bold**: an effect, i.e. a paired t-test (n - 1 degrees of freedom) whose p-value, adjusted "
+        "by Benjamini-Hochberg over every comparison of this report ({n} of them), is below 0.05.")
 
 
 def report(records: list[dict], command: str) -> str:
     """The markdown report: per setting, the variants' means and the paired differences."""
-    lines = ["# Attention study: results", "", f"Command: `{command}`", "",
-             "Headline: paired differences against IDE (IDE's own values on its row); **bold**: an effect.",
+    q, tested = adjusted(records)
+    rule = RULE.format(n=tested)
+    mismatched = same_pairs(records)
+    check = ("Every variant of a seed was measured on the same test pairs (the person's share of the "
+             "test images is identical across variants)." if not mismatched else
+             f"WARNING: variants measured on different test pairs in {', '.join(mismatched)}.")
+    lines = ["# Attention study: results", "", f"Command: `{command}`", "", check, "", rule, "",
+             "Headline: paired differences against IDE (IDE's own values on its row).",
              "", *compact_table(records), ""]
     for setting in dict.fromkeys(r["setting"] for r in records):
         rows = [r for r in records if r["setting"] == setting]
@@ -250,13 +267,11 @@ def report(records: list[dict], command: str) -> str:
                 continue
             cells = [_fmt(_mean([r.get(k, math.nan) for r in vr]), k in RETRIEVAL) for k in keys]
             lines.append(f"| {variant} | " + " | ".join(cells) + " |")
-        lines += ["", "Paired differences against IDE (mean ± standard error over seeds; **bold**: an effect, "
-                  "i.e. the same sign on every seed and |mean| > 2 SE; mAP and rank-1 in points, with the "
-                  "query-bootstrap 95 % interval):", ""]
-        lines += ["| variant | " + " | ".join((*RETRIEVAL, *ATTENTION[:7])) + " |",
-                  "|---" * (len(RETRIEVAL) + 8) + "|"]
+        lines += ["", "Paired differences against IDE (mean [95 % t interval] over seeds; **bold**: an effect "
+                  "after the Benjamini-Hochberg adjustment):", ""]
+        lines += ["| variant | " + " | ".join(COMPARED) + " |", "|---" * (len(COMPARED) + 1) + "|"]
         for variant in VARIANTS[1:]:
-            cells = [_cell(records, setting, variant, key) for key in (*RETRIEVAL, *ATTENTION[:7])]
+            cells = [_cell(records, setting, variant, key, q) for key in COMPARED]
             lines.append(f"| {variant} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -278,6 +293,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "records.jsonl"
     records = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    if not args.report_only:  # a run resumes only records of this protocol; a report reads any
+        older = [r for r in records if r.get("protocol", 1) != PROTOCOL]
+        if older:
+            print(f"{path}: {len(older)} records of an earlier protocol are left out (kept in the file)")
+        records = [r for r in records if r.get("protocol", 1) == PROTOCOL]
 
     def write(record: dict) -> None:
         records.append(record)

@@ -37,6 +37,7 @@ from torch import nn
 __all__ = [
     "grad_cam", "normalize_per_image", "upsample", "soft_mask", "erase_attended",
     "horizontal_profile", "profile_span", "crop_and_resize", "attention_profile", "indicator_vector",
+    "INDICATORS",
     "frozen_batchnorm_stats", "evaluation_mode", "empty_maps", "mass_share",
     "similarity_attention",
 ]
@@ -130,19 +131,31 @@ def attention_profile(maps: torch.Tensor, size: tuple[int, int], threshold: floa
     return profile, crop_and_resize(profile, threshold, length)  # M*_m
 
 
-def indicator_vector(same_logit: torch.Tensor, difference: torch.Tensor,
-                     mode: str = "gradient") -> torch.Tensor:
+INDICATORS = ("margin", "same_logit", "difference")
+
+
+def indicator_vector(pair_logits: torch.Tensor, difference: torch.Tensor,
+                     mode: str = "margin") -> torch.Tensor:
     """alpha [B, D], binary: the feature dimensions that make a pair look like one person.
 
-    ``mode="gradient"`` (the paper's Fig. 5): alpha_i = 1 where d z_same / d f_minus_i > 0.
-    ``mode="difference"`` (the other reading): alpha_i = 1 where f_minus_i > 0.
+    ``pair_logits`` are the head's z = (z_diff, z_same) [B, 2], computed from ``difference``
+    (f_minus, [B, D]).
+
+    ``mode="margin"`` (default): alpha_i = 1 where d (z_same - z_diff) / d f_minus_i > 0, the
+    gradient of the log-odds of "same", the only direction cross-entropy trains. (The sum
+    z_same + z_diff receives exactly opposite gradients on the last layer's two rows, so it
+    keeps its random initial value; docs/decisions.md.)
+    ``mode="same_logit"`` (the earlier reading of the paper's Fig. 5): alpha_i = 1 where
+    d z_same / d f_minus_i > 0, which carries that untrained part too.
+    ``mode="difference"``: alpha_i = 1 where f_minus_i > 0.
     """
-    if mode == "gradient":
-        (grad,) = torch.autograd.grad(same_logit.sum(), difference, retain_graph=True)
+    if mode in ("margin", "same_logit"):
+        score = pair_logits[:, 1] - pair_logits[:, 0] if mode == "margin" else pair_logits[:, 1]
+        (grad,) = torch.autograd.grad(score.sum(), difference, retain_graph=True)
         return (grad > 0).to(difference.dtype)
     if mode == "difference":
         return (difference.detach() > 0).to(difference.dtype)
-    raise ValueError(f"unknown indicator mode {mode!r}; choose 'gradient' or 'difference'")
+    raise ValueError(f"unknown indicator mode {mode!r}; choose one of {', '.join(INDICATORS)}")
 
 
 @contextmanager

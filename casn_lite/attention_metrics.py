@@ -46,7 +46,7 @@ def attention_lift(share: torch.Tensor, area: torch.Tensor) -> float:
 
 def evaluate_attention(model: nn.Module, pair_loader, device: torch.device | None = None,
                        threshold: float | None = 0.2, length: int = 32,
-                       head: nn.Module | None = None, indicator: str = "gradient") -> dict:
+                       head: nn.Module | None = None, indicator: str = "margin") -> dict:
     """Attention measured, not only shown, on pairs of test images from two cameras:
 
     * ``positive_distance`` / ``negative_distance``: mean ||M*_m1 - M*_m2||_2 of the

@@ -31,6 +31,7 @@ from torch import nn
 from torch.func import functional_call
 
 from .attention import (
+    INDICATORS,
     attention_profile,
     empty_maps,
     erase_attended,
@@ -60,12 +61,17 @@ def identification_loss(logits: torch.Tensor, pids: torch.Tensor) -> torch.Tenso
 
 
 def attention_mining_loss(masked_logits: torch.Tensor, pids: torch.Tensor,
-                          score: str = "prob") -> torch.Tensor:
+                          score: str = "prob", valid: torch.Tensor | None = None) -> torch.Tensor:
     """L_ia: the true class's score on the masked image I*, averaged over the batch.
 
     Minimising it leaves nothing of the identity outside the attended region, so the
     attention has to cover all of the person. ``score="prob"`` (default) uses the softmax
     probability, bounded in [0, 1]; ``score="logit"`` the raw class score, as in GAIN's paper.
+
+    ``valid`` ([B] booleans) marks the images whose attention map holds attention. An empty
+    map erases nothing (T(M) = sigmoid(-omega sigma), about 0.007), so I* is the image
+    itself and lowering p(c | I*) would fight L_ide directly: those images are left out of
+    the mean (a batch without any valid image gives 0, with the graph kept).
     """
     if score == "prob":
         values = masked_logits.softmax(dim=1)
@@ -73,7 +79,11 @@ def attention_mining_loss(masked_logits: torch.Tensor, pids: torch.Tensor,
         values = masked_logits
     else:
         raise ValueError(f"unknown score {score!r}; choose 'prob' or 'logit'")
-    return values.gather(1, pids[:, None]).mean()
+    true_class = values.gather(1, pids[:, None]).squeeze(1)
+    if valid is None:
+        return true_class.mean()
+    valid = valid.bool()
+    return true_class[valid].mean() if valid.any() else true_class.sum() * 0
 
 
 def siamese_bce_loss(pair_logits: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
@@ -182,7 +192,7 @@ class SAResult:
 
 
 def siamese_attention(model: nn.Module, head: nn.Module, images1: torch.Tensor,
-                      images2: torch.Tensor, indicator: str = "gradient",
+                      images2: torch.Tensor, indicator: str = "margin",
                       second_order: bool = False, threshold: float | None = 0.2,
                       length: int = 32) -> SAResult:
     """SA: classify a pair as same/different, then ask where each image shows what made the
@@ -195,7 +205,7 @@ def siamese_attention(model: nn.Module, head: nn.Module, images1: torch.Tensor,
     f1, f2 = model(images).embedding.chunk(2)
     difference = f1 - f2  # f_minus
     pair_logits = head(difference)  # z = (z_diff, z_same)
-    alpha = indicator_vector(pair_logits[:, 1], difference, indicator)
+    alpha = indicator_vector(pair_logits, difference, indicator)
     with evaluation_mode(model):
         out = model(images)
     g1, g2 = out.embedding.chunk(2)  # f_i, each image on its own
@@ -255,7 +265,7 @@ class CASNSettings:
     ia_score: str = "prob"  # L_ia on the true class's probability ("prob") or raw score ("logit")
     ia_gradient: str = "all"  # "all": L_ia trains the whole network; "attention": only through M
     second_order: bool = False  # Grad-CAM's channel weights w_k differentiated too
-    indicator: str = "gradient"  # alpha from d z_same / d f_minus ("gradient") or from f_minus ("difference")
+    indicator: str = "margin"  # alpha from d (z_same - z_diff) / d f_minus; "same_logit", "difference": attention.INDICATORS
     profile_threshold: float | None = 0.2  # M*_m keeps the rows above this share of the profile's maximum
     profile_length: int = 32  # M*_m is stretched to this many values
     consistency_weight: float = 0.2  # the 0.2 in L_sa = L_bce + 0.2 ||M*_m1 - M*_m2||_2
@@ -267,6 +277,8 @@ class CASNSettings:
             raise ValueError(f"unknown ia_gradient {self.ia_gradient!r}; choose one of {', '.join(IA_GRADIENTS)}")
         if self.ramp_epochs < 0:
             raise ValueError(f"ramp_epochs must be >= 0, got {self.ramp_epochs}")
+        if self.indicator not in INDICATORS:
+            raise ValueError(f"unknown indicator {self.indicator!r}; choose one of {', '.join(INDICATORS)}")
 
     @classmethod
     def from_parameters(cls, parameters: Mapping[str, object]) -> CASNSettings:
@@ -345,10 +357,10 @@ class CASNLoss(nn.Module):
         if self.ia:
             ia = identification_attention(model, images, pids, s.sigma, s.omega, s.second_order,
                                           gradient=s.ia_gradient)
-            l_ia = attention_mining_loss(ia.masked_logits, pids, s.ia_score)
+            l_ia = attention_mining_loss(ia.masked_logits, pids, s.ia_score, valid=~ia.empty)
             loss = loss + ramp * s.lambda_ia * l_ia
             terms["ia"] = l_ia.detach()
-            terms["ia_empty"] = ia.empty.float().mean()
+            terms["ia_empty"] = ia.empty.float().mean()  # the share of images L_ia left out
         if self.sa:
             if "image1" not in batch:
                 raise KeyError("CASNLoss(sa=True) needs pair batches (image1, image2, same): "

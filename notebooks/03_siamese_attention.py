@@ -53,7 +53,7 @@ positive_fraction = 0.5
 optimizer = "adam"
 lr = 1e-3
 finetune_lr = None  # learning rate after the IDE start (None: lr); lower keeps a converged start's focus
-indicator = "gradient"  # alpha from d z_same / d f_minus ("gradient") or from f_minus > 0 ("difference")
+indicator = "margin"  # alpha from d (z_same - z_diff) / d f_minus; "same_logit" (d z_same / d f_minus) or "difference" (f_minus > 0)
 profile_threshold = 0.2  # keep the rows above this fraction of the profile's maximum
 profile_length = 32  # M*_m: the kept span resized to this many values
 consistency_weight = 0.2  # the paper's 0.2
@@ -194,24 +194,27 @@ fig = viz.plot_history(runs["IDE+SA"]["history"], losses=("loss", "ide", "bce", 
 # ## 4 · The indicator vector
 #
 # Which feature dimensions made the head say "same"? CASN keeps those whose gradient
-# pushes $z_{same}$ up, and scores each image by its own features in those dimensions:
+# pushes the head towards "same", and scores each image by its own features in those
+# dimensions. "Towards same" is the margin $z_{same} - z_{diff}$, the log-odds of "same":
 #
-# $$\alpha_i = \mathbb{1}\Big[\frac{\partial z_{same}}{\partial f_{-,i}} > 0\Big], \qquad
+# $$\alpha_i = \mathbb{1}\Big[\frac{\partial (z_{same} - z_{diff})}{\partial f_{-,i}} > 0\Big], \qquad
 #   s_1 = \langle \alpha, f_1 \rangle, \quad s_2 = \langle \alpha, f_2 \rangle$$
 #
-# (A second reading of the paper takes $\alpha_i = \mathbb{1}[f_{-,i} > 0]$;
-# `indicator="difference"` uses it.) Below, the trained head on test pairs: one row per
-# pair, one column per dimension.
+# Why the margin and not $z_{same}$ alone: cross-entropy over two logits only ever moves
+# their difference; their sum keeps the head's random start, and so would part of an
+# $\alpha$ read from $z_{same}$ (`indicator="same_logit"`; docs/decisions.md). A second
+# reading of the paper takes $\alpha_i = \mathbb{1}[f_{-,i} > 0]$ (`indicator="difference"`).
+# Below, the trained head on test pairs: one row per pair, one column per dimension.
 
 # %%
 probe = next(iter(test_pair_loader(data, height, width, num_pairs=16, batch_size=16, seed=seed)))
 p1, p2, p_same = probe["image1"].to(device), probe["image2"].to(device), probe["same"]
 sa_model, sa_head = runs["IDE+SA"]["model"].eval(), sa_loss.head.eval()
-sa = siamese_attention(sa_model, sa_head, p1, p2, "gradient", threshold=profile_threshold,
+sa = siamese_attention(sa_model, sa_head, p1, p2, indicator, threshold=profile_threshold,
                        length=profile_length)
 by_difference = siamese_attention(sa_model, sa_head, p1, p2, "difference").indicator
 agreement = (sa.indicator == by_difference).float().mean().item()
-fig = viz.show_indicator({"alpha from the gradient of z_same": sa.indicator,
+fig = viz.show_indicator({f"alpha ({indicator})": sa.indicator,
                           "alpha from f_minus > 0": by_difference})
 print(f"the two readings agree on {100 * agreement:.0f} % of the dimensions")
 

@@ -170,23 +170,43 @@ def test_indicator_is_binary_in_both_modes():
     head = SiameseHead(8, 6)
     diff = torch.randn(5, 8, requires_grad=True)
     z = head(diff)
-    for mode in ("gradient", "difference"):
-        alpha = indicator_vector(z[:, 1], diff, mode)
+    for mode in ("margin", "same_logit", "difference"):
+        alpha = indicator_vector(z, diff, mode)
         assert alpha.shape == diff.shape
         assert set(alpha.unique().tolist()) <= {0.0, 1.0}
     with pytest.raises(ValueError, match="indicator mode"):
-        indicator_vector(z[:, 1], diff, "sign")
+        indicator_vector(z, diff, "sign")
 
 
-def test_gradient_indicator_follows_the_same_logit():
+def test_margin_indicator_follows_the_log_odds_of_same():
     head = SiameseHead(4, 3)
     with torch.no_grad():  # a linear head: d z_same / d f_minus is the weight row's product
         head.layers[0].weight.copy_(torch.eye(3, 4))
         head.layers[0].bias.fill_(10.0)  # every ReLU active
-        head.layers[2].weight.copy_(torch.tensor([[0.0, 0, 0], [1.0, -1.0, 2.0]]))
+        # rows (z_diff, z_same): the margin's weights are [1, -1, 2] - [2, -2, 0] = [-1, 1, 2]
+        head.layers[2].weight.copy_(torch.tensor([[2.0, -2.0, 0.0], [1.0, -1.0, 2.0]]))
     diff = torch.randn(2, 4, requires_grad=True)
-    alpha = indicator_vector(head(diff)[:, 1], diff)
-    torch.testing.assert_close(alpha, torch.tensor([[1.0, 0, 1, 0]] * 2))
+    z = head(diff)
+    torch.testing.assert_close(indicator_vector(z, diff), torch.tensor([[0.0, 1, 1, 0]] * 2))
+    torch.testing.assert_close(indicator_vector(z, diff, "same_logit"), torch.tensor([[1.0, 0, 1, 0]] * 2))
+
+
+def test_margin_indicator_ignores_what_cross_entropy_cannot_train():
+    """Shifting both rows of the head's last layer by one vector (and both biases by one
+    number) changes z_same + z_diff, which cross-entropy never trains, and nothing else:
+    the margin's alpha stays, the z_same reading moves."""
+    torch.manual_seed(0)
+    head = SiameseHead(16, 32)
+    diff = torch.randn(64, 16, requires_grad=True)
+    before = indicator_vector(head(diff), diff)
+    before_same = indicator_vector(head(diff), diff, "same_logit")
+    with torch.no_grad():
+        shift = 3 * torch.randn(32)
+        head.layers[2].weight += shift  # the same vector added to both rows
+        head.layers[2].bias += 1.5
+    after = indicator_vector(head(diff), diff)
+    assert torch.equal(before, after)
+    assert not torch.equal(before_same, indicator_vector(head(diff), diff, "same_logit"))
 
 
 # --------------------------------------------------------------------------- Grad-CAM reference

@@ -5,6 +5,7 @@ Each hand-worked case is chosen so that a one-line slip changes the number: the 
 class, the wrong pairs, a dropped weight, a flipped sign, a missing normalisation.
 """
 
+import copy
 import math
 import os
 from contextlib import contextmanager
@@ -103,9 +104,12 @@ def test_profile_crop_and_distance_by_hand():
 def test_indicator_by_hand():
     difference = torch.tensor([[0.5, -1.0, 2.0]], requires_grad=True)
     w = torch.tensor([1.0, 2.0, -3.0])
-    z_same = (difference * w).sum(1)  # d z_same / d f_minus = w
-    torch.testing.assert_close(indicator_vector(z_same, difference, "gradient"), torch.tensor([[1.0, 1.0, 0.0]]))
-    torch.testing.assert_close(indicator_vector(z_same, difference, "difference"), torch.tensor([[1.0, 0.0, 1.0]]))
+    v = torch.tensor([2.0, 1.0, -4.0])
+    z = torch.stack([(difference * v).sum(1), (difference * w).sum(1)], dim=1)  # (z_diff, z_same)
+    # d (z_same - z_diff) / d f_minus = w - v = [-1, 1, 1]; d z_same / d f_minus = w
+    torch.testing.assert_close(indicator_vector(z, difference), torch.tensor([[0.0, 1.0, 1.0]]))
+    torch.testing.assert_close(indicator_vector(z, difference, "same_logit"), torch.tensor([[1.0, 1.0, 0.0]]))
+    torch.testing.assert_close(indicator_vector(z, difference, "difference"), torch.tensor([[1.0, 0.0, 1.0]]))
 
 
 def test_ia_and_bce_losses_by_hand():
@@ -113,6 +117,10 @@ def test_ia_and_bce_losses_by_hand():
     pids = torch.tensor([1, 0])
     assert attention_mining_loss(logits, pids).item() == pytest.approx((3 / 4 + 4 / 5) / 2)
     assert attention_mining_loss(logits, pids, "logit").item() == pytest.approx((math.log(3) + math.log(4)) / 2)
+    # an image whose map is empty is left out of the mean: I* is then the image itself
+    assert attention_mining_loss(logits, pids, valid=torch.tensor([False, True])).item() == pytest.approx(4 / 5)
+    none = attention_mining_loss(logits.requires_grad_(), pids, valid=torch.tensor([False, False]))
+    assert none.item() == 0 and none.requires_grad
     pair_logits = torch.tensor([[0.0, 0.0], [0.0, math.log(3.0)]])  # p(same) = 1/2, 3/4
     assert siamese_bce_loss(pair_logits, torch.tensor([1, 0])).item() == pytest.approx(
         (math.log(2) + math.log(4)) / 2)  # -log(1/2), -log(1/4)
@@ -156,6 +164,24 @@ def test_casn_loss_weights_and_ramp():
         expected = terms["ide"] + ramp * (0.5 * terms["ia"] + 2.0 * terms["sa"])
         assert loss.item() == pytest.approx(expected, rel=1e-5), progress
         assert terms["sa"] == pytest.approx(terms["bce"] + 0.5 * terms["consistency"], rel=1e-5)
+
+
+def test_casn_loss_leaves_images_with_an_empty_map_out_of_l_ia():
+    """A class whose classifier row is zero has no gradient on the conv map: its images'
+    maps are empty. CASN's L_ia is the mean over the other images only."""
+    torch.manual_seed(0)
+    model = build_model("ide", "resnet18", num_classes=4, embed_dim=16).eval()  # no dropout
+    with torch.no_grad():
+        model.head[-1].weight[0] = 0
+    batch = {"image": torch.randn(4, 3, 64, 32), "pid": torch.tensor([0, 0, 1, 1])}
+    loss_fn = CASNLoss(sa=False, ia_gradient="attention")
+    _, terms = loss_fn(model, batch, CPU)
+    ia = identification_attention(model, batch["image"], batch["pid"], gradient="attention")
+    assert ia.empty.tolist() == [True, True, False, False]
+    p_true = ia.masked_logits.softmax(1).gather(1, batch["pid"][:, None]).squeeze(1)
+    assert terms["ia"] == pytest.approx(p_true[2:].mean().item(), rel=1e-5)
+    assert terms["ia"] != pytest.approx(p_true.mean().item(), rel=1e-3)
+    assert terms["ia_empty"] == 0.5
 
 
 def test_casn_settings_by_keyword_from_parameters_and_refused():
@@ -207,8 +233,16 @@ def train_a_little(model, loader) -> None:
         m.momentum = 0.1
 
 
+@pytest.fixture
+def trained(trained_once):
+    """``trained_once`` with a copy of its model, so that no test sees another's changes (a
+    forward pass in training mode moves batch norm's running statistics)."""
+    model, data, loader = trained_once
+    return copy.deepcopy(model), data, loader
+
+
 @pytest.fixture(scope="session")
-def trained(tiny_synth, tmp_path_factory):
+def trained_once(tiny_synth, tmp_path_factory):
     """A small IDE trained a few epochs on the tiny SynthPeople set, and that set. Under
     pytest-xdist the first worker that needs it trains it, and the others load its weights."""
     data = load_dataset("synthpeople", tiny_synth[0])
@@ -358,26 +392,6 @@ def test_upsampled_attention_keeps_its_range():
 
 
 # --------------------------------------------------------------------------- verdicts
-def test_verdict_rule():
-    from casn_lite.verdict import paired_difference, verdict
-
-    d = paired_difference([0.30, 0.32, 0.31], [0.35, 0.36, 0.37])  # +5, +4, +6 points
-    assert d.effect and d.mean == pytest.approx(0.05) and d.se == pytest.approx(0.01 / math.sqrt(3))
-    assert not paired_difference([0.30, 0.32, 0.31], [0.35, 0.31, 0.37]).effect, "a sign flips"
-    assert not paired_difference([0.30, 0.32, 0.31], [0.31, 0.40, 0.32]).effect, "within 2 SE"
-    assert not paired_difference([0.30], [0.50]).effect, "one seed is never an effect"
-    line = verdict("mAP", "IDE", "IDE+IA", [0.30, 0.32, 0.31], [0.25, 0.26, 0.27])
-    assert "-5.00 points (worse), 3 seeds; an effect" in line
-    assert "(no change at two decimals)" in verdict("lift", "IDE", "IDE+IA", [1.0], [0.998], scale=1, unit="")
-    assert "+0.30 points (better)" in verdict("mAP", "IDE", "IDE+IA", [0.300], [0.303])  # scaled, then rounded
-    assert "+0.01 points (better)" in verdict("mAP", "IDE", "IDE+IA", [0.3], [0.3001])
-    tiny_effect = verdict("lift", "IDE", "IDE+IA", [1.0, 1.0, 1.0], [1.001, 1.002, 1.003], scale=1, unit="")
-    assert "+0.0020 (better), 3 seeds; an effect" in tiny_effect, "an effect is never called no change"
-    line = verdict("distance", "IDE", "IDE+SA", [2.0, 2.2], [1.5, 1.6], higher_is_better=False, scale=1, unit="")
-    assert "-0.55 (better), 2 seeds" in line
-    assert "+0.50 (higher), 1 seed;" in verdict("area", "A", "B", [1.0], [1.5], None, 1, "")
-
-
 def test_train_from_draws_the_siamese_head_from_the_seed(tiny_synth):
     from casn_lite.ablation import train_from, variant_loss
     from casn_lite.data import pair_loader
