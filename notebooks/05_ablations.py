@@ -16,8 +16,9 @@
 #
 # The paper's Table 3 trains four variants, IDE, IDE+IA, IDE+SA and CASN(IDE), and shows
 # that each attention term adds accuracy and both together add most. Here we run the same
-# study on SynthPeople, over several seeds, and measure what the paper could only show:
-# where the attention falls and how consistent it is across cameras.
+# study on SynthPeople, over the seeds in `seeds` (one at these fast defaults: enough to run
+# every step, not to tell an effect from noise), and measure what the paper could only
+# show: where the attention falls and how consistent it is across cameras.
 #
 # You will learn:
 # 1. a fair ablation protocol (same start, same batches, same length, several seeds);
@@ -82,6 +83,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from IPython.display import Markdown, display
+from scipy import stats
 
 import casn_lite
 from casn_lite import viz
@@ -107,7 +109,7 @@ from casn_lite.data import (
 )
 from casn_lite.engine import JointLoader, TrainConfig, default_device, evaluate, evaluate_attention
 from casn_lite.losses import CASNSettings
-from casn_lite.verdict import paired_difference, verdict
+from casn_lite.verdict import paired_difference, verdict_lines
 
 variants = variants or variant_names(arch)
 device = default_device()
@@ -205,25 +207,54 @@ fig = viz.plot_ablation(summary, ("rank1", "mAP"), PAPER_TABLE3)
 
 # %% [markdown]
 # How big is each variant's change against IDE, and is it beyond the noise? Each
-# difference is paired (same seed, same start, same batches). It counts as an effect only
-# if it has the same sign on every seed and exceeds twice its standard error; one seed is
-# never enough. The lines below are computed from the table above.
+# difference is *paired*: the same seed, start, augmented batches and test pairs, so one
+# difference $d_s$ per seed. A paired t-test asks how far their mean is from zero in units
+# of its standard error:
+#
+# $$t = \frac{\bar d}{s_d / \sqrt{n}}, \qquad s_d^2 = \frac{1}{n-1}\sum_s (d_s - \bar d)^2,
+#   \qquad p = 2\,P\big(T_{n-1} > |t|\big)$$
+#
+# with $T_{n-1}$ Student's t with $n - 1$ degrees of freedom. With few seeds the t
+# distribution has heavy tails, so a large $t$ is needed: 12.7 for two seeds, 4.3 for
+# three, 2.8 for five. One seed has no spread and cannot show anything. The table below
+# tests 4 metrics for 3 variants, 12 comparisons, and some would fall under $p < 0.05$ by
+# chance alone; the lines therefore judge each by its Benjamini-Hochberg adjusted p-value
+# $q$, which keeps the expected share of false discoveries at 5 %.
 
 # %%
 def per_seed(name, key):
     return [next(r[key] for r in records if r["variant"] == name and r["seed"] == s) for s in seeds]
 
 
-for name in variants[1:]:
-    for key, label, higher, scale, unit in (("mAP", "mAP", True, 100, " points"),
-                                            ("rank1", "rank-1", True, 100, " points"),
-                                            ("class_person_lift", "attention on the person (lift)", True, 1, ""),
-                                            ("positive_distance", "same-person profile distance", False, 1, "")):
-        print(verdict(label, variants[0], name, per_seed(variants[0], key), per_seed(name, key), higher, scale, unit))
-    print()
+comparisons = [dict(metric=label, control_name=variants[0], variant_name=name, control=per_seed(variants[0], key),
+                    variant=per_seed(name, key), higher_is_better=higher, scale=scale, unit=unit)
+               for name in variants[1:]
+               for key, label, higher, scale, unit in (
+                   ("mAP", "mAP", True, 100, " points"), ("rank1", "rank-1", True, 100, " points"),
+                   ("class_person_lift", "attention on the person (lift)", True, 1, ""),
+                   ("positive_distance", "same-person profile distance", False, 1, ""))]
+for line in verdict_lines(comparisons):
+    print(line)
 lift = summary[variants[0]]["class_person_lift"][0]
 print(f"{variants[0]}'s class attention falls on the person {lift:.2f}x as often as an even spread would:",
       "it looks at the person" if lift >= 1.5 else "no real preference for the person at this size and length")
+
+# %% [markdown]
+# Why not a simpler rule, such as "the same sign on every seed and beyond two standard
+# errors"? Simulate it: draw differences that are pure noise (no variant is better) and
+# count how often each rule calls them an effect. A calibrated rule should say so 5 % of the
+# time; the simple one (which this project used at first) says so far more often with two
+# or three seeds.
+
+# %%
+rng = np.random.default_rng(0)
+for n in (2, 3, 5):
+    noise = rng.normal(size=(4000, n))  # 4,000 comparisons of n seeds, no true difference
+    simple = np.mean([((d > 0).all() or (d < 0).all()) and abs(d.mean()) > 2 * d.std(ddof=1) / np.sqrt(n)
+                      for d in noise])
+    t_test = np.mean([paired_difference(np.zeros(n), d).effect for d in noise])
+    print(f"{n} seeds: 'same sign, > 2 SE' calls noise an effect {100 * simple:4.1f} % of the time; "
+          f"the paired t-test {100 * t_test:4.1f} %")
 
 # %% [markdown]
 # ## 4 · The same people under each variant's attention
@@ -288,14 +319,17 @@ if results_dir is not None:
 #
 # ## Exercises
 #
-# 1. **Write the noise rule.** `is_effect(control, variant)` takes one value per seed for
-#    each (same seeds, same order) and returns True when `variant - control` has the same
-#    sign on every seed and its mean exceeds twice its standard error
-#    ($s / \sqrt{n}$, with $s$ the sample standard deviation); one seed is never an effect.
-#    The cell after it checks it on made-up numbers and against `casn_lite.verdict`, then
-#    applies it to this run's mAP: you should see the same answers as the verdict lines.
+# 1. **Write the paired t-test.** `is_effect(control, variant)` takes one value per seed for
+#    each (same seeds, same order) and returns True when the paired t-test of
+#    `variant - control` gives a two-sided $p < 0.05$: $t = \bar d / (s_d / \sqrt{n})$ with
+#    $s_d$ the *sample* standard deviation, and $p$ from Student's t with $n - 1$ degrees of
+#    freedom (`scipy.stats.t.sf`); fewer than two seeds are never an effect. The cell after
+#    it checks made-up numbers chosen so that the usual slips (the population standard
+#    deviation, the normal distribution instead of Student's t, a one-sided p-value, the
+#    old "same sign and 2 SE" rule) give wrong answers, then compares it with
+#    `casn_lite.verdict` on this run's mAP.
 # 2. Run with `seeds = [0, 1, 2]`. Which differences survive the spread? (The verdict
-#    lines say so; expect few at this size.)
+#    lines say so; expect few at this size. How many seeds would they need?)
 # 3. Which attention column moves most with IA, and which with SA? Compare with what each
 #    loss optimises, and with the verdict lines: is the movement beyond the noise?
 # 4. Our numbers are far below the paper's. Name three reasons that have nothing to do
@@ -303,27 +337,31 @@ if results_dir is not None:
 
 # %% tags=["exercise"]
 def is_effect(control, variant):
-    """True when ``variant - control`` (paired by seed) is beyond the noise: the same sign on
-    every seed and |mean| > 2 x its standard error; never with fewer than two seeds."""
+    """True when the paired t-test of ``variant - control`` (one value per seed, paired by
+    seed) gives a two-sided p < 0.05; never with fewer than two seeds."""
     # BEGIN SOLUTION
     diffs = np.asarray(variant, dtype=float) - np.asarray(control, dtype=float)
-    if len(diffs) < 2:
+    n = len(diffs)
+    if n < 2:
         return False
-    same_sign = bool((diffs > 0).all() or (diffs < 0).all())
-    standard_error = diffs.std(ddof=1) / np.sqrt(len(diffs))
-    return same_sign and abs(diffs.mean()) > 2 * standard_error
+    t = diffs.mean() / (diffs.std(ddof=1) / np.sqrt(n))  # the sample standard deviation
+    p = 2 * stats.t.sf(abs(t), df=n - 1)  # two-sided, n - 1 degrees of freedom
+    return bool(p < 0.05)
     # END SOLUTION
 
 
 # %%
-assert is_effect([0.30, 0.31, 0.29], [0.35, 0.36, 0.33]), "+5, +5, +4 points: an effect"
-assert not is_effect([0.30, 0.31, 0.29], [0.35, 0.30, 0.33]), "one seed lower: not an effect"
+# t = mean / (s / sqrt(3)) is 4.0 here (p = 0.057): the population standard deviation
+# (t = 4.9), the normal distribution, a one-sided p or the "2 SE" rule all call it an effect
+assert not is_effect([0.0, 0.0, 0.0], [0.013094, 0.023094, 0.033094]), "t = 4.0 with 2 df is not an effect"
+assert is_effect([0.0, 0.0, 0.0], [-0.018868, -0.028868, -0.038868]), "t = -5.0 with 2 df is (p = 0.038)"
+assert is_effect([0.30, 0.31, 0.29, 0.30, 0.32], [0.31, 0.33, 0.30, 0.32, 0.33]), "+1.4 points on 5 seeds, p = 0.005"
+assert not is_effect([0.30, 0.31], [0.35, 0.30]), "a sign flips: p = 0.63"
 assert not is_effect([0.30], [0.50]), "one seed is never an effect"
-assert not is_effect([0.30, 0.31, 0.29], [0.40, 0.31001, 0.30]), "same sign but within 2 SE: not an effect"
 for name in variants[1:]:
     mine = is_effect(per_seed(variants[0], "mAP"), per_seed(name, "mAP"))
     assert mine == paired_difference(per_seed(variants[0], "mAP"), per_seed(name, "mAP")).effect
-    print(f"mAP, {name} vs {variants[0]}: {'an effect' if mine else 'not an effect'}")
+    print(f"mAP, {name} vs {variants[0]}: {'an effect' if mine else 'not an effect'} (before adjusting for the table)")
 print("is_effect is correct")
 
 # %% [markdown] tags=["solution"]
