@@ -3,22 +3,44 @@
 # pyproject.toml changes.
 
 PYTHON ?= python3
+LOCK   ?= 1
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SYNTH  := data/synthpeople
+LOCKED := requirements-lock.txt
 
-.PHONY: install kernel test lint reproduce data notebooks lab clean
+.PHONY: install kernel test lint reproduce data notebooks lab clean lock
 
 install: $(STAMP)
 
-# torch is not pinned: torchvision's wheel pins the torch it was built for, and pip resolves
-# the pair from the registry (a CUDA build; it runs on CPU too).
-$(STAMP): pyproject.toml
+# By default the exact versions of requirements-lock.txt, the set `make test` last passed
+# with (torch and torchvision as the matching pair pip resolved from the registry).
+# LOCK=0 resolves the newest versions pyproject.toml allows instead: torch is not pinned
+# there, since torchvision's wheel pins the torch it was built for (a CUDA build; it runs
+# on CPU too).
+$(STAMP): pyproject.toml $(LOCKED)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+ifeq ($(LOCK),0)
 	$(BIN)/python -m pip install --quiet -e ".[notebooks,dev]"
+else
+	$(BIN)/python -m pip install --quiet -r $(LOCKED)
+	$(BIN)/python -m pip install --quiet --no-deps -e ".[notebooks,dev]"
+endif
 	$(BIN)/python -m ipykernel install --user --name casn-lite --display-name "Python (casn-lite)"
+	touch $(STAMP)
+
+# refresh the lock: the newest versions pyproject.toml allows, then the whole test suite,
+# and only if it passes, those versions written to requirements-lock.txt
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --upgrade --upgrade-strategy eager -e ".[notebooks,dev]"
+	touch $(STAMP)
+	$(MAKE) test
+	{ head -2 $(LOCKED); $(BIN)/python -m pip freeze --exclude-editable; } > $(LOCKED).new
+	mv $(LOCKED).new $(LOCKED)
 	touch $(STAMP)
 
 # the notebooks name the kernel casn-lite; point it at this clone's .venv (another clone's
