@@ -37,10 +37,11 @@ IN_MEMORY_LIMIT = 4 * 2**30  # bytes of uint8 images "auto" keeps on the device
 
 class SeededDataLoader(DataLoader):
     """A DataLoader whose random augmentation is drawn from its own seed, not from torch's
-    global generator: batch ``step`` of epoch ``epoch`` is augmented under
-    ``torch.manual_seed(SeedSequence([seed, stream, epoch, step]))`` inside ``fork_rng``,
-    which leaves the global generator as it was. (The transforms v2 draw from the global
-    generator; with worker processes, their seeds are drawn the same way per epoch.)
+    global generator: batch ``step`` of epoch ``epoch`` is augmented with the CPU generator
+    seeded by ``SeedSequence([seed, stream, epoch, step])`` inside ``fork_rng``, which then
+    puts the global generator back as it was. (The transforms v2 draw from that generator.
+    With worker processes the augmentation runs in the workers, whose seeds are drawn the
+    same way when they start: the same for every run with this seed and ``num_workers``.)
     The epoch is the sampler's (``set_epoch``); ``stream`` keeps two loaders with one seed
     (identity batches, pair batches) from drawing the same augmentations."""
 
@@ -54,13 +55,13 @@ class SeededDataLoader(DataLoader):
 
     def __iter__(self):
         epoch = getattr(self.sampler, "epoch", 0)  # read before the sampler moves to the next epoch
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self._seed(epoch))  # worker processes' seeds, if any
+        with torch.random.fork_rng(devices=[]):  # the CPU generator only, as the transforms use
+            torch.default_generator.manual_seed(self._seed(epoch))  # worker processes' seeds, if any
             batches = super().__iter__()
         step = 0
         while True:
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self._seed(epoch, step))
+                torch.default_generator.manual_seed(self._seed(epoch, step))
                 batch = next(batches, None)
             if batch is None:
                 return
