@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["IDE_IMAGES_PER_S", "ATTENTION_RELATIVE_SPEED", "Training", "NotebookBudget", "Budget",
-           "trainings", "notebook_parameters", "profile_budget", "gpu_run_budget", "budget_table"]
+           "trainings", "notebook_budget", "notebooks_budget", "notebook_parameters", "profile_budget", "gpu_run_budget", "budget_table"]
 
 # Measured on an H100 (torch 2.11, ResNet-50 with last stride 1 at 256 x 128, batch 128 (+ 32
 # pairs), bf16 autocast + channels_last): an IDE training step ran at 4,450-4,700 images/s (the
@@ -200,10 +200,16 @@ def notebook_parameters(profile: str, arch: str | None = None,
 def profile_budget(profile: str, arch: str | None = None, budget: Budget | None = None,
                    only: list[str] | None = None) -> Budget:
     """A ``reproduce --profile profile [--arch arch] [--only ...]`` run's budget (added to ``budget``)."""
-    budget = budget if budget is not None else Budget()
     suffix = f" --arch {arch}" if arch else ""
-    for number, name, parameters in notebook_parameters(profile, arch, only):
-        notebook_budget(number, name + suffix, parameters, budget)
+    return notebooks_budget([(number, name + suffix, parameters)
+                             for number, name, parameters in notebook_parameters(profile, arch, only)], budget)
+
+
+def notebooks_budget(notebooks: list[tuple[str, str, dict]], budget: Budget | None = None) -> Budget:
+    """The budget of running ``notebooks`` ((number, label, every parameter)) in order."""
+    budget = budget if budget is not None else Budget()
+    for number, label, parameters in notebooks:
+        notebook_budget(number, label, parameters, budget)
     return budget
 
 

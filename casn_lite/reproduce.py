@@ -376,7 +376,7 @@ def run(profile: str, only: list[str] | None = None, data_root: str | None = Non
     ordered = [results[job.number] for job in planned]
     print(summary_table(ordered, out))
     if smoke:
-        _report_estimate(profile, arch, only, data_root, out, jobs)
+        _report_estimate(planned, profile, arch, only, data_root, out, jobs)
     return ordered
 
 
@@ -393,11 +393,12 @@ def _prepare_smoke(planned: list[Job], out: Path) -> None:
         job.kernel_arguments = kernel_arguments(log.resolve(), job.number, cache.resolve())
 
 
-def _report_estimate(profile: str, arch: str | None, only: list[str] | None, data_root: str | None,
-                     out: Path, jobs: int) -> None:
+def _report_estimate(planned: list[Job], profile: str, arch: str | None, only: list[str] | None,
+                     data_root: str | None, out: Path, jobs: int) -> None:
     """Print (and save as gpu-estimate.json) the GPU budget of the run the smoke run stood for
-    (``casn_lite.budget``), with the trainings the smoke run logged checked against it."""
-    from .budget import budget_table, gpu_run_budget, profile_budget
+    (``casn_lite.budget``), and check the trainings the smoke run logged against the budget's
+    plan of its own, smaller run (two seeds at most)."""
+    from .budget import budget_table, gpu_run_budget, notebooks_budget, profile_budget
     from .smoke import plan_mismatches
 
     if data_root is not None:
@@ -407,10 +408,12 @@ def _report_estimate(profile: str, arch: str | None, only: list[str] | None, dat
     records = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
     try:
         budget, whole = profile_budget(profile, arch, only=only), gpu_run_budget(profile)
+        ran = notebooks_budget([(job.number, job.source.stem, {**parameter_defaults(job.source), **job.parameters})
+                                for job in planned])
     except ValueError as err:
         print(f"\nGPU budget: {err}")
         return
-    mismatches = plan_mismatches(budget, records)
+    mismatches = plan_mismatches(ran, records)
     command = f"reproduce --profile {profile}" + (f" --arch {arch}" if arch else "")
     result = {"command": command, "seconds": budget.seconds, "gpu_run_seconds": whole.seconds,
               "parts": [{"label": p.label, "training": p.training, "evaluation": p.evaluation, "other": p.other,

@@ -31,7 +31,8 @@ __all__ = ["SMOKE_SIZES", "SHRINK", "smoke_parameters", "kernel_arguments", "emu
 
 SMOKE_SIZES = {"train_ids": 8, "test_ids": 8, "images_per_camera": 2, "batch_size": 16, "num_instances": 4,
                "pairs_per_batch": 4}
-SHRINK = 4  # input sizes divided by this (PCB's 384 x 128 becomes 96 x 32, its smallest)
+SHRINK = 4  # input sizes divided by this (PCB's 384 x 128 becomes 96 x 32)
+PCB_HEIGHT = 96  # PCB's smallest input: six stripes of conv5 need 6 rows (16 pixels each, last stride 1)
 MAX_SEEDS = 2  # enough to exercise the spread over seeds
 
 
@@ -40,9 +41,10 @@ def smoke_parameters(parameters: dict, names: set[str]) -> dict:
     (epochs stay: ``emulate_gpu_path`` trains one epoch and logs what the full run would)."""
     small = dict(parameters)
     small.update({k: v for k, v in SMOKE_SIZES.items() if k in names})
+    smallest = {"height": PCB_HEIGHT if parameters.get("arch") == "pcb" else 32, "width": 16}
     for key in ("height", "width"):
         if key in parameters:
-            small[key] = max(16 if key == "width" else 32, int(parameters[key]) // SHRINK)
+            small[key] = max(smallest[key], int(parameters[key]) // SHRINK)
     if isinstance(parameters.get("seeds"), list):
         small["seeds"] = parameters["seeds"][:MAX_SEEDS]
     if "results_dir" in names:

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from casn_lite import budget, reproduce
+from casn_lite import budget, reproduce, smoke
 from casn_lite.__main__ import main
 
 from .test_reproduce import HEADER, make_project
@@ -79,6 +79,18 @@ def test_smoke_takes_the_gpu_branches_on_tiny_data_and_checks_the_gpu_budget(pro
     printed = capsys.readouterr().out
     assert "GPU budget of `reproduce --profile big`" in printed
     assert "the smoke run trained what the budget counts" in printed
+
+
+def test_smoke_inputs_shrink_but_pcb_keeps_its_six_stripes():
+    names = {"height", "width", "arch"}
+    assert smoke_sizes({"height": 256, "width": 128}, names) == (64, 32)
+    assert smoke_sizes({"height": 96, "width": 32, "arch": "ide"}, names) == (32, 16)
+    assert smoke_sizes({"height": 96, "width": 32, "arch": "pcb"}, names) == (96, 16)
+
+
+def smoke_sizes(parameters: dict, names: set[str]) -> tuple[int, int]:
+    small = smoke.smoke_parameters(parameters, names)
+    return small["height"], small["width"]
 
 
 def test_smoke_never_skips_and_writes_beside_the_real_run(project, monkeypatch):
