@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SYNTH  := data/synthpeople
 
-.PHONY: install kernel test lint reproduce data notebooks lab clean
+.PHONY: install kernel test lint reproduce data notebooks lab clean gpu-wheels
 
 install: $(STAMP)
 
@@ -58,6 +58,12 @@ $(SYNTH)/meta.json: | $(STAMP)
 # every notebook, executed by papermill with the cpu profile; results in runs/cpu/
 reproduce: data
 	$(BIN)/python -m casn_lite reproduce --profile cpu
+
+# the packages a bare GPU machine (python3 3.12 with torch, torchvision, numpy, matplotlib, pytest,
+# tqdm) lacks for benchmarks/gpu_run.sh, as wheels for it, downloaded here (needs a network)
+gpu-wheels: | $(STAMP)
+	$(BIN)/python -m pip download --quiet --only-binary=:all: --python-version 3.12 \
+		--platform manylinux2014_x86_64 papermill jupytext nbval ipykernel ipywidgets pyyaml -d .whl
 
 clean:
 	rm -rf $(VENV) $(SYNTH) .pytest_cache .ruff_cache
