@@ -1,5 +1,7 @@
 """The GPU budget: a profile's time on one GPU from its parameters and measured speeds (no training)."""
 
+from pathlib import Path
+
 import pytest
 
 from casn_lite import budget, smoke
@@ -68,3 +70,12 @@ def test_a_training_the_budget_does_not_count_is_named():
     assert smoke.plan_mismatches(b, ran + [{"notebook": "04", "ia": True, "sa": True, "full_epochs": 2}]) == []
     (line,) = smoke.plan_mismatches(b, ran + [{"notebook": "04", "ia": True, "sa": False, "full_epochs": 2}])
     assert line.startswith("04_casn_training: the smoke run trained") and "CASN x 2 epochs" in line
+
+
+def test_the_docs_state_the_shipped_budget():
+    stated = f"{budget.gpu_run_budget('gpu').seconds / 60:.1f} minutes"
+    root = Path(__file__).resolve().parents[1]
+    for doc, words in (("README.md", f"its budget is {stated}"), ("benchmarks/README.md", f"{stated} in all"),
+                       ("benchmarks/gpu_run.sh", f"({stated})")):
+        text = " ".join((root / doc).read_text().replace("#", " ").split())
+        assert words in text, f"{doc} should say {words!r}"
