@@ -1,6 +1,6 @@
 # casn-lite: every target creates .venv on first use, so a fresh clone needs only `make test`
 # or `make reproduce`. Running them again is safe: the install is redone only when
-# pyproject.toml changes.
+# pyproject.toml or requirements-lock.txt changes.
 
 PYTHON ?= python3
 LOCK   ?= 1
@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 SYNTH  := data/synthpeople
 LOCKED := requirements-lock.txt
 
-.PHONY: install kernel test lint reproduce data notebooks lab clean lock
+.PHONY: install kernel test lint reproduce data notebooks lab clean lock gpu-wheels
 
 install: $(STAMP)
 
@@ -80,6 +80,12 @@ $(SYNTH)/meta.json: | $(STAMP)
 # every notebook, executed by papermill with the cpu profile; results in runs/cpu/
 reproduce: data
 	$(BIN)/python -m casn_lite reproduce --profile cpu
+
+# the packages a bare GPU machine (python3 3.12 with torch, torchvision, numpy, matplotlib, pytest,
+# tqdm) lacks for benchmarks/gpu_run.sh, as wheels for it, downloaded here (needs a network)
+gpu-wheels: | $(STAMP)
+	$(BIN)/python -m pip download --quiet --only-binary=:all: --python-version 3.12 \
+		--platform manylinux2014_x86_64 papermill jupytext nbval ipykernel ipywidgets pyyaml -d .whl
 
 clean:
 	rm -rf $(VENV) $(SYNTH) .pytest_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""Command line: ``data synth``, ``data info``, ``reproduce``, ``train`` and ``student`` (see ``python -m casn_lite -h``)."""
+"""Command line: ``data synth``, ``data info``, ``reproduce``, ``budget``, ``train`` and ``student`` (see ``python -m casn_lite -h``)."""
 
 from __future__ import annotations
 
@@ -67,6 +67,17 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0 if all(r["status"] == "ok" for r in results) else 1
 
 
+def _budget(args: argparse.Namespace) -> int:
+    try:
+        from .budget import budget_table, gpu_run_budget
+    except ImportError as err:
+        raise ValueError(f"budget needs the notebook extras ({err.name or err} is missing): "
+                         "pip install -e '.[notebooks]'") from None
+    print(budget_table(gpu_run_budget(args.profile), f"benchmarks/gpu_run.sh with profile {args.profile!r}, "
+                                                     "on one GPU:"))
+    return 0
+
+
 def _student(args: argparse.Namespace) -> int:
     try:
         from .course import student_copies
@@ -129,8 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
                                       "registers, else python3)")
     rep.add_argument("--smoke", action="store_true",
                      help="the profile's code path (GPU branches included) on tiny data and one epoch per "
-                          "training, on any machine, into <out>-smoke; prints the profile's estimated GPU time")
+                          "training, on any machine, into <out>-smoke; prints the profile's GPU budget")
     rep.set_defaults(run=_reproduce)
+
+    bud = commands.add_parser("budget", help="the seconds benchmarks/gpu_run.sh should take with a profile, "
+                                             "per notebook, from measured GPU speeds (no training)")
+    bud.add_argument("--profile", default="gpu", help="profiles/<name>.yaml (default: gpu)")
+    bud.set_defaults(run=_budget)
 
     from .train import add_arguments
 
@@ -165,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
 INTERRUPTED = {  # what Ctrl-C leaves behind, per command
     "data": "nothing was changed in --out (a new set is moved into place only when complete)",
     "reproduce": "the running notebook is marked interrupted; run the same command again to resume",
+    "budget": "nothing was written",
     "train": "the last finished epoch is saved; run the same command again to resume",
     "student": "files already written are complete; the others were not written",
 }

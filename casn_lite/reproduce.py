@@ -15,6 +15,7 @@ kernel dies as failed and goes on, and marks a notebook stopped by Ctrl-C as int
 
 from __future__ import annotations
 
+import ast
 import functools
 import json
 import os
@@ -33,7 +34,7 @@ import papermill
 import yaml
 
 __all__ = ["NOTEBOOK_DIR", "PROFILE_DIR", "KERNEL", "notebooks", "profiles", "plan", "run", "ReproduceError",
-           "check_sections", "lock_folder", "default_kernel"]
+           "check_sections", "lock_folder", "default_kernel", "parameter_defaults"]
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -85,16 +86,29 @@ def profiles() -> list[str]:
 def _parameters(source: Path) -> set[str]:
     """Names in the notebook's cell tagged 'parameters', as papermill reads them (read again
     whenever the file changes)."""
+    return set(parameter_defaults(source))
+
+
+def parameter_defaults(source: Path) -> dict:
+    """The notebook's parameters and their default values (the source text where a default
+    is not a literal)."""
     stat = Path(source).stat()
-    return set(_inspect_parameters(str(source), stat.st_mtime_ns, stat.st_size))
+    return {name: _literal(text) for name, text in _inspect_parameters(str(source), stat.st_mtime_ns, stat.st_size)}
+
+
+def _literal(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
 
 
 @functools.lru_cache(maxsize=64)
-def _inspect_parameters(source: str, mtime_ns: int, size: int) -> frozenset[str]:
+def _inspect_parameters(source: str, mtime_ns: int, size: int) -> tuple[tuple[str, str], ...]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / (Path(source).stem + ".ipynb")
         nbformat.write(jupytext.read(source), path)
-        return frozenset(papermill.inspect_notebook(str(path)))
+        return tuple((name, spec["default"]) for name, spec in papermill.inspect_notebook(str(path)).items())
 
 
 @dataclass
@@ -348,49 +362,70 @@ def run(profile: str, only: list[str] | None = None, data_root: str | None = Non
     and removes those checkpoints first, so that they train from scratch. With ``jobs``
     > 1, that many notebooks run at once, each on its own GPU (or its share of the cores).
     With ``smoke``, the profile's code path runs on tiny data (``casn_lite.smoke``) into
-    ``<out>-smoke``, from scratch, and the profile's GPU time is estimated from it."""
+    ``<out>-smoke``, from scratch, and the profile's GPU time is printed (``casn_lite.budget``),
+    checked against what the smoke run trained."""
     if jobs < 1:
         raise ReproduceError(f"--jobs must be at least 1, got {jobs}")
     planned = plan(profile, only, data_root, arch)
     kernel = kernel or default_kernel()
     out = Path(out) if out else default_out(profile, data_root, arch, smoke)
     with lock_folder(out):
-        full = _prepare_smoke(planned, out) if smoke else {}
+        if smoke:
+            _prepare_smoke(planned, out)
         results = _run_planned(planned, profile, out, kernel, restart or smoke, jobs)
     ordered = [results[job.number] for job in planned]
     print(summary_table(ordered, out))
     if smoke:
-        _report_estimate(planned, full, out, profile)
+        _report_estimate(planned, profile, arch, only, data_root, out, jobs)
     return ordered
 
 
-def _prepare_smoke(planned: list[Job], out: Path) -> dict[str, dict]:
-    """Shrink each job to a smoke run and have its kernel emulate the GPU path; returns the
-    profile's own parameters per notebook (for the estimate)."""
+def _prepare_smoke(planned: list[Job], out: Path) -> None:
+    """Shrink each job to a smoke run and have its kernel emulate the GPU path, with an
+    empty log and an empty cache of IDE starts."""
     from .smoke import kernel_arguments, smoke_parameters
 
-    log = out / "smoke-steps.jsonl"
+    log, cache = out / "smoke-steps.jsonl", out / "start-cache"
     log.unlink(missing_ok=True)
-    full = {}
+    shutil.rmtree(cache, ignore_errors=True)
     for job in planned:
-        full[job.number] = dict(job.parameters)
         job.parameters = smoke_parameters(job.parameters, _parameters(job.source))
-        job.kernel_arguments = kernel_arguments(log.resolve(), job.number)
-    return full
+        job.kernel_arguments = kernel_arguments(log.resolve(), job.number, cache.resolve())
 
 
-def _report_estimate(planned: list[Job], full: dict[str, dict], out: Path, profile: str) -> None:
-    """Print (and save as gpu-estimate.json) the profile's GPU time from the smoke run's steps."""
-    from .smoke import estimate, estimate_report
+def _report_estimate(planned: list[Job], profile: str, arch: str | None, only: list[str] | None,
+                     data_root: str | None, out: Path, jobs: int) -> None:
+    """Print (and save as gpu-estimate.json) the GPU budget of the run the smoke run stood for
+    (``casn_lite.budget``), and check the trainings the smoke run logged against the budget's
+    plan of its own, smaller run (two seeds at most)."""
+    from .budget import budget_table, gpu_run_budget, notebooks_budget, profile_budget
+    from .smoke import plan_mismatches
 
+    if data_root is not None:
+        print("\nGPU budget: worked out for SynthPeople only, not for a real dataset (--data-root)")
+        return
     log = out / "smoke-steps.jsonl"
     records = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
-    if not records:
-        print("\nGPU estimate: no training step was logged (did the notebooks fail before training?)")
+    try:
+        budget, whole = profile_budget(profile, arch, only=only), gpu_run_budget(profile)
+        ran = notebooks_budget([(job.number, job.source.stem, {**parameter_defaults(job.source), **job.parameters})
+                                for job in planned])
+    except ValueError as err:
+        print(f"\nGPU budget: {err}")
         return
-    result = estimate(records, full, {job.number: job.parameters for job in planned})
+    mismatches = plan_mismatches(ran, records)
+    command = f"reproduce --profile {profile}" + (f" --arch {arch}" if arch else "")
+    result = {"command": command, "seconds": budget.seconds, "gpu_run_seconds": whole.seconds,
+              "parts": [{"label": p.label, "training": p.training, "evaluation": p.evaluation, "other": p.other,
+                         "seconds": p.seconds} for p in budget.parts], "plan_mismatches": mismatches}
     _write_text(out / "gpu-estimate.json", json.dumps(result, indent=1))
-    print(estimate_report(result, profile))
+    print(budget_table(budget, f"GPU budget of `{command}` on one GPU:"))
+    print(f"  the whole benchmarks/gpu_run.sh (set-up, benchmarks, every half of profile {profile!r}): "
+          f"{whole.seconds / 60:.1f} min (`python -m casn_lite budget --profile {profile}`)")
+    for line in mismatches or ["the smoke run trained what the budget counts"]:
+        print(f"  {line}")
+    if mismatches and jobs > 1:
+        print("  (with --jobs > 1, notebooks that run at once may each train the start they share)")
 
 
 def _run_planned(planned: list[Job], profile: str, out: Path, kernel: str, restart: bool,

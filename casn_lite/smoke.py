@@ -1,4 +1,4 @@
-"""Smoke runs: a profile's GPU code path on the CPU at tiny sizes, and its GPU time estimated.
+"""Smoke runs: a profile's GPU code path on the CPU at tiny sizes, and its GPU budget checked.
 
     python -m casn_lite reproduce --profile gpu --smoke [--arch pcb] [--jobs 2]
 
@@ -10,31 +10,30 @@ training, channels_last weights, and the uint8 in-memory loaders augmented on th
 So a crash that the first GPU run would meet after minutes of data generation shows up here
 in minutes on a laptop.
 
-Each ``fit`` call appends one line to a log (its loss, steps, seconds per step, and the
-epochs the full profile would train); ``estimate`` turns them into the full profile's
-training time on a GPU: steps scaled to the full data, epochs and seeds, each variant's step
-cost relative to the IDE step as measured, and an IDE step at ``GPU_IMAGES_PER_S`` (an
-assumption until ``benchmarks/train_throughput.py --device cuda`` measures it).
+Each ``fit`` call appends one line to a log (its loss, whether it has IA and SA, steps,
+seconds per step, and the epochs the full profile would train). The profile's GPU time is
+worked out by ``casn_lite.budget`` from its parameters and measured GPU speeds; the log
+checks the budget's plan of what each notebook trains (``plan_mismatches``). The IDE starts
+of a smoke run are kept in its own folder (``<out>/start-cache``, emptied first), so that
+every start the budget counts is trained, and logged, again.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
 
-__all__ = ["SMOKE_SIZES", "SHRINK", "GPU_IMAGES_PER_S", "smoke_parameters", "kernel_arguments",
-           "emulate_gpu_path", "estimate", "estimate_report"]
+__all__ = ["SMOKE_SIZES", "SHRINK", "smoke_parameters", "kernel_arguments", "emulate_gpu_path",
+           "plan_mismatches"]
 
 SMOKE_SIZES = {"train_ids": 8, "test_ids": 8, "images_per_camera": 2, "batch_size": 16, "num_instances": 4,
                "pairs_per_batch": 4}
-SHRINK = 4  # input sizes divided by this (PCB's 384 x 128 becomes 96 x 32, its smallest)
+SHRINK = 4  # input sizes divided by this (PCB's 384 x 128 becomes 96 x 32)
+PCB_HEIGHT = 96  # PCB's smallest input: six stripes of conv5 need 6 rows (16 pixels each, last stride 1)
 MAX_SEEDS = 2  # enough to exercise the spread over seeds
-# Assumed images per second of an IDE training step (ResNet-50, 256 x 128, last stride 1, bf16,
-# channels_last, in-memory batches) on one H100; other input sizes scale by their pixels.
-GPU_IMAGES_PER_S = 2000.0
-REFERENCE_PIXELS = 256 * 128
 
 
 def smoke_parameters(parameters: dict, names: set[str]) -> dict:
@@ -42,9 +41,10 @@ def smoke_parameters(parameters: dict, names: set[str]) -> dict:
     (epochs stay: ``emulate_gpu_path`` trains one epoch and logs what the full run would)."""
     small = dict(parameters)
     small.update({k: v for k, v in SMOKE_SIZES.items() if k in names})
+    smallest = {"height": PCB_HEIGHT if parameters.get("arch") == "pcb" else 32, "width": 16}
     for key in ("height", "width"):
         if key in parameters:
-            small[key] = max(16 if key == "width" else 32, int(parameters[key]) // SHRINK)
+            small[key] = max(smallest[key], int(parameters[key]) // SHRINK)
     if isinstance(parameters.get("seeds"), list):
         small["seeds"] = parameters["seeds"][:MAX_SEEDS]
     if "results_dir" in names:
@@ -52,15 +52,18 @@ def smoke_parameters(parameters: dict, names: set[str]) -> dict:
     return small
 
 
-def kernel_arguments(log: Path, notebook: str) -> list[str]:
+def kernel_arguments(log: Path, notebook: str, start_cache: Path) -> list[str]:
     """IPython kernel options that call ``emulate_gpu_path`` before the notebook's first cell."""
-    line = f"from casn_lite.smoke import emulate_gpu_path; emulate_gpu_path({str(log)!r}, {notebook!r})"
+    line = (f"from casn_lite.smoke import emulate_gpu_path; "
+            f"emulate_gpu_path({str(log)!r}, {notebook!r}, {str(start_cache)!r})")
     return [f"--IPKernelApp.exec_lines={line}"]
 
 
-def emulate_gpu_path(log: str, notebook: str) -> None:
+def emulate_gpu_path(log: str, notebook: str, start_cache: str) -> None:
     """In a notebook's kernel: take the GPU's branches on the CPU (bf16 autocast, channels_last,
-    in-memory uint8 loaders), train one epoch per ``fit`` and log its step cost."""
+    in-memory uint8 loaders), keep IDE starts in ``start_cache``, train one epoch per ``fit``
+    and log its step cost."""
+    os.environ["CASN_LITE_CACHE"] = start_cache  # read when casn_lite.ablation is first imported, below
     import torch
 
     from . import engine
@@ -103,47 +106,30 @@ def _log_step_cost(log: str, notebook: str, cfg, loader, loss_fn, history: list[
     steps = len(loader) * max(1, len(history))
     trained = sum(h["seconds"] for h in history)
     batch = getattr(getattr(loader, "identity_loader", loader), "batch_size", None)
-    record = {"notebook": notebook, "loss": _describe_loss(loss_fn), "full_epochs": cfg.epochs,
+    record = {"notebook": notebook, "loss": _describe_loss(loss_fn), "ia": bool(getattr(loss_fn, "ia", False)),
+              "sa": bool(getattr(loss_fn, "sa", False)), "full_epochs": cfg.epochs,
               "steps_per_epoch": len(loader), "batch_size": batch, "seconds_per_step": trained / max(1, steps),
               "wall_seconds": seconds}
     with open(log, "a") as handle:
         handle.write(json.dumps(record) + "\n")
 
 
-def _is_ide(loss: str) -> bool:
-    return "ia=False" in loss and "sa=False" in loss
+def plan_mismatches(budget, records: list[dict]) -> list[str]:
+    """Where the smoke run's logged trainings differ from the ones ``budget`` counts (per
+    notebook: IA, SA and epochs of each ``fit``); empty when the budget's plan of the
+    notebooks (``budget.trainings``) is what they do."""
+    out = []
+    for part in budget.parts:
+        if part.number is None:
+            continue
+        counted = sorted((t.ia, t.sa, t.epochs) for t in part.trainings)
+        trained = sorted((r["ia"], r["sa"], r["full_epochs"]) for r in records if r["notebook"] == part.number)
+        if counted != trained:
+            out.append(f"{part.label}: the smoke run trained {_describe(trained)}, the budget counts "
+                       f"{_describe(counted)} (casn_lite/budget.py: trainings)")
+    return out
 
 
-def estimate(records: list[dict], full: dict[str, dict], small: dict[str, dict]) -> dict:
-    """The full profile's GPU training time from the smoke run's logged steps.
-
-    ``full`` and ``small``: each notebook's parameters in the profile and in the smoke run."""
-    ide = [r["seconds_per_step"] for r in records if _is_ide(r["loss"])]
-    ide_cost = sum(ide) / len(ide) if ide else None
-    per_notebook: dict[str, dict] = {}
-    for r in records:
-        f, s = full[r["notebook"]], small[r["notebook"]]
-        data = (f.get("train_ids", 1) * f.get("images_per_camera", 1)) / (
-            s.get("train_ids", 1) * s.get("images_per_camera", 1))
-        batch = s.get("batch_size", 1) / f.get("batch_size", 1)
-        seeds = len(f["seeds"]) / len(s["seeds"]) if isinstance(f.get("seeds"), list) else 1.0
-        steps = r["full_epochs"] * r["steps_per_epoch"] * data * batch * seeds
-        relative = r["seconds_per_step"] / ide_cost if ide_cost else 1.0
-        pixels = f.get("height", 256) * f.get("width", 128) / REFERENCE_PIXELS
-        ide_step = f.get("batch_size", 64) * pixels / GPU_IMAGES_PER_S
-        mine = per_notebook.setdefault(r["notebook"], {"steps": 0.0, "seconds": 0.0})
-        mine["steps"] += steps
-        mine["seconds"] += steps * relative * ide_step
-    return {"notebooks": per_notebook, "seconds": sum(n["seconds"] for n in per_notebook.values()),
-            "gpu_images_per_s": GPU_IMAGES_PER_S, "ide_seconds_per_step_here": ide_cost}
-
-
-def estimate_report(result: dict, profile: str) -> str:
-    """A few lines: the estimate per notebook and in all, with what it assumes."""
-    lines = [f"\nGPU estimate for profile {profile!r} (training only, from this run's step costs):"]
-    for notebook, n in sorted(result["notebooks"].items()):
-        lines.append(f"  {notebook}: {n['steps']:,.0f} steps, about {n['seconds'] / 60:.1f} min")
-    lines.append(f"  in all: about {result['seconds'] / 60:.1f} min, assuming an IDE step runs at "
-                 f"{result['gpu_images_per_s']:.0f} images/s at 256 x 128 on the GPU (to be measured: "
-                 "benchmarks/train_throughput.py --device cuda); add data generation and evaluation")
-    return "\n".join(lines)
+def _describe(trainings: list[tuple[bool, bool, int]]) -> str:
+    names = {(False, False): "IDE", (True, False): "+IA", (False, True): "+SA", (True, True): "CASN"}
+    return "[" + ", ".join(f"{names[ia, sa]} x {epochs} epochs" for ia, sa, epochs in trainings) + "]"

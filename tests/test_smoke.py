@@ -1,17 +1,20 @@
-"""reproduce --smoke: a profile's GPU code path on the CPU at tiny sizes, and its GPU time estimated."""
+"""reproduce --smoke: a profile's GPU code path on the CPU at tiny sizes, and its GPU budget checked."""
 
 import json
 import os
 
 import pytest
 
-from casn_lite import reproduce, smoke
+from casn_lite import budget, reproduce, smoke
 from casn_lite.__main__ import main
 
 from .test_reproduce import HEADER, make_project
 
 TRAINS = HEADER + """# %% tags=["parameters"]
 train_ids = 48
+test_ids = 48
+cameras = 4
+images_per_camera = 4
 height = 64
 width = 32
 batch_size = 32
@@ -49,14 +52,14 @@ def project(tmp_path, monkeypatch):
     root = make_project(tmp_path, monkeypatch)
     for name in ("00_ok.py", "01_fails.py"):
         (root / "notebooks" / name).unlink()
-    (root / "notebooks" / "02_trains.py").write_text(TRAINS)
+    (root / "notebooks" / "01_trains.py").write_text(TRAINS)  # 01: the budget counts one IDE fit of `epochs`
     (root / "profiles" / "big.yaml").write_text(
         "defaults: {train_ids: 96, batch_size: 64, height: 256, width: 128}\n"
-        'notebooks: {"02": {seeds: [0, 1, 2], epochs: 5}}\n')
+        'notebooks: {"01": {seeds: [0, 1, 2], epochs: 5}}\n')
     return root
 
 
-def test_smoke_takes_the_gpu_branches_on_tiny_data_and_estimates_gpu_time(project, capsys):
+def test_smoke_takes_the_gpu_branches_on_tiny_data_and_checks_the_gpu_budget(project, capsys):
     out = project / "runs"
     (result,) = reproduce.run("big", out=out, smoke=True)
     assert result["status"] == "ok", result
@@ -67,12 +70,27 @@ def test_smoke_takes_the_gpu_branches_on_tiny_data_and_estimates_gpu_time(projec
     assert m["seeds"] == [0, 1] and m["results_dir"] is None
     (record,) = [json.loads(line) for line in (out / "smoke-steps.jsonl").read_text().splitlines()]
     assert record["full_epochs"] == 5 and record["steps_per_epoch"] == 3
+    assert (record["ia"], record["sa"]) == (False, False)
     estimate = json.loads((out / "gpu-estimate.json").read_text())
-    # 5 epochs x 3 steps, x 12 the data (96 / 8 ids), x 1/4 the steps (batch 64, not 16), x 3/2 the seeds
-    assert estimate["notebooks"]["02"]["steps"] == pytest.approx(5 * 3 * 12 / 4 * 1.5)
-    step = 64 / smoke.GPU_IMAGES_PER_S  # an IDE-cost step of 64 images at 256 x 128
-    assert estimate["seconds"] == pytest.approx(estimate["notebooks"]["02"]["steps"] * step)
-    assert "GPU estimate for profile 'big'" in capsys.readouterr().out
+    (part,) = estimate["parts"]
+    # 5 epochs of 96 identities, each in 3 of 4 cameras on average, 4 images per camera, at 256 x 128
+    assert part["training"] == pytest.approx(5 * 96 * 3 * 4 / budget.IDE_IMAGES_PER_S)
+    assert estimate["plan_mismatches"] == [], "the budget counts the fit the notebook made"
+    printed = capsys.readouterr().out
+    assert "GPU budget of `reproduce --profile big`" in printed
+    assert "the smoke run trained what the budget counts" in printed
+
+
+def test_smoke_inputs_shrink_but_pcb_keeps_its_six_stripes():
+    names = {"height", "width", "arch"}
+    assert smoke_sizes({"height": 256, "width": 128}, names) == (64, 32)
+    assert smoke_sizes({"height": 96, "width": 32, "arch": "ide"}, names) == (32, 16)
+    assert smoke_sizes({"height": 96, "width": 32, "arch": "pcb"}, names) == (96, 16)
+
+
+def smoke_sizes(parameters: dict, names: set[str]) -> tuple[int, int]:
+    small = smoke.smoke_parameters(parameters, names)
+    return small["height"], small["width"]
 
 
 def test_smoke_never_skips_and_writes_beside_the_real_run(project, monkeypatch):
@@ -105,4 +123,4 @@ def test_smoke_never_skips_and_writes_beside_the_real_run(project, monkeypatch):
 def test_the_gpu_profile_smoke_runs_every_notebook(tmp_path, arch, capsys):
     assert main(["reproduce", "--profile", "gpu", "--smoke", "--jobs", "2", "--out", str(tmp_path / "run"),
                  *(["--arch", arch] if arch else [])]) == 0, capsys.readouterr().out[-3000:]
-    assert "GPU estimate for profile 'gpu'" in capsys.readouterr().out
+    assert "GPU budget of `reproduce --profile gpu" in capsys.readouterr().out
