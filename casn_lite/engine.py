@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import random
 import tempfile
 import time
@@ -40,7 +41,7 @@ from .losses import CASNLoss
 __all__ = [
     "TrainConfig", "TrainingDiverged", "default_device", "seed_everything", "fit", "train_one_epoch", "default_loss",
     "make_optimizer", "make_scheduler", "extract_features", "evaluate", "load_training_state",
-    "JointLoader", "evaluate_attention", "set_epoch", "CheckpointMismatch", "run_identity", "epoch_line",
+    "JointLoader", "evaluate_attention", "set_epoch", "CheckpointMismatch", "CheckpointRefused", "run_identity", "epoch_line",
 ]
 
 LossFn = Callable[[nn.Module, dict, torch.device], tuple[torch.Tensor, dict[str, float]]]
@@ -134,7 +135,11 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per
 
 
 def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),  # noqa: NPY002
+    """Every random generator's state as plain values and tensors (``torch.load(weights_only=True)``
+    reads them back): NumPy's 624 uint32 words become an int64 tensor."""
+    kind, words, pos, has_gauss, gauss = np.random.get_state()  # noqa: NPY002
+    state = {"python": random.getstate(),
+             "numpy": [kind, torch.from_numpy(words.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
              "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -142,11 +147,32 @@ def _rng_state() -> dict:
 
 
 def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])  # noqa: NPY002
+    random.setstate(_as_tuples(state["python"]))
+    kind, words, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(words, dtype=np.int64).astype(np.uint32), pos, has_gauss, gauss))  # noqa: NPY002
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuples(value):
+    """Python's RNG state with its tuples back (a list, once saved and loaded, must be a tuple again)."""
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+def _plain(value):
+    """A history record or setting as plain values (numbers, strings, lists, dicts): what
+    ``torch.load(weights_only=True)`` reads without running code. NumPy and torch numbers and
+    arrays become numbers and lists; anything else its string."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray | np.generic | torch.Tensor):
+        return _plain(value.tolist())
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
 
 
 def _save_atomically(obj: dict, path: Path) -> None:
@@ -161,21 +187,37 @@ def _save_atomically(obj: dict, path: Path) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
+class CheckpointRefused(CheckpointMismatch):
+    """A ``last.pt`` that holds objects other than tensors and plain values: loading it could
+    run code (a crafted file), so it is not loaded."""
+
+
 def load_training_state(checkpoint_dir: str | Path) -> dict | None:
     """The last checkpoint of a run (or None): weights, optimizer, scheduler, history, RNG.
-    An unreadable one (truncated, corrupt) is renamed ``last.pt.unreadable``, with a warning,
-    and None returned: the run starts again instead of failing every time."""
+    Read with ``torch.load(weights_only=True)``: tensors and plain values only, so a crafted
+    file runs no code; one holding anything else (a crafted file, or one saved by casn-lite
+    before it stored plain values) raises ``CheckpointRefused``. An unreadable one (truncated,
+    corrupt) is renamed ``last.pt.unreadable``, with a warning, and None returned: the run
+    starts again instead of failing every time."""
     path = Path(checkpoint_dir) / "last.pt"
     if not path.is_file():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001  any unpickling error: the file is damaged
-        aside = path.with_name("last.pt.unreadable")
-        os.replace(path, aside)
-        warnings.warn(f"{path} cannot be read ({type(err).__name__}: {err}); moved to {aside.name}, "
-                      "training starts from scratch", stacklevel=2)
-        return None
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "Weights only load failed" in str(err):
+            raise CheckpointRefused(
+                f"{path} refused: it holds objects other than tensors and plain values, which could run "
+                "code when loaded (crafted, or saved by casn-lite before checkpoints held plain values "
+                "only); delete it to train from scratch (reproduce --restart and train --restart do so)") from None
+        unreadable = err
+    except Exception as err:  # noqa: BLE001  any other reading error: the file is damaged
+        unreadable = err
+    aside = path.with_name("last.pt.unreadable")
+    os.replace(path, aside)
+    warnings.warn(f"{path} cannot be read ({type(unreadable).__name__}: {str(unreadable)[:200]}); moved to "
+                  f"{aside.name}, training starts from scratch", stacklevel=2)
+    return None
 
 
 _RUN_CONTROL = ("checkpoint_dir", "resume", "progress", "desc")  # how a run is shown, not what it learns
@@ -379,8 +421,8 @@ def _save_checkpoint(ckpt_dir: Path, step: LossStep, optimizer, scheduler, histo
     _save_atomically({"model": step.model.state_dict(),
                       "loss": step.loss.state_dict() if step.loss is not None else {},
                       "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                      "rng": _rng_state(), "epoch": len(history) - 1, "history": history,
-                      "config": asdict(cfg), "identity": identity}, ckpt_dir / "last.pt")
+                      "rng": _rng_state(), "epoch": len(history) - 1, "history": _plain(history),
+                      "config": _plain(asdict(cfg)), "identity": identity}, ckpt_dir / "last.pt")
 
 
 class JointLoader:
