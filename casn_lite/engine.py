@@ -17,6 +17,7 @@ import math
 import os
 import pickle
 import random
+import re
 import tempfile
 import time
 import warnings
@@ -41,7 +42,8 @@ from .losses import CASNLoss
 __all__ = [
     "TrainConfig", "TrainingDiverged", "default_device", "seed_everything", "fit", "train_one_epoch", "default_loss",
     "make_optimizer", "make_scheduler", "extract_features", "evaluate", "load_training_state",
-    "JointLoader", "evaluate_attention", "set_epoch", "CheckpointMismatch", "CheckpointRefused", "run_identity", "epoch_line",
+    "JointLoader", "evaluate_attention", "set_epoch", "CheckpointMismatch", "CheckpointRefused", "run_identity",
+    "epoch_line", "describe_data",
 ]
 
 LossFn = Callable[[nn.Module, dict, torch.device], tuple[torch.Tensor, dict[str, float]]]
@@ -232,8 +234,25 @@ def run_identity(cfg: TrainConfig, trained: nn.Module, loader, loss_fn) -> dict:
             "start": _weights_fingerprint(trained), "loss": _describe_loss(loss_fn)}
 
 
-def _data_fingerprint(loader) -> str:
-    """A hash of what a loader draws from: image names, identities and cameras, sampler seed."""
+def _data_fingerprint(loader) -> dict[str, str]:
+    """Hashes of what a loader feeds training with (``describe_data``), one per aspect, so that
+    a refused resume can say which changed."""
+    described = describe_data(loader)
+    return {aspect: hashlib.sha256(json.dumps([part.get(aspect) for part in described]).encode()).hexdigest()[:16]
+            for aspect in DATA_ASPECTS}
+
+
+DATA_ASPECTS = {"images": "the training images", "transform": "the transforms (input size or augmentation)",
+                "augment": "the on-device augmentation", "samplers": "the samplers (seed, P x K, pairs)",
+                "batches": "the batches (size, count)"}
+
+
+def describe_data(loader) -> list[dict]:
+    """What shapes the batches a loader yields, as plain values: for the identity loader and a
+    JointLoader's pair loader, the images (names, identities, cameras and file sizes), the
+    transforms (input size, flip, pad, crop, erasing, normalisation: their ``repr``), the
+    sampler's settings and seed, and the batches. Not what only changes how fast batches come
+    (workers, pinned memory)."""
     parts = []
     for part in (getattr(loader, "identity_loader", loader), getattr(loader, "pair_loader", None)):
         if part is None:
@@ -241,13 +260,55 @@ def _data_fingerprint(loader) -> str:
         dataset = getattr(part, "dataset", None)
         dataset = getattr(dataset, "images", dataset)  # a PairDataset draws from an ImageDataset
         samples = getattr(dataset, "samples", None)
+        described: dict = {"batches": [len(part), getattr(part, "batch_size", None), getattr(part, "drop_last", None)]}
         if samples is not None:
-            parts.append(sample_keys(samples))
-        elif hasattr(part, "pids"):  # the in-memory loaders
-            parts.append([part.pids.tolist(), part.camids.tolist(), list(part.images.shape)])
-        sampler = getattr(part, "batch_sampler", None) or getattr(part, "sampler", None)
-        parts.append([len(part), getattr(sampler, "seed", None), getattr(getattr(part, "sampler", None), "seed", None)])
-    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+            described["images"] = [[*key, _file_size(s.path)] for key, s in zip(sample_keys(samples), samples,
+                                                                                 strict=True)]
+            described["transform"] = _without_addresses(repr(getattr(dataset, "transform", None)))
+        elif hasattr(part, "pids"):  # the in-memory loaders: their images and on-device augmentation
+            described["images"] = [part.pids.tolist(), part.camids.tolist(), list(part.images.shape)]
+            described["augment"] = [_settings_of(getattr(part, "augment", None)), getattr(part, "seed", None)]
+        samplers = {id(x): x for x in (getattr(part, "batch_sampler", None), getattr(part, "sampler", None))
+                    if x is not None}
+        described["samplers"] = [[type(x).__name__, _settings_of(x)] for x in samplers.values()]
+        parts.append(described)
+    return json.loads(json.dumps(parts, default=str))
+
+
+_NOT_SETTINGS = {"epoch", "rank"}  # a sampler's position and this process's share: not what it draws
+_PLAIN = bool | int | float | str | None
+
+
+def _settings_of(obj) -> dict | None:
+    """An object's plain settings by name: numbers, strings, flags, short lists of them (small
+    tensors, such as normalisation constants, as lists)."""
+    if obj is None:
+        return None
+    settings = {}
+    for name, value in sorted(vars(obj).items()):
+        if name.startswith("_") or name in _NOT_SETTINGS:
+            continue
+        if isinstance(value, torch.Tensor) and value.numel() <= 16:
+            value = value.flatten().tolist()
+        if isinstance(value, list | tuple) and len(value) <= 16 and all(isinstance(v, _PLAIN) for v in value):
+            value = list(value)
+        if isinstance(value, _PLAIN | list):
+            settings[name] = value
+    return settings
+
+
+def _without_addresses(text: str) -> str:
+    """A ``repr`` without memory addresses ("<... at 0x7f...>"), which differ from run to run."""
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", text)
+
+
+def _file_size(path) -> int:
+    """A file's size in bytes (-1 when it cannot be read): a replaced image with the same name
+    changes it."""
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return -1
 
 
 def _weights_fingerprint(module: nn.Module) -> str:
@@ -296,7 +357,12 @@ def _differences(before: dict, now: dict) -> list[str]:
     old, new = before.get("settings", {}), now["settings"]
     changes = [f"{k}: {old.get(k)} -> {new.get(k)}" if k != "extra" else "extra differs"
                for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-    words = {"data": "the training data differ", "start": "the starting weights differ (another seed, model or start)",
+    old_data, new_data = before.get("data"), now["data"]
+    if "data" in before and old_data != new_data:
+        aspects = [text for aspect, text in DATA_ASPECTS.items()
+                   if isinstance(old_data, dict) and old_data.get(aspect) != new_data.get(aspect)]
+        changes.append(f"{' and '.join(aspects) or 'the training data'} differ")
+    words = {"start": "the starting weights differ (another seed, model or start)",
              "loss": f"the loss differs ({before.get('loss')} -> {now['loss']})"}
     changes += [text for key, text in words.items() if key in before and before[key] != now[key]]
     return changes

@@ -86,7 +86,7 @@ def test_resume_refuses_another_seed_or_other_data(tiny_synth, tmp_path):
         fit(model, loader, settings(tmp_path), linear_loss)
     data = load_dataset("synthpeople", tiny_synth[0])
     model, loader = tiny_run(tiny_synth[0], samples=data.train[:-2])
-    with pytest.raises(CheckpointMismatch, match="training data"):
+    with pytest.raises(CheckpointMismatch, match="training images"):
         fit(model, loader, settings(tmp_path), linear_loss)
 
 

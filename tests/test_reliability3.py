@@ -1,12 +1,29 @@
 """Issue 23, reliability round three: one section per numbered case of the issue."""
 
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from casn_lite.__main__ import main
-from casn_lite.engine import CheckpointRefused, fit
+from casn_lite.data import (
+    IdentitySampler,
+    ImageDataset,
+    build_transforms,
+    load_dataset,
+    pair_loader,
+)
+from casn_lite.engine import (
+    CheckpointMismatch,
+    CheckpointRefused,
+    JointLoader,
+    fit,
+    seed_everything,
+)
+from casn_lite.losses import CASNLoss
 
 from .test_reliability import linear_loss, settings, tiny_run
 
@@ -68,3 +85,70 @@ def test_a_crafted_last_pt_runs_no_code_in_train(tiny_synth, tmp_path, capsys):
     assert main(train_command(tiny_synth[0], out)) == 2
     one_line_error(capsys, "refused", "--restart")
     assert not marker.exists()
+
+
+# --------------------------------------------------------------------------- 2. every change is noticed
+def feed(root, height=32, width=16, batch_size=8, num_instances=2, sampler_seed=0, pad=2, erase_p=0.5,
+         flip_p=0.5, pairs=False):
+    """A model that takes any input size and a loader built from each setting that shapes training."""
+    seed_everything(0)
+    data = load_dataset("synthpeople", root)
+    train = ImageDataset(data.train, build_transforms(height, width, train=True, pad=pad, erase_p=erase_p,
+                                                      flip_p=flip_p))
+    loader = DataLoader(train, batch_size=batch_size, drop_last=True,
+                        sampler=IdentitySampler(train.pids, batch_size, num_instances, seed=sampler_seed))
+    if pairs:
+        loader = JointLoader(loader, pair_loader(data, height, width, 4, len(loader), seed=sampler_seed))
+    model = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d((4, 2)), torch.nn.Flatten(),
+                                torch.nn.Linear(24, data.num_train_pids))
+    return model, loader
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"height": 48, "width": 24}, "input size"),
+    ({"pad": 0}, "augmentation"),
+    ({"erase_p": 0.0}, "augmentation"),
+    ({"flip_p": 0.0}, "augmentation"),
+    ({"batch_size": 12, "num_instances": 3}, "samplers"),
+    ({"num_instances": 4}, "samplers"),
+    ({"sampler_seed": 1}, "samplers"),
+    ({"pairs": True}, "samplers"),
+])
+def test_resume_notices_each_change_of_what_feeds_training(tiny_synth, tmp_path, change, named):
+    model, loader = feed(tiny_synth[0])
+    fit(model, loader, settings(tmp_path), linear_loss)
+    model, loader = feed(tiny_synth[0], **change)
+    with pytest.raises(CheckpointMismatch, match=named):
+        fit(model, loader, settings(tmp_path), linear_loss)
+
+
+def test_resume_notices_a_replaced_image_and_other_loss_options(tiny_synth, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(tiny_synth[0], root)
+    model, loader = feed(root)
+    fit(model, loader, settings(tmp_path / "a"), linear_loss)
+    first = sorted((root / "bounding_box_train").iterdir())[0]
+    first.write_bytes(first.read_bytes() + b"\0")  # the same name, another picture
+    model, loader = feed(root)
+    with pytest.raises(CheckpointMismatch, match="training images"):
+        fit(model, loader, settings(tmp_path / "a"), linear_loss)
+
+    class Plain(CASNLoss):  # L_ide on the tiny linear model, with CASN's options
+        def forward(self, model, batch, device):
+            return linear_loss(model, batch, device)
+
+    model, loader = feed(tiny_synth[0])
+    fit(model, loader, settings(tmp_path / "b"), Plain(ia=True, sa=False, lambda_ia=1.0))
+    model, loader = feed(tiny_synth[0])
+    with pytest.raises(CheckpointMismatch, match="lambda_ia=0.5"):
+        fit(model, loader, settings(tmp_path / "b"), Plain(ia=True, sa=False, lambda_ia=0.5))
+
+
+def test_train_refuses_to_resume_at_another_input_size(tiny_synth, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(train_command(tiny_synth[0], out)) == 0
+    capsys.readouterr()
+    command = train_command(tiny_synth[0], out)
+    command[command.index("--height") + 1], command[command.index("--width") + 1] = "48", "24"
+    assert main(command) == 2
+    one_line_error(capsys, "input size", "--restart")
