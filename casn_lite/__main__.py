@@ -7,6 +7,7 @@ import dataclasses
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from .data.datasets import DATASETS, DatasetLayoutError, ImageReadError, load_dataset
@@ -150,10 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as the command line shows it: ``warning: <message>``, no source line."""
+    print(f"warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line
+            return args.run(args)
     except (DatasetLayoutError, ImageReadError, ValueError) as err:  # ReproduceError is a ValueError
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from .attention_metrics import evaluate_attention  # re-exported: the notebooks import it from here
 from .data.datasets import sample_keys
 from .distributed import LossStep, default_device, is_distributed, is_main_process
-from .evaluation import evaluate_ranking, pairwise_distance
+from .evaluation import evaluate_ranking, pairwise_distance, warn_if_few_valid
 from .losses import CASNLoss
 
 __all__ = [
@@ -411,7 +411,7 @@ def train_one_epoch(step: nn.Module, loader, optimizer: torch.optim.Optimizer, s
 
 
 # in the history, not in the epoch's line
-SILENT_KEYS = {"epoch", "lr", "seconds", "images_per_s", "rank5", "rank10", "num_valid_queries"}
+SILENT_KEYS = {"epoch", "lr", "seconds", "images_per_s", "rank5", "rank10", "num_valid_queries", "num_queries"}
 
 
 def epoch_line(desc: str, record: dict, epochs: int) -> str:
@@ -541,11 +541,14 @@ def extract_features(model: nn.Module, loader, device: torch.device | None = Non
 
 def evaluate(model: nn.Module, query_loader, gallery_loader, device: torch.device | None = None,
              metric: str = "cosine", flip: bool = False) -> dict:
-    """Rank the gallery for every query; CMC, mAP and mINP as fractions (Market-1501 protocol)."""
+    """Rank the gallery for every query; CMC, mAP and mINP as fractions (Market-1501 protocol),
+    and how many queries they rest on (``num_valid_queries`` of ``num_queries``; a warning
+    when fewer than half)."""
     qf, qp, qc = extract_features(model, query_loader, device, flip)
     gf, gp, gc = extract_features(model, gallery_loader, device, flip)
     res = evaluate_ranking(pairwise_distance(qf, gf, metric), qp, gp, qc, gc)
+    warn_if_few_valid(res["num_valid_queries"], res["num_queries"])
     cmc = res["cmc"]
     return {"rank1": float(cmc[0]), "rank5": float(cmc[min(4, len(cmc) - 1)]),
             "rank10": float(cmc[min(9, len(cmc) - 1)]), "mAP": res["mAP"], "mINP": res["mINP"],
-            "cmc": cmc, "num_valid_queries": res["num_valid_queries"]}
+            "cmc": cmc, "num_valid_queries": res["num_valid_queries"], "num_queries": res["num_queries"]}

@@ -82,7 +82,7 @@ def train(args: argparse.Namespace) -> dict:
             return {}
         result = evaluate(model, loaders.query, loaders.gallery, device)
         metrics = {"variant": args.variant, "dataset": data.name, "processes": world, "replicas_agree": agree,
-                   **{k: result[k] for k in ("rank1", "rank5", "mAP", "mINP")},
+                   **{k: result[k] for k in ("rank1", "rank5", "mAP", "mINP", "num_valid_queries", "num_queries")},
                    "train_seconds": sum(h["seconds"] for h in history), "final_loss": history[-1]["loss"]}
         out.mkdir(parents=True, exist_ok=True)
         tmp = out / f".metrics.json.{os.getpid()}.tmp"

@@ -1,6 +1,7 @@
 """Issue 23, reliability round three: one section per numbered case of the issue."""
 
 
+import json
 import shutil
 
 import numpy as np
@@ -152,3 +153,41 @@ def test_train_refuses_to_resume_at_another_input_size(tiny_synth, tmp_path, cap
     command[command.index("--height") + 1], command[command.index("--width") + 1] = "48", "24"
     assert main(command) == 2
     one_line_error(capsys, "input size", "--restart")
+
+
+# --------------------------------------------------------------------------- 4. few valid queries
+def copy_as_market(tiny, root, keep_gallery=None, camera=None):
+    """The tiny set's three splits as a Market-1501 folder; ``keep_gallery``: the gallery
+    identities kept; ``camera``: every image renamed to that camera."""
+    for split in ("bounding_box_train", "query", "bounding_box_test"):
+        (root / split).mkdir(parents=True)
+        for path in (tiny / split).iterdir():
+            pid = int(path.name.split("_")[0])
+            if split == "bounding_box_test" and keep_gallery is not None and pid not in keep_gallery:
+                continue
+            name = path.name if camera is None else path.name[:6] + str(camera) + path.name[7:]
+            shutil.copy(path, root / split / name)
+    return root
+
+
+def test_a_score_from_few_valid_queries_is_recorded_and_warned_about(tiny_synth, tmp_path, capsys):
+    tiny = tiny_synth[0]
+    first = min(int(p.name[:4]) for p in (tiny / "query").iterdir())
+    root = copy_as_market(tiny, tmp_path / "few", keep_gallery={first, 0})
+    out = tmp_path / "run"
+    assert main(train_command(root, out)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    queries = len(list((root / "query").iterdir()))
+    assert 0 < metrics["num_valid_queries"] < queries / 2 and metrics["num_queries"] == queries
+    err = capsys.readouterr().err
+    warned = [line for line in err.splitlines() if "queries have a true match" in line]
+    assert warned and all(line.startswith("warning: only ") for line in warned), err
+    assert "Traceback" not in err and "warnings.warn" not in err, "one line per warning"
+
+
+def test_a_test_split_with_one_camera_is_refused_before_training(tiny_synth, tmp_path, capsys):
+    root = copy_as_market(tiny_synth[0], tmp_path / "one", camera=1)
+    out = tmp_path / "run"
+    assert main(train_command(root, out)) == 2
+    one_line_error(capsys, "no query has a gallery image of its identity from another camera", "1 camera")
+    assert not (out / "checkpoints").exists(), "refused before training"

@@ -39,6 +39,7 @@ __all__ = [
     "ReIDData",
     "load_dataset",
     "load_or_generate",
+    "check_evaluable",
     "detect_dataset",
     "ImageDataset",
     "PairDataset",
@@ -324,10 +325,28 @@ def load_or_generate(data_root: str | Path | None, config=None) -> ReIDData:
     """What every notebook starts with: the dataset at ``data_root`` or, when it is None,
     SynthPeople with ``config``, generated once under ``casn_lite.DATA_DIR`` and reused."""
     if data_root is not None:
-        return load_dataset("auto", data_root)
+        return check_evaluable(load_dataset("auto", data_root))
     from .. import DATA_DIR
     from .synth import SynthConfig, ensure_synthpeople
 
     cfg = config or SynthConfig()
     name = f"synthpeople-{cfg.train_ids}-{cfg.test_ids}-{cfg.cameras}-{cfg.images_per_camera}-{cfg.height}x{cfg.width}-s{cfg.seed}"
     return load_dataset("synthpeople", ensure_synthpeople(DATA_DIR / name, cfg))
+
+
+def check_evaluable(data: ReIDData) -> ReIDData:
+    """Refuse, before any training, a dataset whose test split cannot be scored (no query has
+    a gallery image of its identity from another camera: one camera, or disjoint identities),
+    and warn when fewer than half of its queries can be (the scores would rest on them alone)."""
+    from ..evaluation import count_valid_queries, warn_if_few_valid
+
+    valid = count_valid_queries([s.pid for s in data.query], [s.pid for s in data.gallery],
+                                [s.camid for s in data.query], [s.camid for s in data.gallery])
+    if valid == 0:
+        cameras = len({s.camid for s in data.query + data.gallery})
+        raise DatasetLayoutError(
+            f"{data.root}: no query has a gallery image of its identity from another camera "
+            f"({cameras} camera{'s' if cameras != 1 else ''} in the test split), so nothing could be scored; "
+            "re-ID evaluation needs each query's identity in the gallery from a second camera")
+    warn_if_few_valid(valid, len(data.query), "the scores will rest")
+    return data
