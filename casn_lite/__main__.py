@@ -10,7 +10,7 @@ import time
 import warnings
 from pathlib import Path
 
-from .data.datasets import DATASETS, DatasetLayoutError, ImageReadError, load_dataset
+from .data.datasets import DATASETS, DatasetLayoutError, ImageReadError, check_files, load_dataset
 from .data.synth import PRESETS, check_memory, generate
 
 
@@ -42,7 +42,15 @@ def _as_flags(message: str) -> str:
 
 
 def _info(args: argparse.Namespace) -> int:
-    print(load_dataset(args.dataset, args.root).summary())
+    data = load_dataset(args.dataset, args.root)
+    print(data.summary())
+    problems = check_files(data, decode=args.check)
+    total = len(data.train) + len(data.query) + len(data.gallery)
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise ImageReadError(f"{len(problems)} of {total} images cannot be used: {shown}; remove or replace them")
+    print(f"  all {total} images {'and their masks decode' if args.check else 'have readable headers'}"
+          + ("" if args.check else " (--check decodes every image and mask)"))
     return 0
 
 
@@ -110,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     info = data_commands.add_parser("info", help="count images, identities and cameras of a dataset folder")
     info.add_argument("root", help="dataset folder")
     info.add_argument("--dataset", default="auto", choices=["auto", *DATASETS], help="layout (default: detect)")
+    info.add_argument("--check", action="store_true",
+                      help="decode every image and SynthPeople mask (default: check each file's header only)")
     info.set_defaults(run=_info)
 
     rep = commands.add_parser("reproduce", help="run the notebooks with papermill under a profile")

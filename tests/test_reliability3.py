@@ -13,6 +13,7 @@ from casn_lite.__main__ import main
 from casn_lite.data import (
     IdentitySampler,
     ImageDataset,
+    ImageReadError,
     build_transforms,
     load_dataset,
     pair_loader,
@@ -191,3 +192,53 @@ def test_a_test_split_with_one_camera_is_refused_before_training(tiny_synth, tmp
     assert main(train_command(root, out)) == 2
     one_line_error(capsys, "no query has a gallery image of its identity from another camera", "1 camera")
     assert not (out / "checkpoints").exists(), "refused before training"
+
+
+# --------------------------------------------------------------------------- 5. masks and broken images
+def masked_item(root, mask_bytes=None, mask_size=None):
+    data = load_dataset("synthpeople", root)
+    sample = data.train[0]
+    mask = data.mask_path(sample)
+    if mask_size is not None:
+        from PIL import Image
+
+        Image.new("L", mask_size).save(mask)
+    if mask_bytes is not None:
+        mask.write_bytes(mask_bytes(mask.read_bytes()))
+    dataset = ImageDataset([sample], build_transforms(64, 32), mask_of=data.mask_path)
+    return dataset, mask
+
+
+def test_a_mask_of_another_size_or_truncated_is_refused_by_name(tiny_synth, tmp_path):
+    root = tmp_path / "set"
+    shutil.copytree(tiny_synth[0], root)
+    dataset, mask = masked_item(root, mask_size=(8, 16))  # 16 x 8 for a 64 x 32 image
+    with pytest.raises(ImageReadError, match="8 x 16 pixels but its image is 32 x 64") as err:
+        dataset[0]
+    assert str(mask) in str(err.value)
+    shutil.copy(tiny_synth[0] / mask.relative_to(root), mask)
+    assert dataset[0]["mask"].shape == (64, 32), "the right size is read as before"
+    dataset, mask = masked_item(root, mask_bytes=lambda b: b[: len(b) // 2])
+    with pytest.raises(ImageReadError, match="cannot read mask") as err:
+        dataset[0]
+    assert str(mask) in str(err.value)
+
+
+def test_data_info_finds_empty_and_fake_images_and_check_decodes_every_mask(tiny_synth, tmp_path, capsys):
+    root = tmp_path / "set"
+    shutil.copytree(tiny_synth[0], root)
+    assert main(["data", "info", str(root), "--check"]) == 0
+    assert "decode" in capsys.readouterr().out
+    images = sorted(p for p in (root / "bounding_box_test").iterdir() if not p.name.startswith("-1"))
+    images[0].write_bytes(b"")
+    images[1].write_text("not a picture")
+    assert main(["data", "info", str(root)]) == 2
+    one_line_error(capsys, "2 of", images[0].name, images[1].name, "empty")
+    shutil.copy(tiny_synth[0] / "bounding_box_test" / images[0].name, images[0])
+    shutil.copy(tiny_synth[0] / "bounding_box_test" / images[1].name, images[1])
+    mask = root / "masks" / "query" / (sorted((root / "query").iterdir())[0].stem + ".png")
+    mask.write_bytes(mask.read_bytes()[:60])
+    assert main(["data", "info", str(root)]) == 0, "the quick pass reads headers only"
+    capsys.readouterr()
+    assert main(["data", "info", str(root), "--check"]) == 2
+    one_line_error(capsys, "1 of", mask.name)

@@ -44,6 +44,8 @@ __all__ = [
     "ImageDataset",
     "PairDataset",
     "read_image",
+    "read_mask",
+    "check_files",
     "sample_keys",
 ]
 
@@ -264,6 +266,45 @@ def read_image(path: Path) -> Image.Image:
         raise ImageReadError(f"cannot read image {path}: {err}") from err
 
 
+def read_mask(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """A mask PNG as a uint8 array [H, W]; one that cannot be decoded, or whose ``size``
+    (width, height) differs from its image's, raises ImageReadError naming it: a stretched
+    mask would put the person where the image does not show it."""
+    try:
+        with Image.open(path) as m:
+            if size is not None and m.size != tuple(size):
+                raise ImageReadError(f"mask {path} is {m.size[0]} x {m.size[1]} pixels but its image is "
+                                     f"{size[0]} x {size[1]}; draw the masks at the images' size "
+                                     "(python -m casn_lite data synth writes both)")
+            return np.array(m, dtype=np.uint8)
+    except ImageReadError:
+        raise
+    except (OSError, UnidentifiedImageError, ValueError) as err:
+        raise ImageReadError(f"cannot read mask {path}: {err}") from err
+
+
+def check_files(data: ReIDData, decode: bool = False, limit: int = 5) -> list[str]:
+    """Every image of ``data`` that cannot be read, as "path: reason": empty files, files that
+    are not images (e.g. text named .jpg) and, with ``decode``, images whose pixels cannot be
+    decoded (truncated), and SynthPeople masks that are missing, broken or of another size."""
+    problems = []
+    masks = data.name == "SynthPeople"
+    for sample in data.train + data.query + data.gallery:
+        try:
+            if Path(sample.path).stat().st_size == 0:
+                raise ImageReadError(f"{sample.path} is empty (0 bytes)")
+            if decode:
+                image = read_image(sample.path)
+                if masks:
+                    read_mask(data.mask_path(sample), image.size)
+            else:
+                with Image.open(sample.path) as im:  # the header only: fast
+                    im.size  # noqa: B018
+        except (ImageReadError, OSError, UnidentifiedImageError) as err:
+            problems.append(str(err) if str(sample.path) in str(err) else f"{sample.path}: {err}")
+    return problems
+
+
 class ImageDataset(Dataset):
     """Samples as a torch dataset of dicts: image, pid, camid, index (and mask, if asked).
 
@@ -287,8 +328,7 @@ class ImageDataset(Dataset):
         if self.mask_of is None:
             item["image"] = self.transform(image) if self.transform else image
             return item
-        with Image.open(self.mask_of(s)) as m:
-            mask = tv_tensors.Mask(torch.from_numpy(np.array(m, dtype=np.uint8)))
+        mask = tv_tensors.Mask(torch.from_numpy(read_mask(self.mask_of(s), image.size)))
         if self.transform:
             image, mask = self.transform(image, mask)
         item["image"], item["mask"] = image, mask
