@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .data.datasets import DATASETS, DatasetLayoutError, ImageReadError, check_files, load_dataset
 from .data.synth import PRESETS, check_memory, generate
+from .signals import exit_status, how_stopped, stop_on_signals
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -169,15 +170,25 @@ def _one_line(message, category, filename, lineno, file=None, line=None) -> None
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), stop_on_signals():  # SIGTERM stops as Ctrl-C does
             warnings.showwarning = _one_line
             return args.run(args)
     except (DatasetLayoutError, ImageReadError, ValueError) as err:  # ReproduceError is a ValueError
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_message(err)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"interrupted: {INTERRUPTED.get(args.command, 'stopped')}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        print(f"interrupted: {INTERRUPTED.get(args.command, 'stopped')} ({how_stopped(err)})", file=sys.stderr)
+        return exit_status(err)
+
+
+def _message(err: BaseException) -> str:
+    """An error's message on one line. An error raised in a DataLoader worker arrives with the
+    worker's whole traceback in its message; its last line is the error itself."""
+    text = str(err).strip()
+    if "Original Traceback" in text:
+        last = text.splitlines()[-1]
+        text = re.sub(r"^[\w.]+: ", "", last)  # "casn_lite.data.datasets.ImageReadError: ..."
+    return text
 
 
 INTERRUPTED = {  # what Ctrl-C leaves behind, per command

@@ -18,7 +18,6 @@ import os
 import pickle
 import random
 import re
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from .attention_metrics import evaluate_attention  # re-exported: the notebooks 
 from .data.datasets import sample_keys
 from .distributed import LossStep, default_device, is_distributed, is_main_process
 from .evaluation import evaluate_ranking, pairwise_distance, warn_if_few_valid
+from .files import save_torch, sweep_stale
 from .losses import CASNLoss
 
 __all__ = [
@@ -178,15 +178,10 @@ def _plain(value):
 
 
 def _save_atomically(obj: dict, path: Path) -> None:
-    """Write to a temporary file of this process, then rename: an interrupted save never leaves a
-    broken file, and two runs saving at once never write into the same temporary file."""
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    """Write to a temporary file of this process, then rename (``files.save_torch``): an
+    interrupted save never leaves a broken file nor, after SIGTERM or a full disk, its
+    temporary file, and two runs saving at once never write into the same temporary file."""
+    save_torch(obj, path)
 
 
 class CheckpointRefused(CheckpointMismatch):
@@ -446,6 +441,8 @@ def fit(model: nn.Module, loader, cfg: TrainConfig, loss_fn: LossFn | None = Non
     ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
     identity = run_identity(cfg, step, loader, loss_fn) if ckpt_dir else None
     history: list[dict] = []
+    if ckpt_dir and is_main_process():
+        sweep_stale(ckpt_dir)  # temporary files of a run killed mid-save
     if ckpt_dir and cfg.resume and (state := load_training_state(ckpt_dir)) is not None:
         check_resumable(state, identity, ckpt_dir)
         history = _restore(state, step, optimizer, scheduler)

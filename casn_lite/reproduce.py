@@ -22,8 +22,6 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +29,8 @@ import jupytext
 import nbformat
 import papermill
 import yaml
+
+from . import files
 
 __all__ = ["NOTEBOOK_DIR", "PROFILE_DIR", "KERNEL", "notebooks", "profiles", "plan", "run", "ReproduceError",
            "check_sections", "lock_folder", "default_kernel"]
@@ -303,10 +303,8 @@ def _mark_interrupted(executed: Path) -> None:
 
 
 def _write_text(path: Path, text: str) -> None:
-    """Write a file under a temporary name, then move it into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write a file under a temporary name, then move it into place (``files.write_text``)."""
+    files.write_text(path, text)
 
 
 def _write_notebook(path: Path, nb: nbformat.NotebookNode) -> None:
@@ -434,35 +432,10 @@ def _forget_checkpoints(job: Job, out: Path) -> None:
         print(f"[{job.number}] {job.source.stem}: --restart, removed its checkpoints in {own}", flush=True)
 
 
-@contextmanager
-def lock_folder(out: Path) -> Iterator[Path]:
-    """Create ``out`` and hold a lock on it while a run writes there; a second run is refused."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ReproduceError(f"--out {out} is a file; choose a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        handle = open(out / ".reproduce.lock", "a+")  # noqa: SIM115  held until the run ends
-    except OSError as err:
-        raise ReproduceError(f"cannot write to --out {out}: {err.strerror or err}; choose another folder") from None
-    with handle:
-        if not _try_lock(handle):
-            raise ReproduceError(f"another reproduce run is writing to {out}; wait for it to finish "
-                                 "or choose another --out")
-        yield out
-
-
-def _try_lock(handle) -> bool:
-    """An exclusive lock on an open file without waiting; False when another process holds it."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no protection against a second run
-        return True
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
+def lock_folder(out: Path):
+    """Create ``out`` and hold a lock on it while a run writes there; a second run (``reproduce``
+    or ``train``) is refused (``files.lock_folder``)."""
+    return files.lock_folder(out, "reproduce")
 
 
 def summary_table(results: list[dict], out: Path) -> str:

@@ -208,7 +208,7 @@ def test_an_interrupted_notebook_is_marked_interrupted(project):
 
 def test_a_second_run_into_the_same_folder_is_refused(project):
     out = project / "runs"
-    with reproduce.lock_folder(out), pytest.raises(reproduce.ReproduceError, match="another reproduce run"):
+    with reproduce.lock_folder(out), pytest.raises(ValueError, match="another reproduce run"):
         reproduce.run("good", only=["00"], out=out)
     assert reproduce.run("good", only=["00"], out=out)[0]["status"] == "ok", "the lock goes with its run"
 

@@ -1,8 +1,15 @@
 """Issue 23, reliability round three: one section per numbered case of the issue."""
 
 
+import errno
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +24,7 @@ from casn_lite.data import (
     build_transforms,
     load_dataset,
     pair_loader,
+    synth,
 )
 from casn_lite.engine import (
     CheckpointMismatch,
@@ -25,8 +33,10 @@ from casn_lite.engine import (
     fit,
     seed_everything,
 )
+from casn_lite.files import FolderBusy, lock_folder
 from casn_lite.losses import CASNLoss
 
+from .support import TINY
 from .test_reliability import linear_loss, settings, tiny_run
 
 
@@ -242,3 +252,149 @@ def test_data_info_finds_empty_and_fake_images_and_check_decodes_every_mask(tiny
     capsys.readouterr()
     assert main(["data", "info", str(root), "--check"]) == 2
     one_line_error(capsys, "1 of", mask.name)
+
+
+# --------------------------------------------------------------------------- 7. train locks its --out
+def _reaped() -> int:
+    """The id of a process that has ended (and been reaped)."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_train_locks_its_out_and_sweeps_what_killed_runs_left(tiny_synth, tmp_path, capsys):
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    stale = [out / f".model.pt.{_reaped()}.0a1b2c3d.tmp", out / "checkpoints" / f".last.pt.{_reaped()}.4e5f6a7b.tmp"]
+    live = out / f".metrics.json.{os.getppid()}.0a1b2c3d.tmp"  # a process that still runs
+    for path in (*stale, live):
+        path.write_bytes(b"partial")
+    with lock_folder(out, "train"):
+        assert main(train_command(tiny_synth[0], out, "--lr", "2e-3")) == 2
+        one_line_error(capsys, f"another train run (process {os.getpid()}) is writing to {out}")
+    assert not (out / "metrics.json").exists() and all(p.exists() for p in stale), "refused before anything"
+    assert main(train_command(tiny_synth[0], out)) == 0
+    assert not any(p.exists() for p in stale) and live.exists(), "a dead process's files go, a live one's stay"
+    with lock_folder(out, "reproduce"), pytest.raises(FolderBusy, match="another reproduce run"):
+        with lock_folder(out, "train"):
+            pass
+
+
+# --------------------------------------------------------------------------- 8. no temporary file stays
+def full_disk_at(monkeypatch, name):
+    """torch.save writes part of the file named ``name``, then fails as torch does on a full disk."""
+    real = torch.save
+
+    def save(obj, f, *args, **kwargs):
+        if Path(str(f)).name.startswith(f".{name}."):
+            Path(f).write_bytes(b"x" * 1000)
+            raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 1024 vs 980")
+        return real(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+
+
+def leftovers(folder):
+    return sorted(p.name for p in Path(folder).rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("name", ["last.pt", "model.pt"])
+def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(tiny_synth, tmp_path, capsys, monkeypatch, name):
+    out = tmp_path / "run"
+    full_disk_at(monkeypatch, name)
+    assert main(train_command(tiny_synth[0], out)) == 2
+    one_line_error(capsys, f"cannot write {out}", name, "no space left")
+    assert leftovers(out) == []
+
+
+DRIVER = """
+import os, signal, sys
+from pathlib import Path
+import torch
+
+ready, argv = sys.argv[1], sys.argv[2:]
+real = torch.save
+
+def save(obj, f, *args, **kwargs):
+    real(obj, f, *args, **kwargs)
+    if Path(str(f)).name.startswith(".last.pt."):  # the temporary file is written, not yet moved
+        Path(ready).write_text(str(os.getpid()))
+        signal.pause()  # until SIGTERM
+
+torch.save = save
+from casn_lite.__main__ import main
+sys.exit(main(argv))
+"""
+
+
+def test_sigterm_during_a_save_removes_the_temporary_file_and_the_lock(tiny_synth, tmp_path):
+    out, ready = tmp_path / "run", tmp_path / "ready"
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    with subprocess.Popen([sys.executable, str(driver), str(ready), *train_command(tiny_synth[0], out)],
+                          stderr=subprocess.PIPE, text=True, env=env) as child:
+        while not ready.exists() and child.poll() is None:
+            time.sleep(0.05)  # polling a file, not racing: the child waits for the signal
+        assert ready.exists(), child.stderr.read()
+        assert leftovers(out), "the temporary file exists while the save waits"
+        child.send_signal(signal.SIGTERM)
+        err = child.stderr.read()
+        assert child.wait(timeout=120) == 143
+    assert leftovers(out) == [], "removed on the way out"
+    assert err.strip().splitlines()[-1].startswith("interrupted:") and "SIGTERM" in err and "Traceback" not in err
+    with lock_folder(out, "train"):  # the lock went with the process
+        pass
+
+
+# --------------------------------------------------------------------------- 11. train's mistakes, one line each
+@pytest.mark.parametrize("flags, named", [
+    (["--num-instances", "0"], "--num-instances must be at least 1"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--epochs", "-3"], "--epochs must be at least 1"),
+    (["--batch-size", "6", "--num-instances", "4"], "multiple of --num-instances"),
+    (["--lr", "0"], "--lr must be a positive number"),
+    (["--batch-size", "64", "--num-instances", "2"], "lower --batch-size or raise --num-instances"),
+])
+def test_train_refuses_bad_flags_before_training(tiny_synth, tmp_path, capsys, flags, named):
+    out = tmp_path / "run"
+    assert main(train_command(tiny_synth[0], out, *flags)) == 2
+    one_line_error(capsys, named)
+    assert not (out / "checkpoints").exists()
+
+
+def test_train_refuses_an_out_that_is_a_file(tiny_synth, tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    assert main(train_command(tiny_synth[0], afile)) == 2
+    one_line_error(capsys, "is a file")
+    assert afile.read_text() == "mine"
+
+
+def test_a_bad_image_read_by_workers_and_a_diverging_loss_are_one_line(tiny_synth, tmp_path, capsys):
+    root = copy_as_market(tiny_synth[0], tmp_path / "data")
+    bad = sorted((root / "bounding_box_train").iterdir())[3]
+    bad.write_text("not a picture")
+    assert main(train_command(root, tmp_path / "a", "--workers", "2")) == 2
+    one_line_error(capsys, f"cannot read image {bad}")
+    assert main(train_command(tiny_synth[0], tmp_path / "b", "--lr", "1e30")) == 2
+    one_line_error(capsys, "loss became", "lower --lr")
+
+
+def test_synth_through_a_symlink_to_another_file_system(tmp_path, monkeypatch):
+    """``a/`` and ``b/`` play two file systems: a rename from one to the other fails."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b" / "set").mkdir(parents=True)
+    (tmp_path / "a" / "set").symlink_to(tmp_path / "b" / "set")
+    real = os.replace
+
+    def replace(src, dst):
+        side = lambda p: Path(p).resolve().relative_to(tmp_path.resolve()).parts[0]  # noqa: E731
+        if side(src) != side(Path(dst).parent):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real(src, dst)
+
+    monkeypatch.setattr(synth.os, "replace", replace)
+    synth.generate(tmp_path / "a" / "set", TINY, progress=False)
+    assert load_dataset("synthpeople", tmp_path / "a" / "set").name == "SynthPeople"
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["set"], "nothing left beside the link"
