@@ -26,7 +26,7 @@ __all__ = ["CannotWrite", "FolderBusy", "temporary", "write_text", "save_torch",
            "LOCK_NAME"]
 
 LOCK_NAME = ".casn-lite.lock"
-_TEMPORARY = re.compile(r"^\..+\.(\d+)\.[0-9a-f]+\.tmp$")
+_TEMPORARY = re.compile(r"^\..+\.(\d+)\.[0-9a-f]+\.tmp(\.\w+)?$")
 
 
 class CannotWrite(ValueError):
@@ -38,11 +38,12 @@ class FolderBusy(ValueError):
 
 
 @contextmanager
-def temporary(path: str | Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` (same file system: ``os.replace`` is a rename); it is
-    removed on the way out if still there. A full disk becomes ``CannotWrite``."""
+def temporary(path: str | Path, suffix: str = "") -> Iterator[Path]:
+    """A temporary path beside ``path`` (same file system: ``os.replace`` is a rename), ending
+    in ``suffix`` (e.g. ``.ipynb``, for tools that look at it); it is removed on the way out
+    if still there. A full disk becomes ``CannotWrite``."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp{suffix}")
     try:
         yield tmp
     except (OSError, RuntimeError) as err:

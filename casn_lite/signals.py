@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-__all__ = ["Terminated", "stop_on_signals", "stop_requested", "exit_status", "how_stopped"]
+__all__ = ["Terminated", "stop_on_signals", "stop_requested", "exit_status", "how_stopped", "install",
+           "stop_exception"]
 
 
 class Terminated(KeyboardInterrupt):
@@ -26,11 +27,25 @@ class Terminated(KeyboardInterrupt):
 _received: list[int] = []  # the signals that asked this process to stop
 
 
+_busy = [lambda: True]  # whether there is work to interrupt (a worker between notebooks has none)
+
+
 def _handler(signum, frame):
     _received.append(signum)
+    if len(_received) == 2 or not _busy[0]():  # a second signal (the terminal's Ctrl-C and the
+        return  # runner's SIGTERM, say) must not break the cleanup the first started; a third stops it
     if signum == signal.SIGTERM:
         raise Terminated("stopped by SIGTERM")
     raise KeyboardInterrupt("stopped by Ctrl-C")
+
+
+def install(busy: Callable[[], bool] | None = None) -> None:
+    """For good (a worker process): SIGINT raises KeyboardInterrupt, SIGTERM Terminated, while
+    ``busy()`` says there is work to interrupt (else the signal is only recorded:
+    ``stop_requested()``)."""
+    _busy[0] = busy or (lambda: True)
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, _handler)
 
 
 @contextmanager
@@ -54,6 +69,14 @@ def stop_on_signals() -> Iterator[None]:
 def stop_requested() -> bool:
     """Whether SIGINT or SIGTERM arrived since the handlers were installed."""
     return bool(_received)
+
+
+def stop_exception() -> KeyboardInterrupt:
+    """The exception the first signal received would have raised (to raise it late, when a
+    library swallowed the first)."""
+    if _received and _received[0] == signal.SIGTERM:
+        return Terminated("stopped by SIGTERM")
+    return KeyboardInterrupt("stopped by Ctrl-C")
 
 
 def how_stopped(err: BaseException | None = None) -> str:

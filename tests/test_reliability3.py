@@ -11,11 +11,14 @@ import sys
 import time
 from pathlib import Path
 
+import jupytext
+import nbformat
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from casn_lite import pairs, reproduce, signals
 from casn_lite.__main__ import main
 from casn_lite.data import (
     IdentitySampler,
@@ -38,6 +41,7 @@ from casn_lite.losses import CASNLoss
 
 from .support import TINY
 from .test_reliability import linear_loss, settings, tiny_run
+from .test_reproduce import HEADER, make_project
 
 
 class Planted:
@@ -322,6 +326,7 @@ def save(obj, f, *args, **kwargs):
         signal.pause()  # until SIGTERM
 
 torch.save = save
+from casn_lite import pairs, reproduce, signals
 from casn_lite.__main__ import main
 sys.exit(main(argv))
 """
@@ -398,3 +403,208 @@ def test_synth_through_a_symlink_to_another_file_system(tmp_path, monkeypatch):
     synth.generate(tmp_path / "a" / "set", TINY, progress=False)
     assert load_dataset("synthpeople", tmp_path / "a" / "set").name == "SynthPeople"
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["set"], "nothing left beside the link"
+
+
+# --------------------------------------------------------------------------- 3. SIGTERM during reproduce
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    return make_project(tmp_path, monkeypatch)
+
+
+STOPS = HEADER + """# %% tags=["parameters"]
+runner = 0
+flag = ""
+
+# %%
+import os, pathlib, signal, time
+if pathlib.Path(flag).exists():
+    pathlib.Path(flag).write_text(str(os.getpid()))
+    os.kill(runner, signal.SIGTERM)  # as `kill` or a batch system would
+    time.sleep(120)
+
+# %% tags=["metrics"]
+print('{"done": 1}')
+"""
+
+
+def test_sigterm_during_a_restart_keeps_the_complete_notebook_and_never_reports_a_stale_ok(project, capsys):
+    (project / "notebooks" / "02_stops.py").write_text(STOPS)
+    flag, out = project / "flag", project / "runs"
+    (project / "profiles" / "stops.yaml").write_text(f"defaults: {{runner: {os.getpid()}, flag: '{flag}'}}\n")
+    assert reproduce.run("stops", only=["02"], out=out)[0]["status"] == "ok"
+    good, record = (out / "02_stops.ipynb").read_bytes(), (out / "02_stops.metrics.json").read_text()
+    flag.touch()
+    with pytest.raises(signals.Terminated):
+        reproduce.run("stops", only=["02"], out=out, restart=True)
+    assert (out / "02_stops.ipynb").read_bytes() == good, "the complete notebook is kept"
+    assert (out / "02_stops.metrics.json").read_text() == record
+    stopped = nbformat.read(out / "02_stops.interrupted.ipynb", as_version=4)
+    assert stopped.metadata.papermill["status"] == "interrupted"
+    assert [c.metadata.papermill["status"] for c in stopped.cells if c.cell_type == "code"][-1] == "pending"
+    assert leftovers(out) == [], "no temporary notebook left"
+    flag.unlink()
+    capsys.readouterr()
+    assert reproduce.run("stops", only=["02"], out=out)[0]["status"] == "ok"
+    assert "finished earlier, skipped" in capsys.readouterr().out, "the kept notebook is complete"
+    (out / "02_stops.ipynb").write_bytes(stopped_bytes := (out / "02_stops.interrupted.ipynb").read_bytes())
+    assert reproduce.run("stops", only=["02"], out=out)[0]["status"] == "ok"
+    assert "skipped" not in capsys.readouterr().out, "a notebook that is not the recorded one runs again"
+    assert (out / "02_stops.ipynb").read_bytes() != stopped_bytes
+
+
+def test_an_interruption_without_an_earlier_run_is_recorded_in_place(project):
+    (project / "notebooks" / "02_stops.py").write_text(STOPS)
+    flag, out = project / "flag", project / "runs"
+    flag.touch()
+    (project / "profiles" / "stops.yaml").write_text(f"defaults: {{runner: {os.getpid()}, flag: '{flag}'}}\n")
+    with pytest.raises(signals.Terminated):
+        reproduce.run("stops", only=["02"], out=out)
+    record = json.loads((out / "02_stops.metrics.json").read_text())
+    assert record["status"] == "interrupted" and record["error"] == "stopped by SIGTERM"
+    assert nbformat.read(out / "02_stops.ipynb", as_version=4).metadata.papermill["status"] == "interrupted"
+
+
+# --------------------------------------------------------------------------- 6, 9. parallel runs stop whole
+MEETS_AND_WAITS = HEADER + """# %% tags=["parameters"]
+meeting = ""
+runner = 0
+stop = ""
+
+# %%
+import os, pathlib, signal, time
+here = pathlib.Path(meeting)
+(here / f"{os.getpid()}-{os.getppid()}").touch()  # this kernel and its worker
+deadline = time.time() + 120
+while len(list(here.iterdir())) < 2 and time.time() < deadline:
+    time.sleep(0.05)  # both notebooks run
+if stop and sorted(here.iterdir())[0].name.startswith(str(os.getpid())):  # one of them stops the run
+    for pid in (runner, os.getppid()) if stop == "SIGINT" else (runner,):  # Ctrl-C reaches the group
+        os.kill(pid, getattr(signal, stop))
+time.sleep(120)
+
+# %% tags=["metrics"]
+print("{}")
+"""
+
+
+def running(pid: int) -> bool:
+    """Whether a process runs (a zombie, ended but not reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except OSError:
+        return False
+
+
+def parallel_project(project, stop):
+    for name in ("00_ok.py", "01_fails.py"):
+        (project / "notebooks" / name).unlink()
+    for name in ("00_a.py", "01_b.py"):
+        (project / "notebooks" / name).write_text(MEETS_AND_WAITS)
+    (project / "meeting").mkdir()
+    (project / "profiles" / "par.yaml").write_text(
+        f"defaults: {{meeting: '{project / 'meeting'}', runner: {os.getpid()}, stop: {stop}}}\n")
+    return project / "meeting"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_sigterm_stops_the_workers_and_their_kernels(project):
+    meeting = parallel_project(project, "SIGTERM")
+    with pytest.raises(signals.Terminated):
+        reproduce.run("par", out=project / "runs", jobs=2)
+    pids = [int(pid) for entry in meeting.iterdir() for pid in entry.name.split("-")]
+    assert len(pids) == 4
+    deadline = time.monotonic() + 60  # a safety net: they are gone when run returns
+    while any(map(running, pids)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(map(running, pids)), "no worker or kernel outlives the run"
+    for name in ("00_a", "01_b"):
+        assert json.loads((project / "runs" / f"{name}.metrics.json").read_text())["status"] == "interrupted"
+
+
+def test_ctrl_c_of_a_parallel_run_prints_no_kernel_traceback(project, capfd):
+    parallel_project(project, "SIGINT")
+    with pytest.raises(KeyboardInterrupt):
+        reproduce.run("par", out=project / "runs", jobs=2)
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "ZMQError" not in err and "Kernel died" not in err, err
+
+
+# --------------------------------------------------------------------------- 10. a .py and .ipynb that disagree
+def paired(project, number="00", change=None, newer="ipynb"):
+    """Write the .ipynb of notebook ``number`` from its .py, changed by ``change(nb)``, the
+    ``newer`` of the two written last."""
+    source = next((project / "notebooks").glob(f"{number}_*.py"))
+    nb = jupytext.read(source)
+    if change is not None:
+        change(nb)
+    nbformat.write(nb, source.with_suffix(".ipynb"))
+    stamp = source.stat().st_mtime_ns
+    os.utime(source.with_suffix(".ipynb"), ns=(stamp + (10**9 if newer == "ipynb" else -(10**9)),) * 2)
+    return source
+
+
+def add_cell(nb):
+    nb.cells.insert(2, nbformat.v4.new_code_cell("x = x + 1  # added in Jupyter, not in the .py"))
+
+
+def test_reproduce_refuses_an_ipynb_with_cells_its_py_lacks(project, capsys):
+    source = paired(project, change=add_cell)
+    assert main(["reproduce", "--profile", "good", "--out", str(project / "runs")]) == 2
+    err = one_line_error(capsys, f"{source.with_suffix('.ipynb')} has changes", "1 cell only in the .ipynb",
+                         f"jupytext --sync {source.with_suffix('.ipynb')}")
+    assert "[00]" not in capsys.readouterr().out and not (project / "runs").exists(), err
+    paired(project, change=add_cell, newer="py")  # the .py edited since: it is what runs
+    assert [j.number for j in reproduce.plan("good")] == ["00", "01"]
+    assert pairs.main([str(source)]) == 0, "make notebooks rebuilds a stale .ipynb"
+    paired(project, change=add_cell, newer="ipynb")
+    assert pairs.main([str(source)]) == 2, "make notebooks stops before deleting the cell"
+
+
+def test_student_keep_outputs_refuses_a_drifted_ipynb(project, capsys):
+    def untag(nb):
+        nb.cells[-1].metadata["tags"] = []  # a solution tag removed in the .ipynb only
+
+    paired(project, change=untag, newer="py")
+    out = project / "handout"
+    assert main(["student", "--out", str(out), "--keep-outputs"]) == 2
+    one_line_error(capsys, "older than 00_ok.py", "make notebooks")
+    assert not out.exists()
+    assert main(["student", "--out", str(out)]) == 0, "without --keep-outputs the copies come from the .py"
+
+
+# --------------------------------------------------------------------------- 11. reproduce checks before it starts
+@pytest.mark.parametrize("value, problem", [('"3"', "'3' is not a whole number"), ("2.5", "2.5 is not a whole number"),
+                                            ("-2", "-2 is below 0"), ("true", "True is not a whole number")])
+def test_a_profile_value_of_the_wrong_type_or_range_is_refused(project, capsys, value, problem):
+    (project / "profiles" / "bad.yaml").write_text(f"defaults: {{x: {value}}}\n")
+    assert main(["reproduce", "--profile", "bad", "--out", str(project / "runs")]) == 2
+    one_line_error(capsys, "x for notebook 00 (00_ok.py)", problem, "its default is 1")
+    assert not (project / "runs").exists(), "refused before anything ran"
+
+
+def test_counts_must_be_positive_and_named_values_pass(project):
+    (project / "notebooks" / "02_counts.py").write_text(HEADER + '''# %% tags=["parameters"]
+epochs = 3
+pretrained = False  # True: ImageNet weights; auto: them when available
+finetune_lr = None  # None: lr
+seeds = [0]
+''')
+    (project / "profiles" / "counts.yaml").write_text('notebooks: {"02": {epochs: 0}}\n')
+    with pytest.raises(reproduce.ReproduceError, match="0 is below 1"):
+        reproduce.plan("counts")
+    (project / "profiles" / "counts.yaml").write_text(
+        'notebooks: {"02": {epochs: 2, pretrained: auto, finetune_lr: 0.01, seeds: [0, 1]}}\n')
+    assert reproduce.plan("counts", only=["02"])[0].parameters["pretrained"] == "auto"
+    (project / "profiles" / "counts.yaml").write_text('notebooks: {"02": {seeds: [0, 1.5]}}\n')
+    with pytest.raises(reproduce.ReproduceError, match="1.5 is not a whole number"):
+        reproduce.plan("counts")
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--data-root", "/no/such/folder"], "--data-root: dataset folder /no/such/folder does not exist"),
+    (["--kernel", "no-such-kernel"], "--kernel: no Jupyter kernel named 'no-such-kernel'; installed:"),
+])
+def test_a_data_root_typo_or_an_unknown_kernel_is_reported_once_before_any_notebook(project, capsys, flags, named):
+    assert main(["reproduce", "--profile", "good", "--out", str(project / "runs"), *flags]) == 2
+    one_line_error(capsys, named)
+    assert "[00]" not in capsys.readouterr().out and not (project / "runs").exists()
