@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import re
+import secrets
 import shutil
 import signal
 import sys
@@ -41,6 +42,8 @@ import jupytext
 import nbformat
 import papermill
 import yaml
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import CaselessStrEnum, default
 
 from . import files, signals
 from .pairs import check_pair
@@ -407,7 +410,8 @@ def _execute_now(job: Job, out: Path, kernel: str, cwd: str) -> dict:
         nbformat.write(jupytext.read(job.source), source_nb)
         try:
             papermill.execute_notebook(source_nb, partial, parameters=job.parameters, kernel_name=kernel, cwd=cwd,
-                                       progress_bar=False, extra_arguments=QUIET_KERNEL + job.kernel_arguments)
+                                       progress_bar=False, extra_arguments=QUIET_KERNEL + job.kernel_arguments,
+                                       **KERNEL_MANAGER)
         except papermill.PapermillExecutionError as err:
             result.update(status="failed", cell=err.exec_count, error=f"{err.ename}: {err.evalue}")
         except KeyboardInterrupt as err:
@@ -477,6 +481,23 @@ def _first_line(err: BaseException) -> str:
     lines = str(err).strip().splitlines()
     return lines[0] if lines else ""
 
+
+class _LocalKernelManager(AsyncKernelManager):
+    """A kernel reached through Unix sockets (files in Jupyter's runtime folder) rather than
+    TCP ports: choosing a free port and the kernel binding it are two steps, and under load
+    another process (another notebook's kernel) can take the port in between ("Address already
+    in use"; the kernel dies before it starts)."""
+
+    transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+    @default("ip")
+    def _ip_default(self) -> str:
+        # the sockets' path, absolute and this kernel's own (the client and the kernel run in
+        # different folders; jupyter_client's default, "kernel-ipc", is relative and shared)
+        return os.path.join(tempfile.gettempdir(), f"casn-lite-kernel-{secrets.token_hex(8)}")
+
+
+KERNEL_MANAGER = {"kernel_manager_class": _LocalKernelManager} if os.name == "posix" else {}
 
 QUIET_KERNEL = ["--IPKernelApp.log_level=CRITICAL"]  # no TCP warning per notebook, no ZMQError as a stopped one ends
 
