@@ -59,8 +59,10 @@ test: lint
 		notebooks/[0-9]*.ipynb
 
 # re-execute the .py sources of truth into their paired, committed .ipynb (in the casn-lite
-# kernel that install registers), then drop what only this run needs (timestamps, widgets)
+# kernel that install registers), then drop what only this run needs (timestamps, widgets);
+# first refuse a pair whose .ipynb holds changes its .py lacks (they would be deleted)
 notebooks: kernel
+	$(BIN)/python -m casn_lite.pairs notebooks/[0-9]*.py
 	cd notebooks && for nb in [0-9]*.py; do ../$(BIN)/jupytext --to ipynb --execute $$nb || exit 1; done
 	$(BIN)/python -m casn_lite.tidy notebooks/[0-9]*.ipynb
 

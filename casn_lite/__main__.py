@@ -7,10 +7,12 @@ import dataclasses
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
-from .data.datasets import DATASETS, DatasetLayoutError, ImageReadError, load_dataset
+from .data.datasets import DATASETS, DatasetLayoutError, ImageReadError, check_files, load_dataset
 from .data.synth import PRESETS, check_memory, generate
+from .signals import exit_status, how_stopped, stop_on_signals
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -41,7 +43,15 @@ def _as_flags(message: str) -> str:
 
 
 def _info(args: argparse.Namespace) -> int:
-    print(load_dataset(args.dataset, args.root).summary())
+    data = load_dataset(args.dataset, args.root)
+    print(data.summary())
+    problems = check_files(data, decode=args.check)
+    total = len(data.train) + len(data.query) + len(data.gallery)
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise ImageReadError(f"{len(problems)} of {total} images cannot be used: {shown}; remove or replace them")
+    print(f"  all {total} images {'and their masks decode' if args.check else 'have readable headers'}"
+          + ("" if args.check else " (--check decodes every image and mask)"))
     return 0
 
 
@@ -120,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     info = data_commands.add_parser("info", help="count images, identities and cameras of a dataset folder")
     info.add_argument("root", help="dataset folder")
     info.add_argument("--dataset", default="auto", choices=["auto", *DATASETS], help="layout (default: detect)")
+    info.add_argument("--check", action="store_true",
+                      help="decode every image and SynthPeople mask (default: check each file's header only)")
     info.set_defaults(run=_info)
 
     rep = commands.add_parser("reproduce", help="run the notebooks with papermill under a profile")
@@ -166,16 +178,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as the command line shows it: ``warning: <message>``, no source line."""
+    print(f"warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        with warnings.catch_warnings(), stop_on_signals():  # SIGTERM stops as Ctrl-C does
+            warnings.showwarning = _one_line
+            return args.run(args)
     except (DatasetLayoutError, ImageReadError, ValueError) as err:  # ReproduceError is a ValueError
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_message(err)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"interrupted: {INTERRUPTED.get(args.command, 'stopped')}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        print(f"interrupted: {INTERRUPTED.get(args.command, 'stopped')} ({how_stopped(err)})", file=sys.stderr)
+        return exit_status(err)
+
+
+def _message(err: BaseException) -> str:
+    """An error's message on one line. An error raised in a DataLoader worker arrives with the
+    worker's whole traceback in its message; its last line is the error itself."""
+    text = str(err).strip()
+    if "Original Traceback" in text:
+        last = text.splitlines()[-1]
+        text = re.sub(r"^[\w.]+: ", "", last)  # "casn_lite.data.datasets.ImageReadError: ..."
+    return text
 
 
 INTERRUPTED = {  # what Ctrl-C leaves behind, per command

@@ -23,6 +23,7 @@ from torch import nn
 
 from .data.datasets import sample_keys
 from .engine import TrainConfig, fit, seed_everything, set_epoch
+from .files import save_torch, sweep_stale
 from .losses import CASNLoss
 from .models import build_model
 
@@ -198,10 +199,9 @@ def ide_start(data, cfg: StartConfig, train_loader, device: torch.device,
     seconds = time.perf_counter() - tic
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"config": asdict(cfg), "data": fingerprint, "history": history,
-                    "model": model.state_dict()}, tmp)
-        os.replace(tmp, path)  # whole or absent: an interrupted save leaves no cache entry
+        sweep_stale(path.parent)  # what a killed save left
+        save_torch({"config": asdict(cfg), "data": fingerprint, "history": history,  # whole or absent
+                    "model": model.state_dict()}, path)
     return model, {"history": history, "seconds": seconds, "cached": False, "key": key}
 
 

@@ -21,6 +21,7 @@ import jupytext
 import nbformat
 
 from . import reproduce
+from .pairs import check_pair
 from .reproduce import KERNEL, ReproduceError, _write_notebook, _write_text, notebooks
 
 __all__ = ["student_copy", "student_copies", "stub_solution", "handout_readme"]
@@ -134,7 +135,7 @@ def student_copies(out: str | Path, only: list[str] | None = None, force: bool =
     chosen = {n: s for n, s in available.items() if not only or n in only}
     targets = {n: out / s.with_suffix(".ipynb").name for n, s in chosen.items()}
     readme = out / "README.md"
-    _check_out(out, [*targets.values(), readme], force)
+    _check_out(out, [*targets.values(), readme], force, list(chosen.values()), keep_outputs)
     copies = {n: (targets[n], student_copy(s, keep_outputs)) for n, s in chosen.items()}  # all, or none
     for path, nb in copies.values():
         _write_notebook(path, nb)
@@ -142,9 +143,10 @@ def student_copies(out: str | Path, only: list[str] | None = None, force: bool =
     return list(targets.values())
 
 
-def _check_out(out: Path, targets: list[Path], force: bool) -> None:
+def _check_out(out: Path, targets: list[Path], force: bool, sources: list[Path], keep_outputs: bool) -> None:
     """Refuse a folder that is a file, holds the sources, cannot be written, or (without
-    ``force``) already holds one of the copies."""
+    ``force``) already holds one of the copies; and sources whose ``.py`` and ``.ipynb``
+    disagree (the copies come from the ``.ipynb`` with ``keep_outputs``, else the ``.py``)."""
     if out.exists() and not out.is_dir():
         raise ReproduceError(f"--out {out} is a file; choose a folder")
     if out.resolve() == reproduce.NOTEBOOK_DIR.resolve():
@@ -154,6 +156,8 @@ def _check_out(out: Path, targets: list[Path], force: bool) -> None:
     if existing and not force:
         raise ReproduceError(f"--out {out} already holds {', '.join(existing)}; choose another folder "
                              "or add --force to overwrite")
+    for source in sources:
+        check_pair(source, stale_ipynb_ok=not keep_outputs)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:

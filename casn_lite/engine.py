@@ -15,8 +15,9 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import random
-import tempfile
+import re
 import time
 import warnings
 from collections.abc import Callable
@@ -34,13 +35,15 @@ from tqdm.auto import tqdm
 from .attention_metrics import evaluate_attention  # re-exported: the notebooks import it from here
 from .data.datasets import sample_keys
 from .distributed import LossStep, default_device, is_distributed, is_main_process
-from .evaluation import evaluate_ranking, pairwise_distance
+from .evaluation import evaluate_ranking, pairwise_distance, warn_if_few_valid
+from .files import save_torch, sweep_stale
 from .losses import CASNLoss
 
 __all__ = [
     "TrainConfig", "TrainingDiverged", "default_device", "seed_everything", "fit", "train_one_epoch", "default_loss",
     "make_optimizer", "make_scheduler", "extract_features", "evaluate", "load_training_state",
-    "JointLoader", "evaluate_attention", "set_epoch", "CheckpointMismatch", "run_identity", "epoch_line",
+    "JointLoader", "evaluate_attention", "set_epoch", "CheckpointMismatch", "CheckpointRefused", "run_identity",
+    "epoch_line", "describe_data",
 ]
 
 LossFn = Callable[[nn.Module, dict, torch.device], tuple[torch.Tensor, dict[str, float]]]
@@ -134,7 +137,11 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per
 
 
 def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),  # noqa: NPY002
+    """Every random generator's state as plain values and tensors (``torch.load(weights_only=True)``
+    reads them back): NumPy's 624 uint32 words become an int64 tensor."""
+    kind, words, pos, has_gauss, gauss = np.random.get_state()  # noqa: NPY002
+    state = {"python": random.getstate(),
+             "numpy": [kind, torch.from_numpy(words.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
              "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -142,40 +149,72 @@ def _rng_state() -> dict:
 
 
 def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])  # noqa: NPY002
+    random.setstate(_as_tuples(state["python"]))
+    kind, words, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(words, dtype=np.int64).astype(np.uint32), pos, has_gauss, gauss))  # noqa: NPY002
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _as_tuples(value):
+    """Python's RNG state with its tuples back (a list, once saved and loaded, must be a tuple again)."""
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+def _plain(value):
+    """A history record or setting as plain values (numbers, strings, lists, dicts): what
+    ``torch.load(weights_only=True)`` reads without running code. NumPy and torch numbers and
+    arrays become numbers and lists; anything else its string."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray | np.generic | torch.Tensor):
+        return _plain(value.tolist())
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
 def _save_atomically(obj: dict, path: Path) -> None:
-    """Write to a temporary file of this process, then rename: an interrupted save never leaves a
-    broken file, and two runs saving at once never write into the same temporary file."""
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    """Write to a temporary file of this process, then rename (``files.save_torch``): an
+    interrupted save never leaves a broken file nor, after SIGTERM or a full disk, its
+    temporary file, and two runs saving at once never write into the same temporary file."""
+    save_torch(obj, path)
+
+
+class CheckpointRefused(CheckpointMismatch):
+    """A ``last.pt`` that holds objects other than tensors and plain values: loading it could
+    run code (a crafted file), so it is not loaded."""
 
 
 def load_training_state(checkpoint_dir: str | Path) -> dict | None:
     """The last checkpoint of a run (or None): weights, optimizer, scheduler, history, RNG.
-    An unreadable one (truncated, corrupt) is renamed ``last.pt.unreadable``, with a warning,
-    and None returned: the run starts again instead of failing every time."""
+    Read with ``torch.load(weights_only=True)``: tensors and plain values only, so a crafted
+    file runs no code; one holding anything else (a crafted file, or one saved by casn-lite
+    before it stored plain values) raises ``CheckpointRefused``. An unreadable one (truncated,
+    corrupt) is renamed ``last.pt.unreadable``, with a warning, and None returned: the run
+    starts again instead of failing every time."""
     path = Path(checkpoint_dir) / "last.pt"
     if not path.is_file():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001  any unpickling error: the file is damaged
-        aside = path.with_name("last.pt.unreadable")
-        os.replace(path, aside)
-        warnings.warn(f"{path} cannot be read ({type(err).__name__}: {err}); moved to {aside.name}, "
-                      "training starts from scratch", stacklevel=2)
-        return None
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "Weights only load failed" in str(err):
+            raise CheckpointRefused(
+                f"{path} refused: it holds objects other than tensors and plain values, which could run "
+                "code when loaded (crafted, or saved by casn-lite before checkpoints held plain values "
+                "only); delete it to train from scratch (reproduce --restart and train --restart do so)") from None
+        unreadable = err
+    except Exception as err:  # noqa: BLE001  any other reading error: the file is damaged
+        unreadable = err
+    aside = path.with_name("last.pt.unreadable")
+    os.replace(path, aside)
+    warnings.warn(f"{path} cannot be read ({type(unreadable).__name__}: {str(unreadable)[:200]}); moved to "
+                  f"{aside.name}, training starts from scratch", stacklevel=2)
+    return None
 
 
 _RUN_CONTROL = ("checkpoint_dir", "resume", "progress", "desc")  # how a run is shown, not what it learns
@@ -190,8 +229,25 @@ def run_identity(cfg: TrainConfig, trained: nn.Module, loader, loss_fn) -> dict:
             "start": _weights_fingerprint(trained), "loss": _describe_loss(loss_fn)}
 
 
-def _data_fingerprint(loader) -> str:
-    """A hash of what a loader draws from: image names, identities and cameras, sampler seed."""
+def _data_fingerprint(loader) -> dict[str, str]:
+    """Hashes of what a loader feeds training with (``describe_data``), one per aspect, so that
+    a refused resume can say which changed."""
+    described = describe_data(loader)
+    return {aspect: hashlib.sha256(json.dumps([part.get(aspect) for part in described]).encode()).hexdigest()[:16]
+            for aspect in DATA_ASPECTS}
+
+
+DATA_ASPECTS = {"images": "the training images", "transform": "the transforms (input size or augmentation)",
+                "augment": "the on-device augmentation", "samplers": "the samplers (seed, P x K, pairs)",
+                "batches": "the batches (size, count)"}
+
+
+def describe_data(loader) -> list[dict]:
+    """What shapes the batches a loader yields, as plain values: for the identity loader and a
+    JointLoader's pair loader, the images (names, identities, cameras and file sizes), the
+    transforms (input size, flip, pad, crop, erasing, normalisation: their ``repr``), the
+    sampler's settings and seed, and the batches. Not what only changes how fast batches come
+    (workers, pinned memory)."""
     parts = []
     for part in (getattr(loader, "identity_loader", loader), getattr(loader, "pair_loader", None)):
         if part is None:
@@ -199,13 +255,55 @@ def _data_fingerprint(loader) -> str:
         dataset = getattr(part, "dataset", None)
         dataset = getattr(dataset, "images", dataset)  # a PairDataset draws from an ImageDataset
         samples = getattr(dataset, "samples", None)
+        described: dict = {"batches": [len(part), getattr(part, "batch_size", None), getattr(part, "drop_last", None)]}
         if samples is not None:
-            parts.append(sample_keys(samples))
-        elif hasattr(part, "pids"):  # the in-memory loaders
-            parts.append([part.pids.tolist(), part.camids.tolist(), list(part.images.shape)])
-        sampler = getattr(part, "batch_sampler", None) or getattr(part, "sampler", None)
-        parts.append([len(part), getattr(sampler, "seed", None), getattr(getattr(part, "sampler", None), "seed", None)])
-    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+            described["images"] = [[*key, _file_size(s.path)] for key, s in zip(sample_keys(samples), samples,
+                                                                                 strict=True)]
+            described["transform"] = _without_addresses(repr(getattr(dataset, "transform", None)))
+        elif hasattr(part, "pids"):  # the in-memory loaders: their images and on-device augmentation
+            described["images"] = [part.pids.tolist(), part.camids.tolist(), list(part.images.shape)]
+            described["augment"] = [_settings_of(getattr(part, "augment", None)), getattr(part, "seed", None)]
+        samplers = {id(x): x for x in (getattr(part, "batch_sampler", None), getattr(part, "sampler", None))
+                    if x is not None}
+        described["samplers"] = [[type(x).__name__, _settings_of(x)] for x in samplers.values()]
+        parts.append(described)
+    return json.loads(json.dumps(parts, default=str))
+
+
+_NOT_SETTINGS = {"epoch", "rank"}  # a sampler's position and this process's share: not what it draws
+_PLAIN = bool | int | float | str | None
+
+
+def _settings_of(obj) -> dict | None:
+    """An object's plain settings by name: numbers, strings, flags, short lists of them (small
+    tensors, such as normalisation constants, as lists)."""
+    if obj is None:
+        return None
+    settings = {}
+    for name, value in sorted(vars(obj).items()):
+        if name.startswith("_") or name in _NOT_SETTINGS:
+            continue
+        if isinstance(value, torch.Tensor) and value.numel() <= 16:
+            value = value.flatten().tolist()
+        if isinstance(value, list | tuple) and len(value) <= 16 and all(isinstance(v, _PLAIN) for v in value):
+            value = list(value)
+        if isinstance(value, _PLAIN | list):
+            settings[name] = value
+    return settings
+
+
+def _without_addresses(text: str) -> str:
+    """A ``repr`` without memory addresses ("<... at 0x7f...>"), which differ from run to run."""
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", text)
+
+
+def _file_size(path) -> int:
+    """A file's size in bytes (-1 when it cannot be read): a replaced image with the same name
+    changes it."""
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return -1
 
 
 def _weights_fingerprint(module: nn.Module) -> str:
@@ -254,7 +352,12 @@ def _differences(before: dict, now: dict) -> list[str]:
     old, new = before.get("settings", {}), now["settings"]
     changes = [f"{k}: {old.get(k)} -> {new.get(k)}" if k != "extra" else "extra differs"
                for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-    words = {"data": "the training data differ", "start": "the starting weights differ (another seed, model or start)",
+    old_data, new_data = before.get("data"), now["data"]
+    if "data" in before and old_data != new_data:
+        aspects = [text for aspect, text in DATA_ASPECTS.items()
+                   if isinstance(old_data, dict) and old_data.get(aspect) != new_data.get(aspect)]
+        changes.append(f"{' and '.join(aspects) or 'the training data'} differ")
+    words = {"start": "the starting weights differ (another seed, model or start)",
              "loss": f"the loss differs ({before.get('loss')} -> {now['loss']})"}
     changes += [text for key, text in words.items() if key in before and before[key] != now[key]]
     return changes
@@ -303,7 +406,7 @@ def train_one_epoch(step: nn.Module, loader, optimizer: torch.optim.Optimizer, s
 
 
 # in the history, not in the epoch's line
-SILENT_KEYS = {"epoch", "lr", "seconds", "images_per_s", "rank5", "rank10", "num_valid_queries"}
+SILENT_KEYS = {"epoch", "lr", "seconds", "images_per_s", "rank5", "rank10", "num_valid_queries", "num_queries"}
 
 
 def epoch_line(desc: str, record: dict, epochs: int) -> str:
@@ -338,6 +441,8 @@ def fit(model: nn.Module, loader, cfg: TrainConfig, loss_fn: LossFn | None = Non
     ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
     identity = run_identity(cfg, step, loader, loss_fn) if ckpt_dir else None
     history: list[dict] = []
+    if ckpt_dir and is_main_process():
+        sweep_stale(ckpt_dir)  # temporary files of a run killed mid-save
     if ckpt_dir and cfg.resume and (state := load_training_state(ckpt_dir)) is not None:
         check_resumable(state, identity, ckpt_dir)
         history = _restore(state, step, optimizer, scheduler)
@@ -379,8 +484,8 @@ def _save_checkpoint(ckpt_dir: Path, step: LossStep, optimizer, scheduler, histo
     _save_atomically({"model": step.model.state_dict(),
                       "loss": step.loss.state_dict() if step.loss is not None else {},
                       "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                      "rng": _rng_state(), "epoch": len(history) - 1, "history": history,
-                      "config": asdict(cfg), "identity": identity}, ckpt_dir / "last.pt")
+                      "rng": _rng_state(), "epoch": len(history) - 1, "history": _plain(history),
+                      "config": _plain(asdict(cfg)), "identity": identity}, ckpt_dir / "last.pt")
 
 
 class JointLoader:
@@ -433,11 +538,14 @@ def extract_features(model: nn.Module, loader, device: torch.device | None = Non
 
 def evaluate(model: nn.Module, query_loader, gallery_loader, device: torch.device | None = None,
              metric: str = "cosine", flip: bool = False) -> dict:
-    """Rank the gallery for every query; CMC, mAP and mINP as fractions (Market-1501 protocol)."""
+    """Rank the gallery for every query; CMC, mAP and mINP as fractions (Market-1501 protocol),
+    and how many queries they rest on (``num_valid_queries`` of ``num_queries``; a warning
+    when fewer than half)."""
     qf, qp, qc = extract_features(model, query_loader, device, flip)
     gf, gp, gc = extract_features(model, gallery_loader, device, flip)
     res = evaluate_ranking(pairwise_distance(qf, gf, metric), qp, gp, qc, gc)
+    warn_if_few_valid(res["num_valid_queries"], res["num_queries"])
     cmc = res["cmc"]
     return {"rank1": float(cmc[0]), "rank5": float(cmc[min(4, len(cmc) - 1)]),
             "rank10": float(cmc[min(9, len(cmc) - 1)]), "mAP": res["mAP"], "mINP": res["mINP"],
-            "cmc": cmc, "num_valid_queries": res["num_valid_queries"]}
+            "cmc": cmc, "num_valid_queries": res["num_valid_queries"], "num_queries": res["num_queries"]}

@@ -27,10 +27,13 @@ raise ValueError instead of scoring, and labels must be whole numbers.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
-__all__ = ["pairwise_distance", "evaluate_ranking", "evaluate_ranking_reference"]
+__all__ = ["pairwise_distance", "evaluate_ranking", "evaluate_ranking_reference", "count_valid_queries",
+           "FewValidQueries", "warn_if_few_valid"]
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -163,7 +166,8 @@ def evaluate_ranking(
     """Market-1501 single-query evaluation of a query x gallery distance matrix.
 
     Returns ``{"cmc": np.ndarray[max_rank], "mAP": float, "mINP": float,
-    "num_valid_queries": int}``, with CMC, mAP and mINP as fractions in [0, 1].
+    "num_valid_queries": int, "num_queries": int}``, with CMC, mAP and mINP as fractions in
+    [0, 1], averaged over the valid queries only (``warn_if_few_valid`` says when they are few).
     ``chunk_size`` queries are ranked at a time (default: about 2**23 matrix
     cells per chunk); the result does not depend on it.
     """
@@ -207,7 +211,30 @@ def evaluate_ranking(
         "mAP": float(ap_sum / n),
         "mINP": float(inp_sum / n),
         "num_valid_queries": n,
+        "num_queries": num_q,
     }
+
+
+class FewValidQueries(UserWarning):
+    """Fewer than half of the queries have a true match to be scored on."""
+
+
+def count_valid_queries(q_pids, g_pids, q_camids, g_camids) -> int:
+    """How many queries the protocol scores: those with a gallery image of the same identity
+    from another camera (distance-free: known before any training)."""
+    pairs = {(int(p), int(c)) for p, c in zip(g_pids, g_camids, strict=True)}
+    cameras: dict[int, set[int]] = {}
+    for p, c in pairs:
+        cameras.setdefault(p, set()).add(c)
+    return sum(bool(cameras.get(int(p), set()) - {int(c)}) for p, c in zip(q_pids, q_camids, strict=True))
+
+
+def warn_if_few_valid(valid: int, total: int, what: str = "the scores rest") -> None:
+    """Warn when fewer than half of ``total`` queries are valid: a score from a few queries
+    reads as confident as one from thousands."""
+    if total and 2 * valid < total:
+        warnings.warn(f"only {valid} of {total} queries have a true match in the gallery from another camera; "
+                      f"{what} on {valid} quer{'y' if valid == 1 else 'ies'}", FewValidQueries, stacklevel=3)
 
 
 def evaluate_ranking_reference(

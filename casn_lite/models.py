@@ -14,7 +14,6 @@ what CASN needs:
 
 from __future__ import annotations
 
-import os
 import pickle
 import warnings
 from dataclasses import dataclass
@@ -24,6 +23,8 @@ import numpy as np
 import torch
 import torchvision
 from torch import nn
+
+from .files import save_torch
 
 __all__ = ["ReIDOutput", "IDE", "PCB", "SiameseHead", "build_model", "PretrainedWeightsUnavailable",
            "BACKBONES", "ARCHS", "save_checkpoint", "load_checkpoint"]
@@ -198,10 +199,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, input_size: tuple[int, i
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"format": CHECKPOINT_FORMAT, "version": 1, "build_args": _plain(model.build_args),
              "input_size": [int(v) for v in input_size], "state_dict": model.state_dict(), "info": _plain(info)}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
+    return save_torch(state, path)  # under a temporary name, removed whatever stops the write
 
 
 def _plain(value):

@@ -10,21 +10,31 @@ Profile, notebook and parameter names are checked before anything runs: papermil
 would inject a misspelt parameter without a word.
 
 A run locks its output folder (a second run into it is refused), records a notebook whose
-kernel dies as failed and goes on, and marks a notebook stopped by Ctrl-C as interrupted.
+kernel dies as failed and goes on, and marks a notebook stopped by Ctrl-C or SIGTERM as
+interrupted. Each notebook runs into a temporary file, moved into place with its record,
+which holds the notebook's SHA-256: a notebook is skipped as finished only when it is the
+one its record describes. Before anything runs, the runner checks each notebook's ``.py``
+against its ``.ipynb`` (``casn_lite.pairs``), each profile value against the type and range
+of the notebook's parameter, ``--data-root`` and ``--kernel``.
 """
 
 from __future__ import annotations
 
 import ast
 import functools
+import hashlib
 import json
+import logging
+import math
 import os
+import re
+import secrets
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +42,11 @@ import jupytext
 import nbformat
 import papermill
 import yaml
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import CaselessStrEnum, default
+
+from . import files, signals
+from .pairs import check_pair
 
 __all__ = ["NOTEBOOK_DIR", "PROFILE_DIR", "KERNEL", "notebooks", "profiles", "plan", "run", "ReproduceError",
            "check_sections", "lock_folder", "default_kernel", "parameter_defaults"]
@@ -86,29 +101,96 @@ def profiles() -> list[str]:
 def _parameters(source: Path) -> set[str]:
     """Names in the notebook's cell tagged 'parameters', as papermill reads them (read again
     whenever the file changes)."""
-    return set(parameter_defaults(source))
+    return set(_declared(source))
 
 
 def parameter_defaults(source: Path) -> dict:
-    """The notebook's parameters and their default values (the source text where a default
-    is not a literal)."""
+    """The notebook's parameters and their default values (None where a default is not a
+    literal)."""
+    return {name: default for name, (default, _) in _declared(source).items()}
+
+
+def _declared(source: Path) -> dict[str, tuple[object, str]]:
+    """Each parameter's default value (None where it is not a literal) and its comment."""
     stat = Path(source).stat()
-    return {name: _literal(text) for name, text in _inspect_parameters(str(source), stat.st_mtime_ns, stat.st_size)}
+    return {name: (_literal(default), comment)
+            for name, default, comment in _inspect_parameters(str(source), stat.st_mtime_ns, stat.st_size)}
 
 
 def _literal(text: str):
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
-        return text
+        return None
 
 
 @functools.lru_cache(maxsize=64)
-def _inspect_parameters(source: str, mtime_ns: int, size: int) -> tuple[tuple[str, str], ...]:
+def _inspect_parameters(source: str, mtime_ns: int, size: int) -> tuple[tuple[str, str, str], ...]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / (Path(source).stem + ".ipynb")
         nbformat.write(jupytext.read(source), path)
-        return tuple((name, spec["default"]) for name, spec in papermill.inspect_notebook(str(path)).items())
+        found = papermill.inspect_notebook(str(path))
+        return tuple((name, p["default"], p["help"]) for name, p in found.items())
+
+
+# at least 1: a count of epochs, images, identities or pixels (other numbers: at least 0
+# when the notebook's default is)
+POSITIVE = {"epochs", "ide_epochs", "batch_size", "num_instances", "height", "width", "train_ids", "test_ids",
+            "cameras", "images_per_camera", "pairs_per_batch", "embed_dim", "attention_pairs",
+            "profile_length"}
+
+
+def _value_problem(name: str, value, default, comments: str) -> str | None:
+    """Why ``value`` cannot stand for a parameter whose default is ``default`` (None when it
+    can): the default's type (an int for an int, a number for a float, a string for a string,
+    True or False for a flag, a list for a list) or a value its comment names (``auto``,
+    ``None``), and at least 0 (1 for counts) when the default is a number that is."""
+    named = {w.strip("'\"") for w in re.findall(r"[\w'\"]+", comments)}
+    if default is None or value is None and "None" in named:
+        return None
+    if isinstance(value, str) and value in named:
+        return None
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else f"{value!r} is not True or False"
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"{value!r} is not a whole number"
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            return f"{value!r} is not a number"
+    elif isinstance(default, str):
+        return None if isinstance(value, str) else f"{value!r} is not a string"
+    elif isinstance(default, list):
+        if not isinstance(value, list):
+            return f"{value!r} is not a list"
+        element = default[0] if default else None
+        problems = [_value_problem(name, v, element, comments) for v in value]
+        return next((f"{value!r}: {p}" for p in problems if p), None)
+    else:
+        return None
+    least = 1 if name in POSITIVE else 0 if default >= 0 else None
+    if least is not None and value < least:
+        return f"{value!r} is below {least}"
+    return None
+
+
+def _check_values(profile: str, jobs: list[Job]) -> None:
+    """Refuse a profile value of the wrong type or range for its notebook's parameter (``epochs:
+    "3"``, ``2.5``, ``-2``) before any kernel starts: in the notebook it would fail late."""
+    declared = {job.number: _declared(job.source) for job in jobs}
+    comments: dict[str, str] = {}
+    for params in declared.values():
+        for name, (_, comment) in params.items():
+            comments[name] = comments.get(name, "") + " " + comment
+    for job in jobs:
+        for name, value in job.parameters.items():
+            if name not in declared[job.number]:
+                continue
+            problem = _value_problem(name, value, declared[job.number][name][0], comments.get(name, ""))
+            if problem:
+                default = declared[job.number][name][0]
+                raise ReproduceError(f"profile {profile!r}: {name} for notebook {job.number} ({job.source.name}): "
+                                     f"{problem}; its default is {default!r}")
 
 
 @dataclass
@@ -211,7 +293,33 @@ def plan(profile: str, only: list[str] | None = None, data_root: str | None = No
         for layer in layers:
             params.update(layer.get(number, {}))
         jobs.append(Job(number, available[number], params))
+    _check_values(profile, jobs)
+    for job in jobs:
+        check_pair(job.source)
     return jobs
+
+
+def check_data_root(data_root: str) -> None:
+    """Refuse, before any notebook starts, a ``--data-root`` that is not a dataset folder whose
+    test split can be scored (once, rather than once per notebook)."""
+    from .data.datasets import DatasetLayoutError, check_evaluable, load_dataset
+
+    try:
+        check_evaluable(load_dataset("auto", data_root))
+    except DatasetLayoutError as err:
+        raise ReproduceError(f"--data-root: {err}") from None
+
+
+def check_kernel(kernel: str) -> None:
+    """Refuse an unknown ``--kernel`` before any notebook starts, naming the installed ones."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    manager = KernelSpecManager()
+    try:
+        manager.get_kernel_spec(kernel)
+    except NoSuchKernel:
+        raise ReproduceError(f"--kernel: no Jupyter kernel named {kernel!r}; installed: "
+                             f"{', '.join(sorted(manager.find_kernel_specs()))}") from None
 
 
 def _metrics(executed: Path) -> dict:
@@ -245,13 +353,34 @@ def _runner_parameters(job: Job, names: set[str], profile: str, out: Path) -> di
 
 
 def _finished(record: Path, parameters: dict) -> dict | None:
-    """The earlier result of this notebook, if it ran to the end with the same parameters."""
+    """The earlier result of this notebook, if it ran to the end with the same parameters and
+    its executed notebook is the one the record describes (a notebook replaced since, or left
+    half-run by a killed run, is not)."""
     try:
         earlier = json.loads(record.read_text())
     except (OSError, ValueError):  # none yet, or left damaged by an older version: run it again
         return None
     same = json.dumps(earlier.get("parameters"), sort_keys=True) == json.dumps(parameters, sort_keys=True, default=str)
-    return earlier if earlier.get("status") == "ok" and same else None
+    executed = record.with_name(record.name.replace(".metrics.json", ".ipynb"))
+    return earlier if earlier.get("status") == "ok" and same and _matches(executed, earlier) else None
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _matches(executed: Path, record: dict) -> bool:
+    """Whether ``executed`` is the notebook ``record`` describes: its SHA-256 (records written
+    before they held one: every code cell of it completed)."""
+    if not executed.is_file():
+        return False
+    if "sha256" in record:
+        return _digest(executed) == record["sha256"]
+    try:
+        nb = nbformat.read(executed, as_version=4)
+    except (OSError, ValueError):
+        return False
+    return all(c.metadata.get("papermill", {}).get("status") == "completed" for c in nb.cells if c.cell_type == "code")
 
 
 def default_out(profile: str, data_root: str | None = None, arch: str | None = None,
@@ -263,31 +392,94 @@ def default_out(profile: str, data_root: str | None = None, arch: str | None = N
 
 
 def _execute(job: Job, out: Path, kernel: str, cwd: str) -> dict:
-    """Run one notebook with papermill; record its result (metrics read back) next to it.
-    Any error, a dead kernel included, makes it failed; Ctrl-C marks it interrupted."""
-    executed = out / f"{job.source.stem}.ipynb"
-    source_nb = out / f"{job.source.stem}.source.ipynb"
-    nbformat.write(jupytext.read(job.source), source_nb)
+    """Run one notebook with papermill into a temporary file; then move it into place with its
+    record (metrics read back, and the notebook's SHA-256). Any error, a dead kernel included,
+    makes it failed; Ctrl-C or SIGTERM marks it interrupted. A run that does not finish leaves
+    an earlier complete one in place and is saved beside it (``NN.interrupted.ipynb``)."""
+    _idle.clear()  # from here a signal interrupts this notebook
+    try:
+        if signals.stop_requested():  # a parallel worker told to stop starts nothing new
+            raise signals.stop_exception()
+        return _execute_now(job, out, kernel, cwd)
+    finally:
+        _idle.set()
+
+
+def _execute_now(job: Job, out: Path, kernel: str, cwd: str) -> dict:
     print(f"[{job.number}] {job.source.stem} {job.parameters or '(defaults)'}", flush=True)
     start = time.perf_counter()
     result = {"notebook": job.source.stem, "parameters": job.parameters, "status": "ok"}
-    try:
-        papermill.execute_notebook(source_nb, executed, parameters=job.parameters, kernel_name=kernel,
-                                   cwd=cwd, progress_bar=False, extra_arguments=QUIET_KERNEL + job.kernel_arguments)
-    except papermill.PapermillExecutionError as err:
-        result.update(status="failed", cell=err.exec_count, error=f"{err.ename}: {err.evalue}")
-    except KeyboardInterrupt:
-        result.update(status="interrupted", error="stopped by Ctrl-C")
-        _mark_interrupted(executed)
-        raise
-    except Exception as err:  # noqa: BLE001  a dead kernel, a timeout: this notebook failed, the rest run
-        result.update(status="failed", error=f"{type(err).__name__}: {_first_line(err)}")
-    finally:
-        source_nb.unlink(missing_ok=True)
+    stop: KeyboardInterrupt | None = None
+    executed = out / f"{job.source.stem}.ipynb"
+    with files.temporary(out / f"{job.source.stem}.source.ipynb", ".ipynb") as source_nb, \
+            files.temporary(executed, ".ipynb") as partial:
+        nbformat.write(jupytext.read(job.source), source_nb)
+        try:
+            papermill.execute_notebook(source_nb, partial, parameters=job.parameters, kernel_name=kernel, cwd=cwd,
+                                       progress_bar=False, extra_arguments=QUIET_KERNEL + job.kernel_arguments,
+                                       **KERNEL_MANAGER)
+        except papermill.PapermillExecutionError as err:
+            result.update(status="failed", cell=err.exec_count, error=f"{err.ename}: {err.evalue}")
+        except KeyboardInterrupt as err:
+            stop = err
+        except Exception as err:  # noqa: BLE001  a dead kernel, a timeout: this notebook failed, the rest run
+            result.update(status="failed", error=f"{type(err).__name__}: {_first_line(err)}")
+        if stop is None and signals.stop_requested():  # a library's cleanup swallowed the exception
+            stop = signals.stop_exception()
+        if stop is not None:
+            result.update(status="interrupted", error=signals.how_stopped(stop))
+            result.pop("cell", None)
+            _mark_interrupted(partial)
         result["seconds"] = round(time.perf_counter() - start, 1)
-        result["metrics"] = _metrics(executed) if executed.is_file() and result["status"] == "ok" else {}
-        _write_text(out / f"{job.source.stem}.metrics.json", json.dumps(result, indent=1, default=str))
+        result["metrics"] = _metrics(partial) if partial.is_file() and result["status"] == "ok" else {}
+        _place(partial, out, job, result)
+    if stop is not None:
+        raise stop
     return result
+
+
+def _place(partial: Path, out: Path, job: Job, result: dict) -> None:
+    """Move an executed notebook and its record into place. A notebook that did not finish
+    does not replace an earlier complete run: it goes beside it, ``NN.<status>.ipynb``."""
+    stem = job.source.stem
+    executed, record = out / f"{stem}.ipynb", out / f"{stem}.metrics.json"
+    if result["status"] != "ok" and _complete(record):
+        if partial.is_file():
+            aside = out / f"{stem}.{result['status']}.ipynb"
+            os.replace(partial, aside)
+            result["saved_as"] = aside.name
+        result["kept"] = f"{executed.name} still holds the earlier complete run"
+        return
+    if partial.is_file():
+        result["sha256"] = _digest(partial)
+        os.replace(partial, executed)  # (a run stopped before papermill wrote anything has no notebook)
+    _write_text(record, json.dumps(result, indent=1, default=str))
+
+
+def _complete(record: Path) -> bool:
+    """Whether ``record`` describes a complete run whose notebook is still in place."""
+    try:
+        earlier = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return False
+    executed = record.with_name(record.name.replace(".metrics.json", ".ipynb"))
+    return earlier.get("status") == "ok" and _matches(executed, earlier)
+
+
+class _QuietOnceStopped(logging.Filter):
+    """Once the run is stopped, what papermill and asyncio log while the kernel is shut down
+    ("Kernel died while waiting for execute reply", "Task exception was never retrieved")
+    says nothing the one-line report does not."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not signals.stop_requested()
+
+
+def _quiet_once_stopped() -> None:
+    for name in ("papermill", "asyncio"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _QuietOnceStopped) for f in logger.filters):
+            logger.addFilter(_QuietOnceStopped())
 
 
 def _first_line(err: BaseException) -> str:
@@ -296,7 +488,24 @@ def _first_line(err: BaseException) -> str:
     return lines[0] if lines else ""
 
 
-QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]  # no "running over TCP without encryption" per notebook
+class _LocalKernelManager(AsyncKernelManager):
+    """A kernel reached through Unix sockets (files in Jupyter's runtime folder) rather than
+    TCP ports: choosing a free port and the kernel binding it are two steps, and under load
+    another process (another notebook's kernel) can take the port in between ("Address already
+    in use"; the kernel dies before it starts)."""
+
+    transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+    @default("ip")
+    def _ip_default(self) -> str:
+        # the sockets' path, absolute and this kernel's own (the client and the kernel run in
+        # different folders; jupyter_client's default, "kernel-ipc", is relative and shared)
+        return os.path.join(tempfile.gettempdir(), f"casn-lite-kernel-{secrets.token_hex(8)}")
+
+
+KERNEL_MANAGER = {"kernel_manager_class": _LocalKernelManager} if os.name == "posix" else {}
+
+QUIET_KERNEL = ["--IPKernelApp.log_level=CRITICAL"]  # no TCP warning per notebook, no ZMQError as a stopped one ends
 
 
 def _mark_interrupted(executed: Path) -> None:
@@ -317,10 +526,8 @@ def _mark_interrupted(executed: Path) -> None:
 
 
 def _write_text(path: Path, text: str) -> None:
-    """Write a file under a temporary name, then move it into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write a file under a temporary name, then move it into place (``files.write_text``)."""
+    files.write_text(path, text)
 
 
 def _write_notebook(path: Path, nb: nbformat.NotebookNode) -> None:
@@ -328,15 +535,37 @@ def _write_notebook(path: Path, nb: nbformat.NotebookNode) -> None:
     _write_text(path, nbformat.writes(nb) + "\n")
 
 
-def _worker_setup(slots) -> None:
+def _worker_setup(slots, parent: int) -> None:
     """A parallel worker takes one slot: a GPU it alone sees, or its share of the CPU cores.
-    The notebook kernels it starts inherit this environment."""
+    The notebook kernels it starts inherit this environment. It stops as the runner does:
+    SIGINT and SIGTERM mark its notebook interrupted; and it ends when the runner has gone,
+    even killed by SIGKILL (``_watch_parent``; its kernels follow it: ipykernel watches its
+    parent)."""
+    signals.install(busy=lambda: not _idle.is_set())
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="watch-runner").start()
+    _quiet_once_stopped()
     kind, value = slots.get()
     if kind == "gpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = value
     else:
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[name] = value
+
+
+_idle = threading.Event()  # a worker runs no notebook now
+_idle.set()
+
+
+def _watch_parent(parent: int, every: float = 1.0, grace: float = 120.0) -> None:
+    """In a worker: once the runner ``parent`` has gone, stop the running notebook as SIGTERM
+    does (marked interrupted, kernel shut down), then end this process, which would otherwise
+    wait for work for good."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    if not _idle.is_set():
+        os.kill(os.getpid(), signal.SIGTERM)
+        _idle.wait(grace)
+    os._exit(128 + signal.SIGTERM)
 
 
 def _slots(jobs: int):
@@ -367,9 +596,15 @@ def run(profile: str, only: list[str] | None = None, data_root: str | None = Non
     if jobs < 1:
         raise ReproduceError(f"--jobs must be at least 1, got {jobs}")
     planned = plan(profile, only, data_root, arch)
+    if data_root is not None:
+        check_data_root(data_root)
+    if kernel is not None:
+        check_kernel(kernel)
     kernel = kernel or default_kernel()
     out = Path(out) if out else default_out(profile, data_root, arch, smoke)
-    with lock_folder(out):
+    _quiet_once_stopped()
+    with signals.stop_on_signals(), lock_folder(out):
+        files.sweep_stale(out)  # what a killed run left
         if smoke:
             _prepare_smoke(planned, out)
         results = _run_planned(planned, profile, out, kernel, restart or smoke, jobs)
@@ -447,18 +682,49 @@ def _run_planned(planned: list[Job], profile: str, out: Path, kernel: str, resta
         for job in todo:
             results[job.number] = _execute(job, out, kernel, str(NOTEBOOK_DIR))
     elif todo:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        context = multiprocessing.get_context("spawn")  # fresh workers: no state copied from here
-        slots = context.Manager().Queue()
-        for slot in _slots(jobs):
-            slots.put(slot)
-        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_setup, initargs=(slots,)) as pool:
-            futures = {job.number: pool.submit(_execute, job, out, kernel, str(NOTEBOOK_DIR)) for job in todo}
-            for number, future in futures.items():
-                results[number] = future.result()
+        results.update(_run_parallel(todo, out, kernel, jobs))
     return results
+
+
+def _run_parallel(todo: list[Job], out: Path, kernel: str, jobs: int) -> dict[str, dict]:
+    """``jobs`` notebooks at once, each in a worker process. Stopped (Ctrl-C, SIGTERM), the
+    workers are told to stop too and waited for, so that each marks its notebook interrupted
+    and ends its kernel: nothing keeps training after the runner has gone."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")  # fresh workers: no state copied from here
+    slots = context.Queue()  # handed to each worker as it starts (no manager process)
+    for slot in _slots(jobs):
+        slots.put(slot)
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_setup, initargs=(slots, os.getpid()))
+    results: dict[str, dict] = {}
+    try:
+        futures = {job.number: pool.submit(_execute, job, out, kernel, str(NOTEBOOK_DIR)) for job in todo}
+        for number, future in futures.items():
+            results[number] = future.result()
+    except KeyboardInterrupt:
+        _stop_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return results
+
+
+def _stop_workers(pool, grace: float = 60.0) -> None:
+    """Send each worker SIGTERM (it marks its notebook interrupted and shuts its kernel down),
+    then wait for them; one still running after ``grace`` seconds is killed."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 def _forget_checkpoints(job: Job, out: Path) -> None:
@@ -469,35 +735,10 @@ def _forget_checkpoints(job: Job, out: Path) -> None:
         print(f"[{job.number}] {job.source.stem}: --restart, removed its checkpoints in {own}", flush=True)
 
 
-@contextmanager
-def lock_folder(out: Path) -> Iterator[Path]:
-    """Create ``out`` and hold a lock on it while a run writes there; a second run is refused."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ReproduceError(f"--out {out} is a file; choose a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        handle = open(out / ".reproduce.lock", "a+")  # noqa: SIM115  held until the run ends
-    except OSError as err:
-        raise ReproduceError(f"cannot write to --out {out}: {err.strerror or err}; choose another folder") from None
-    with handle:
-        if not _try_lock(handle):
-            raise ReproduceError(f"another reproduce run is writing to {out}; wait for it to finish "
-                                 "or choose another --out")
-        yield out
-
-
-def _try_lock(handle) -> bool:
-    """An exclusive lock on an open file without waiting; False when another process holds it."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no protection against a second run
-        return True
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
+def lock_folder(out: Path):
+    """Create ``out`` and hold a lock on it while a run writes there; a second run (``reproduce``
+    or ``train``) is refused (``files.lock_folder``)."""
+    return files.lock_folder(out, "reproduce")
 
 
 def summary_table(results: list[dict], out: Path) -> str:

@@ -278,5 +278,6 @@ print(f"cosine_distance is correct; rank-1 with it: {100 * rank1:.1f} % (section
 metrics = {"rank1": final["rank1"], "rank5": final["rank5"], "mAP": final["mAP"], "mINP": final["mINP"],
            "chance_rank1": chance, "lookalike_share_of_rank1_errors": lookalike_share,
            "epochs": epochs, "train_seconds": float(sum(h["seconds"] for h in history)),
-           "device": str(device), "backbone": backbone, "dataset": data.name}
+           "device": str(device), "backbone": backbone, "dataset": data.name,
+           "num_valid_queries": final["num_valid_queries"], "num_queries": final["num_queries"]}
 print(json.dumps(metrics, indent=1))

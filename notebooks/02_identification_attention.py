@@ -421,5 +421,6 @@ metrics = {f"{r['variant']}_{k}": r[k] for r in rows
            for k in ("rank1", "mAP", "on_person", "on_cue", "empty", "erased_area")}
 metrics.update({"ide_shares_on_person": shares_ide["on_person"], "grad_cosine_first_vs_second": cosine,
                 "train_seconds": float(sum(h["seconds"] for r in runs.values() for h in r["history"]) + info["seconds"]),
-                "device": str(device), "dataset": data.name})
+                "device": str(device), "dataset": data.name,
+                "num_valid_queries": next(iter(runs.values()))["result"]["num_valid_queries"]})
 print(json.dumps(metrics, indent=1))

@@ -368,5 +368,6 @@ print(f"the positive pair's first image: rows {first_row}-{last_row} of {height}
 metrics = {f"{r['variant']}_{k}": r[k] for r in rows for k in ("rank1", "mAP", "positive_distance", "negative_distance")}
 metrics.update({"indicator_agreement": agreement, "sa_loss_on_test_pairs": l_sa.item(),
                 "train_seconds": float(sum(h["seconds"] for r in runs.values() for h in r["history"]) + info["seconds"]),
-                "device": str(device), "dataset": data.name})
+                "device": str(device), "dataset": data.name,
+                "num_valid_queries": next(iter(runs.values()))["result"]["num_valid_queries"]})
 print(json.dumps(metrics, indent=1))

@@ -306,5 +306,6 @@ print("factor at 0, 1/4 and 1/2 epoch:", [ramp_factor(p, ramp_epochs) for p in (
 # %% tags=["metrics"]
 metrics = {f"{r['variant']}_{k}": r[k] for r in rows
            for k in ("rank1", "rank5", "mAP", "mINP", "positive_distance", "class_person_lift", "empty", "train_seconds")}
-metrics.update({"arch": arch, "device": str(device), "dataset": data.name, "casn_epochs": casn_epochs, "ide_epochs": ide_epochs})
+metrics.update({"arch": arch, "device": str(device), "dataset": data.name, "casn_epochs": casn_epochs, "ide_epochs": ide_epochs,
+                "num_valid_queries": result["num_valid_queries"]})
 print(json.dumps(metrics, indent=1))

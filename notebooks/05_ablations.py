@@ -386,5 +386,5 @@ print("is_effect is correct")
 metrics = {f"{v}_{k}": summary[v][k][0] for v in summary
            for k in ("rank1", "mAP", "positive_distance", "class_person_lift", "empty")}
 metrics.update({"arch": arch, "seeds": len(seeds), "train_seconds": float(sum(r["train_seconds"] for r in records)),
-                "device": device_name, "dataset": data.name})
+                "device": device_name, "dataset": data.name, "num_valid_queries": result["num_valid_queries"]})
 print(json.dumps(metrics, indent=1))

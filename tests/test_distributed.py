@@ -28,7 +28,7 @@ def test_torchrun_with_two_gloo_processes(tiny_synth, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["processes"] == 2 and metrics["replicas_agree"] is True
-    state = torch.load(out / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    state = torch.load(out / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
     assert [h["epoch"] for h in state["history"]] == [1] and any(k.startswith("head.") for k in state["loss"])
     # what rank 0 reports is the retrieval of the model it exported, on the test split
     model, info = load_checkpoint(out / "model.pt")

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def test_resume_refuses_another_seed_or_other_data(tiny_synth, tmp_path):
         fit(model, loader, settings(tmp_path), linear_loss)
     data = load_dataset("synthpeople", tiny_synth[0])
     model, loader = tiny_run(tiny_synth[0], samples=data.train[:-2])
-    with pytest.raises(CheckpointMismatch, match="training data"):
+    with pytest.raises(CheckpointMismatch, match="training images"):
         fit(model, loader, settings(tmp_path), linear_loss)
 
 
@@ -182,11 +183,12 @@ def test_a_dead_kernel_is_a_failed_notebook_and_the_others_still_run(project, ca
 
 INTERRUPTS = HEADER + """# %% tags=["parameters"]
 x = 1
+runner = 0
 
 # %%
 import os, signal, time
-os.kill(os.getppid(), signal.SIGINT)  # the user presses Ctrl-C in the terminal of reproduce
-time.sleep(30)
+os.kill(runner, signal.SIGINT)  # the user presses Ctrl-C in the terminal of reproduce
+time.sleep(120)  # the runner's own handler (reproduce.run) stops this cell: no race with the signal
 
 # %%
 y = 2
@@ -195,9 +197,11 @@ y = 2
 
 def test_an_interrupted_notebook_is_marked_interrupted(project):
     (project / "notebooks" / "01_fails.py").write_text(INTERRUPTS)
+    # the runner's process id as a parameter: not the kernel's parent, which depends on how it was started
+    (project / "profiles" / "runner.yaml").write_text(f"defaults: {{runner: {os.getpid()}}}\n")
     out = project / "runs"
     with pytest.raises(KeyboardInterrupt):
-        reproduce.run("good", only=["01"], out=out)
+        reproduce.run("runner", only=["01"], out=out)
     nb = nbformat.read(out / "01_fails.ipynb", as_version=4)
     assert nb.metadata.papermill["status"] == "interrupted"
     assert (out / "01_fails.ipynb").read_text().endswith("}\n"), "written whole, as nbformat.write would"
@@ -208,7 +212,7 @@ def test_an_interrupted_notebook_is_marked_interrupted(project):
 
 def test_a_second_run_into_the_same_folder_is_refused(project):
     out = project / "runs"
-    with reproduce.lock_folder(out), pytest.raises(reproduce.ReproduceError, match="another reproduce run"):
+    with reproduce.lock_folder(out), pytest.raises(ValueError, match="another reproduce run"):
         reproduce.run("good", only=["00"], out=out)
     assert reproduce.run("good", only=["00"], out=out)[0]["status"] == "ok", "the lock goes with its run"
 

@@ -39,10 +39,13 @@ __all__ = [
     "ReIDData",
     "load_dataset",
     "load_or_generate",
+    "check_evaluable",
     "detect_dataset",
     "ImageDataset",
     "PairDataset",
     "read_image",
+    "read_mask",
+    "check_files",
     "sample_keys",
 ]
 
@@ -263,6 +266,45 @@ def read_image(path: Path) -> Image.Image:
         raise ImageReadError(f"cannot read image {path}: {err}") from err
 
 
+def read_mask(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """A mask PNG as a uint8 array [H, W]; one that cannot be decoded, or whose ``size``
+    (width, height) differs from its image's, raises ImageReadError naming it: a stretched
+    mask would put the person where the image does not show it."""
+    try:
+        with Image.open(path) as m:
+            if size is not None and m.size != tuple(size):
+                raise ImageReadError(f"mask {path} is {m.size[0]} x {m.size[1]} pixels but its image is "
+                                     f"{size[0]} x {size[1]}; draw the masks at the images' size "
+                                     "(python -m casn_lite data synth writes both)")
+            return np.array(m, dtype=np.uint8)
+    except ImageReadError:
+        raise
+    except (OSError, UnidentifiedImageError, ValueError) as err:
+        raise ImageReadError(f"cannot read mask {path}: {err}") from err
+
+
+def check_files(data: ReIDData, decode: bool = False, limit: int = 5) -> list[str]:
+    """Every image of ``data`` that cannot be read, as "path: reason": empty files, files that
+    are not images (e.g. text named .jpg) and, with ``decode``, images whose pixels cannot be
+    decoded (truncated), and SynthPeople masks that are missing, broken or of another size."""
+    problems = []
+    masks = data.name == "SynthPeople"
+    for sample in data.train + data.query + data.gallery:
+        try:
+            if Path(sample.path).stat().st_size == 0:
+                raise ImageReadError(f"{sample.path} is empty (0 bytes)")
+            if decode:
+                image = read_image(sample.path)
+                if masks:
+                    read_mask(data.mask_path(sample), image.size)
+            else:
+                with Image.open(sample.path) as im:  # the header only: fast
+                    im.size  # noqa: B018
+        except (ImageReadError, OSError, UnidentifiedImageError) as err:
+            problems.append(str(err) if str(sample.path) in str(err) else f"{sample.path}: {err}")
+    return problems
+
+
 class ImageDataset(Dataset):
     """Samples as a torch dataset of dicts: image, pid, camid, index (and mask, if asked).
 
@@ -286,8 +328,7 @@ class ImageDataset(Dataset):
         if self.mask_of is None:
             item["image"] = self.transform(image) if self.transform else image
             return item
-        with Image.open(self.mask_of(s)) as m:
-            mask = tv_tensors.Mask(torch.from_numpy(np.array(m, dtype=np.uint8)))
+        mask = tv_tensors.Mask(torch.from_numpy(read_mask(self.mask_of(s), image.size)))
         if self.transform:
             image, mask = self.transform(image, mask)
         item["image"], item["mask"] = image, mask
@@ -324,10 +365,28 @@ def load_or_generate(data_root: str | Path | None, config=None) -> ReIDData:
     """What every notebook starts with: the dataset at ``data_root`` or, when it is None,
     SynthPeople with ``config``, generated once under ``casn_lite.DATA_DIR`` and reused."""
     if data_root is not None:
-        return load_dataset("auto", data_root)
+        return check_evaluable(load_dataset("auto", data_root))
     from .. import DATA_DIR
     from .synth import SynthConfig, ensure_synthpeople
 
     cfg = config or SynthConfig()
     name = f"synthpeople-{cfg.train_ids}-{cfg.test_ids}-{cfg.cameras}-{cfg.images_per_camera}-{cfg.height}x{cfg.width}-s{cfg.seed}"
     return load_dataset("synthpeople", ensure_synthpeople(DATA_DIR / name, cfg))
+
+
+def check_evaluable(data: ReIDData) -> ReIDData:
+    """Refuse, before any training, a dataset whose test split cannot be scored (no query has
+    a gallery image of its identity from another camera: one camera, or disjoint identities),
+    and warn when fewer than half of its queries can be (the scores would rest on them alone)."""
+    from ..evaluation import count_valid_queries, warn_if_few_valid
+
+    valid = count_valid_queries([s.pid for s in data.query], [s.pid for s in data.gallery],
+                                [s.camid for s in data.query], [s.camid for s in data.gallery])
+    if valid == 0:
+        cameras = len({s.camid for s in data.query + data.gallery})
+        raise DatasetLayoutError(
+            f"{data.root}: no query has a gallery image of its identity from another camera "
+            f"({cameras} camera{'s' if cameras != 1 else ''} in the test split), so nothing could be scored; "
+            "re-ID evaluation needs each query's identity in the gallery from a second camera")
+    warn_if_few_valid(valid, len(data.query), "the scores will rest")
+    return data

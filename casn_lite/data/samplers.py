@@ -69,7 +69,9 @@ class IdentitySampler(_EpochSeeded, Sampler[int]):
         for i, pid in enumerate(pids):
             self.index_of[int(pid)].append(i)
         if len(self.index_of) < self.ids_per_batch:
-            raise ValueError(f"{len(self.index_of)} identities cannot fill {self.ids_per_batch} per batch")
+            raise ValueError(f"{len(self.index_of)} identities cannot fill {self.ids_per_batch} per batch "
+                             f"(batch_size {batch_size} / num_instances {num_instances}); lower batch_size "
+                             "or raise num_instances (train: --batch-size, --num-instances)")
         k = num_instances
         self._length = sum(-(-len(v) // k) * k for v in self.index_of.values())  # ceil to a multiple of K
 

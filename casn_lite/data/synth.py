@@ -652,10 +652,12 @@ def _available_memory() -> int | None:
 
 
 def _staging_folder(out: Path) -> Path:
-    """A new hidden folder beside ``out`` (same file system: moving it in is a rename)."""
+    """A new hidden folder beside ``out`` (same file system: moving it in is a rename), or
+    inside it when ``out`` is a mount point (another file system than its parent's)."""
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        beside = out if out.is_dir() and out.stat().st_dev != out.parent.stat().st_dev else out.parent
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=beside))
     except OSError as err:
         raise ValueError(f"cannot write to {out.parent}: {err.strerror or err}; choose another --out") from None
 
@@ -679,7 +681,7 @@ def generate(out: str | Path, config: SynthConfig | None = None, progress: bool 
     The set is drawn beside ``out`` and moved in when complete; a set already there is replaced
     only then."""
     cfg = config or SynthConfig()
-    out = Path(out)
+    out = Path(out).expanduser().resolve()  # through symbolic links: drawn beside the real folder
     _check_target(out)
     check_memory(cfg)
     staging = _staging_folder(out)
