@@ -241,7 +241,9 @@ viz.jpeg(viz.show_pairs(p1[order], p2[order], p_same[order].tolist(), sa.attenti
 # 3. **resize** that span to `profile_length` values: $M^*_m$.
 
 # %%
-positive, negative = order[0], order[-1]
+has_attention = sa.valid.cpu()  # pairs whose two maps are not empty (an empty map has no profile)
+positive = next((i for i in order if p_same[i] and has_attention[i]), order[0])
+negative = next((i for i in order if not p_same[i] and has_attention[i]), order[-1])
 for i, kind in ((positive, "a positive pair"), (negative, "a negative pair")):
     display(viz.jpeg(viz.show_profile_steps(p1[i], p2[i], sa.attention1[i], sa.attention2[i], profile_threshold,
                                             profile_length, title=kind), quality=85))
@@ -319,9 +321,12 @@ for key, label, higher, scale, unit in (("positive_distance", "same-person profi
 
 # %% tags=["exercise"]
 def kept_rows(profile, threshold):
-    """(first, last) index of the rows of a 1-D ``profile`` above ``threshold`` x its maximum."""
+    """(first, last) index of the rows of a 1-D ``profile`` above ``threshold`` x its maximum;
+    an all-zero profile (an empty map) has nothing above it and keeps every row."""
     # BEGIN SOLUTION
     above = torch.nonzero(profile > threshold * profile.max()).flatten()
+    if len(above) == 0:
+        return 0, len(profile) - 1
     return int(above[0]), int(above[-1])
     # END SOLUTION
 
@@ -331,6 +336,7 @@ def kept_rows(profile, threshold):
 toy = torch.tensor([0.0, 0.1, 0.5, 1.0, 0.3, 0.05])
 assert kept_rows(toy, 0.2) == (2, 4), "rows 2-4 are above 0.2 x 1.0"
 assert kept_rows(toy, 0.0) == (1, 5), "0 keeps every row with any attention"
+assert kept_rows(torch.zeros(4), 0.2) == (0, 3), "an empty map keeps every row"
 profile = horizontal_profile(upsample(sa.attention1[positive:positive + 1].detach().cpu(), (height, width)))[0]
 first_row, last_row = kept_rows(profile, profile_threshold)
 reference = profile_span(profile[None], profile_threshold)
