@@ -38,6 +38,7 @@ from .distributed import LossStep, default_device, is_distributed, is_main_proce
 from .evaluation import evaluate_ranking, pairwise_distance, warn_if_few_valid
 from .files import save_torch, sweep_stale
 from .losses import CASNLoss
+from .models import plain_values
 
 __all__ = [
     "TrainConfig", "TrainingDiverged", "default_device", "seed_everything", "fit", "train_one_epoch", "default_loss",
@@ -160,21 +161,6 @@ def _set_rng_state(state: dict) -> None:
 def _as_tuples(value):
     """Python's RNG state with its tuples back (a list, once saved and loaded, must be a tuple again)."""
     return tuple(_as_tuples(v) for v in value) if isinstance(value, list | tuple) else value
-
-
-def _plain(value):
-    """A history record or setting as plain values (numbers, strings, lists, dicts): what
-    ``torch.load(weights_only=True)`` reads without running code. NumPy and torch numbers and
-    arrays become numbers and lists; anything else its string."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray | np.generic | torch.Tensor):
-        return _plain(value.tolist())
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
 
 
 def _save_atomically(obj: dict, path: Path) -> None:
@@ -484,8 +470,8 @@ def _save_checkpoint(ckpt_dir: Path, step: LossStep, optimizer, scheduler, histo
     _save_atomically({"model": step.model.state_dict(),
                       "loss": step.loss.state_dict() if step.loss is not None else {},
                       "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                      "rng": _rng_state(), "epoch": len(history) - 1, "history": _plain(history),
-                      "config": _plain(asdict(cfg)), "identity": identity}, ckpt_dir / "last.pt")
+                      "rng": _rng_state(), "epoch": len(history) - 1, "history": plain_values(history),
+                      "config": plain_values(asdict(cfg)), "identity": identity}, ckpt_dir / "last.pt")
 
 
 class JointLoader:

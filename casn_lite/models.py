@@ -27,7 +27,7 @@ from torch import nn
 from .files import save_torch
 
 __all__ = ["ReIDOutput", "IDE", "PCB", "SiameseHead", "build_model", "PretrainedWeightsUnavailable",
-           "BACKBONES", "ARCHS", "save_checkpoint", "load_checkpoint"]
+           "BACKBONES", "ARCHS", "save_checkpoint", "load_checkpoint", "plain_values"]
 
 BACKBONES = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}  # name -> channels of conv5
 
@@ -197,20 +197,21 @@ def save_checkpoint(model: nn.Module, path: str | Path, input_size: tuple[int, i
         raise ValueError("save_checkpoint needs a model made by build_model (it records how to rebuild it)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"format": CHECKPOINT_FORMAT, "version": 1, "build_args": _plain(model.build_args),
-             "input_size": [int(v) for v in input_size], "state_dict": model.state_dict(), "info": _plain(info)}
+    state = {"format": CHECKPOINT_FORMAT, "version": 1, "build_args": plain_values(model.build_args),
+             "input_size": [int(v) for v in input_size], "state_dict": model.state_dict(), "info": plain_values(info)}
     return save_torch(state, path)  # under a temporary name, removed whatever stops the write
 
 
-def _plain(value):
-    """``value`` as plain Python values: numpy and torch numbers and arrays become numbers and
-    lists, tuples become lists, anything else its string."""
+def plain_values(value):
+    """``value`` as plain Python values (numbers, strings, lists, dicts), what
+    ``torch.load(weights_only=True)`` reads without running code: numpy and torch numbers and
+    arrays become numbers and lists, tuples become lists, anything else its string."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain_values(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain_values(v) for v in value]
     if isinstance(value, np.ndarray | np.generic | torch.Tensor):
-        return _plain(value.tolist())
+        return plain_values(value.tolist())
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return str(value)
