@@ -23,9 +23,9 @@ from torch import nn
 
 from .data.datasets import sample_keys
 from .engine import TrainConfig, fit, seed_everything, set_epoch
-from .files import save_torch, sweep_stale
 from .losses import CASNLoss
-from .models import build_model
+from .models import build_model, default_embed_dim
+from .saving import save_torch, sweep_stale
 
 __all__ = ["VARIANTS", "PAPER_TABLE3", "variant_names", "variant_loss", "checkpoint_folder", "train_from",
            "aggregate",
@@ -179,7 +179,7 @@ def ide_start(data, cfg: StartConfig, train_loader, device: torch.device,
     ``data`` with ``cfg``'s size, batch, seed and erasing). Trained once per configuration and kept
     in ``cache_dir`` (None: no cache), so notebooks 02-05 and the study share it. Returns the
     model and ``{"history", "seconds", "cached", "key"}``."""
-    cfg = replace(cfg, embed_dim=cfg.embed_dim or (512 if cfg.arch == "ide" else 256))  # None: the default
+    cfg = replace(cfg, embed_dim=default_embed_dim(cfg.arch, cfg.embed_dim))  # None: the architecture's
     fingerprint = data_fingerprint(data)
     key = _start_key(fingerprint, cfg)
     path = Path(cache_dir) / f"ide-start-{key}.pt" if cache_dir else None

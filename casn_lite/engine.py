@@ -36,9 +36,9 @@ from .attention_metrics import evaluate_attention  # re-exported: the notebooks 
 from .data.datasets import sample_keys
 from .distributed import LossStep, default_device, is_distributed, is_main_process
 from .evaluation import evaluate_ranking, pairwise_distance, warn_if_few_valid
-from .files import save_torch, sweep_stale
 from .losses import CASNLoss
 from .models import plain_values
+from .saving import save_torch, sweep_stale
 
 __all__ = [
     "TrainConfig", "TrainingDiverged", "default_device", "seed_everything", "fit", "train_one_epoch", "default_loss",
@@ -164,7 +164,7 @@ def _as_tuples(value):
 
 
 def _save_atomically(obj: dict, path: Path) -> None:
-    """Write to a temporary file of this process, then rename (``files.save_torch``): an
+    """Write to a temporary file of this process, then rename (``saving.save_torch``): an
     interrupted save never leaves a broken file nor, after SIGTERM or a full disk, its
     temporary file, and two runs saving at once never write into the same temporary file."""
     save_torch(obj, path)

@@ -24,10 +24,10 @@ import torch
 import torchvision
 from torch import nn
 
-from .files import save_torch
+from .saving import save_torch
 
 __all__ = ["ReIDOutput", "IDE", "PCB", "SiameseHead", "build_model", "PretrainedWeightsUnavailable",
-           "BACKBONES", "ARCHS", "save_checkpoint", "load_checkpoint", "plain_values"]
+           "BACKBONES", "ARCHS", "EMBED_DIMS", "default_embed_dim", "save_checkpoint", "load_checkpoint", "plain_values"]
 
 BACKBONES = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}  # name -> channels of conv5
 
@@ -161,7 +161,13 @@ class PCB(nn.Module):
         return self.forward_head(self.trunk(images))
 
 
-ARCHS = {"ide": IDE, "pcb": PCB}
+ARCHS = {"ide": IDE, "pcb": PCB}  # every architecture, by the name profiles and commands use
+EMBED_DIMS = {"ide": 512, "pcb": 256}  # each one's embedding size when none is given (PCB: per stripe)
+
+
+def default_embed_dim(arch: str, embed_dim: int | None = None) -> int:
+    """``embed_dim``, or the architecture's default when it is None (or 0)."""
+    return embed_dim or EMBED_DIMS[arch]
 
 
 def build_model(arch: str = "ide", backbone: str = "resnet50", num_classes: int = 751,
@@ -176,7 +182,7 @@ def build_model(arch: str = "ide", backbone: str = "resnet50", num_classes: int 
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
     if pretrained == "auto":
         pretrained, fallback_to_scratch = True, True
-    embed_dim = embed_dim or (512 if arch == "ide" else 256)
+    embed_dim = default_embed_dim(arch, embed_dim)
     model = ARCHS[arch](num_classes, backbone, bool(pretrained), last_stride, embed_dim, dropout,
                         fallback_to_scratch)
     # how to build it again, for save_checkpoint (weights come from the checkpoint, not ImageNet)

@@ -45,7 +45,7 @@ import yaml
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import CaselessStrEnum, default
 
-from . import files, signals
+from . import files, saving, signals
 from .pairs import check_pair
 
 __all__ = ["NOTEBOOK_DIR", "PROFILE_DIR", "KERNEL", "notebooks", "profiles", "plan", "run", "ReproduceError",
@@ -411,8 +411,8 @@ def _execute_now(job: Job, out: Path, kernel: str, cwd: str) -> dict:
     result = {"notebook": job.source.stem, "parameters": job.parameters, "status": "ok"}
     stop: KeyboardInterrupt | None = None
     executed = out / f"{job.source.stem}.ipynb"
-    with files.temporary(out / f"{job.source.stem}.source.ipynb", ".ipynb") as source_nb, \
-            files.temporary(executed, ".ipynb") as partial:
+    with saving.temporary(out / f"{job.source.stem}.source.ipynb", ".ipynb") as source_nb, \
+            saving.temporary(executed, ".ipynb") as partial:
         nbformat.write(jupytext.read(job.source), source_nb)
         try:
             papermill.execute_notebook(source_nb, partial, parameters=job.parameters, kernel_name=kernel, cwd=cwd,
@@ -526,8 +526,8 @@ def _mark_interrupted(executed: Path) -> None:
 
 
 def _write_text(path: Path, text: str) -> None:
-    """Write a file under a temporary name, then move it into place (``files.write_text``)."""
-    files.write_text(path, text)
+    """Write a file under a temporary name, then move it into place (``saving.write_text``)."""
+    saving.write_text(path, text)
 
 
 def _write_notebook(path: Path, nb: nbformat.NotebookNode) -> None:
@@ -604,7 +604,7 @@ def run(profile: str, only: list[str] | None = None, data_root: str | None = Non
     out = Path(out) if out else default_out(profile, data_root, arch, smoke)
     _quiet_once_stopped()
     with signals.stop_on_signals(), lock_folder(out):
-        files.sweep_stale(out)  # what a killed run left
+        saving.sweep_stale(out)  # what a killed run left
         if smoke:
             _prepare_smoke(planned, out)
         results = _run_planned(planned, profile, out, kernel, restart or smoke, jobs)
@@ -737,7 +737,7 @@ def _forget_checkpoints(job: Job, out: Path) -> None:
 
 def lock_folder(out: Path):
     """Create ``out`` and hold a lock on it while a run writes there; a second run (``reproduce``
-    or ``train``) is refused (``files.lock_folder``)."""
+    or ``train``) is refused (``casn_lite.files.lock_folder``)."""
     return files.lock_folder(out, "reproduce")
 
 

@@ -23,8 +23,9 @@ from .ablation import VARIANTS, variant_loss
 from .data import SynthConfig, load_or_generate, pair_loader, reid_loaders
 from .distributed import cleanup, init_distributed, is_main_process, replicas_agree
 from .engine import JointLoader, TrainConfig, TrainingDiverged, evaluate, fit, seed_everything
-from .files import lock_folder, sweep_stale, write_text
+from .files import lock_folder
 from .models import build_model, save_checkpoint
+from .saving import sweep_stale, write_text
 
 __all__ = ["add_arguments", "train", "check_arguments"]
 
