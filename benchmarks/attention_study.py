@@ -37,6 +37,7 @@ import torch
 from casn_lite.ablation import (
     StartConfig,
     ide_start,
+    start_loaders,
     train_from,
     true_class_probability,
     variant_loss,
@@ -45,7 +46,6 @@ from casn_lite.data import (
     SynthConfig,
     load_or_generate,
     pair_loader,
-    reid_loaders,
     test_pair_loader,
 )
 from casn_lite.engine import JointLoader, TrainConfig, evaluate, evaluate_attention
@@ -131,9 +131,9 @@ def run_setting_seed(name: str, s: Setting, seed: int, data, device, records: li
             todo.append(variant)
     if not todo:
         return
-    loaders = reid_loaders(data, s.height, s.width, 32, 4, seed, erase_p=s.erase_p)
     start_cfg = StartConfig(height=s.height, width=s.width, epochs=s.ide_epochs, seed=seed, erase_p=s.erase_p)
-    start, info = ide_start(data, start_cfg, loaders.train, device, progress=False)
+    loaders = start_loaders(data, start_cfg, device)
+    start, info = ide_start(data, start_cfg, device, progress=False)
     p_true = true_class_probability(start, data, s.height, s.width, device)
     pairs = pair_loader(data, s.height, s.width, s.pairs_per_batch, len(loaders.train), seed=seed, erase_p=s.erase_p)
     joint = JointLoader(loaders.train, pairs)
@@ -147,7 +147,7 @@ def run_setting_seed(name: str, s: Setting, seed: int, data, device, records: li
         run = train_from(start, joint, cfg, loss, device, seed, head_warmup=s.head_warmup)
         warmup = run["warmup"]
         retrieval = evaluate(run["model"], loaders.query, loaders.gallery, device)
-        attention = evaluate_attention(run["model"], test_pairs, device, head=loss.head)
+        attention = evaluate_attention(run["model"], test_pairs, device, head=loss.head).as_dict()
         last = run["history"][-1]
         write({"setting": name, **asdict(s), "seed": seed, "variant": variant, "protocol": PROTOCOL,
                **{k: retrieval[k] for k in ("mAP", "rank1", "mINP", "num_valid_queries")},

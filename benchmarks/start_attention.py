@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         epoch = epochs_done[0]
         if epoch % args.every and epoch != args.epochs:
             return {}
-        attention = evaluate_attention(m, pairs, device)
+        attention = evaluate_attention(m, pairs, device).as_dict()
         lift, empty = training_lift(m, probe, device)
         row = {"epoch": epoch, "erase_p": args.erase_p, "seed": args.seed, "epochs": args.epochs,
                "mAP": evaluate(m, loaders.query, loaders.gallery, device)["mAP"],

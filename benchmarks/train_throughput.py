@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from casn_lite.ablation import variant_loss
 from casn_lite.data import SynthConfig, load_or_generate, pair_loader, reid_loaders
-from casn_lite.engine import JointLoader, TrainConfig, fit, make_optimizer, set_epoch
+from casn_lite.engine import JointLoader, Runtime, TrainConfig, fit, make_optimizer, set_epoch
 from casn_lite.models import build_model
 
 
@@ -79,9 +79,14 @@ def bare_loop(model, batch_size, size, device, amp, channels_last, steps, warmup
     return steps * batch_size / (time.perf_counter() - tic)
 
 
+def runtime(amp: bool, channels_last: bool) -> Runtime:
+    """bf16 autocast and channels_last on (wherever the run is) or off."""
+    return Runtime(amp="always" if amp else "never", channels_last="always" if channels_last else "never")
+
+
 def engine_epoch(model, loader, loss_fn, device, amp, channels_last) -> float:
     """Images per second of fit's second epoch (the first warms up), as fit measures it."""
-    cfg = TrainConfig(epochs=2, optimizer="adam", lr=1e-4, amp=amp, channels_last=channels_last,
+    cfg = TrainConfig(epochs=2, optimizer="adam", lr=1e-4, runtime=runtime(amp, channels_last),
                       progress=False, schedule="constant")
     history = fit(model, loader, cfg, loss_fn, device)
     return history[-1]["images_per_s"]
@@ -92,7 +97,8 @@ def profile_ide(model, loader, device, amp):
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    cfg = TrainConfig(epochs=1, optimizer="adam", lr=1e-4, amp=amp, progress=False, schedule="constant")
+    cfg = TrainConfig(epochs=1, optimizer="adam", lr=1e-4, runtime=runtime(amp, False), progress=False,
+                      schedule="constant")
     with profile(activities=activities) as prof:
         fit(model, loader, cfg, variant_loss("IDE"), device)
     sort = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"

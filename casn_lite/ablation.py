@@ -22,22 +22,19 @@ import torch
 from torch import nn
 
 from .data.datasets import sample_keys
-from .engine import TrainConfig, fit, seed_everything, set_epoch
-from .losses import CASNLoss
+from .data.loaders import Loaders, reid_loaders
+from .engine import Runtime, TrainConfig, fit, seed_everything, set_epoch
+from .losses import VARIANTS, variant_loss, variant_names
 from .models import build_model, default_embed_dim
 from .saving import save_torch, sweep_stale
 
 __all__ = ["VARIANTS", "PAPER_TABLE3", "variant_names", "variant_loss", "checkpoint_folder", "train_from",
            "aggregate",
-           "markdown_table", "StartConfig", "data_fingerprint", "ide_start", "START_CACHE",
+           "markdown_table", "StartConfig", "start_loaders", "data_fingerprint", "ide_start", "START_CACHE",
            "true_class_probability"]
 
 # where trained IDE starts are kept, keyed by everything that determines them
 START_CACHE = Path(os.environ.get("CASN_LITE_CACHE", Path(__file__).resolve().parents[1] / "runs" / "cache"))
-
-# the paper's names -> (IA on, SA on); the architecture is in the name
-VARIANTS = {"IDE": (False, False), "IDE+IA": (True, False), "IDE+SA": (False, True), "CASN(IDE)": (True, True),
-            "PCB": (False, False), "PCB+IA": (True, False), "PCB+SA": (False, True), "CASN(PCB)": (True, True)}
 
 # Rank-1 / mAP (%) from the paper's Table 3 (real data, ImageNet-pretrained ResNet-50).
 PAPER_TABLE3 = {
@@ -50,21 +47,6 @@ PAPER_TABLE3 = {
     "PCB+SA": {"CUHK03-NP det": (69.9, 64.2), "DukeMTMC-reID": (86.8, 73.5), "Market-1501": (94.1, 82.6)},
     "CASN(PCB)": {"CUHK03-NP det": (71.5, 64.4), "DukeMTMC-reID": (87.7, 73.7), "Market-1501": (94.4, 82.8)},
 }
-
-
-def variant_names(arch: str = "ide") -> list[str]:
-    """The four variants of one architecture, in the paper's order."""
-    base = arch.upper()
-    return [base, f"{base}+IA", f"{base}+SA", f"CASN({base})"]
-
-
-def variant_loss(name: str, **options) -> CASNLoss:
-    """The ``CASNLoss`` of a variant by its paper name; ``options`` are CASNLoss's keywords
-    (``feature_dim``, ``hidden_dim``, ``settings=CASNSettings(...)``, or a setting by name)."""
-    if name not in VARIANTS:
-        raise ValueError(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
-    ia, sa = VARIANTS[name]
-    return CASNLoss(ia=ia, sa=sa, arch="pcb" if "PCB" in name else "ide", **options)
 
 
 def checkpoint_folder(checkpoint_dir: str | Path | None, run: str) -> Path | None:
@@ -84,10 +66,8 @@ def train_from(start: nn.Module, loader, cfg: TrainConfig, loss_fn, device: torc
     seed_everything(seed)
     model = copy.deepcopy(start)
     head = getattr(loss_fn, "head", None)
-    if head is not None:  # a fresh head drawn from this seed, whatever ran before
-        for layer in head.modules():
-            if hasattr(layer, "reset_parameters"):
-                layer.reset_parameters()
+    if head is not None:
+        loss_fn.reset_head()  # a fresh head drawn from this seed, whatever ran before
     warmup: list[float] = []
     tic = time.perf_counter()
     if head_warmup and head is not None:
@@ -140,9 +120,11 @@ def markdown_table(summary: dict, columns: dict[str, str], percent: set[str],
 
 
 # --------------------------------------------------------------------------- the shared IDE start
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StartConfig:
-    """Everything that determines a trained IDE start, besides the data."""
+    """Everything that determines a trained IDE start, besides the data; by keyword only.
+    Its training loaders come from it too (``start_loaders``), so the start cached under
+    this configuration is the one trained on what it says."""
 
     arch: str = "ide"
     backbone: str = "resnet18"
@@ -157,7 +139,7 @@ class StartConfig:
     pretrained: bool | str = False
     last_stride: int = 1
     embed_dim: int | None = None
-    erase_p: float = 0.5  # random erasing of the training images (the loader must use the same)
+    erase_p: float = 0.5  # random erasing of the training images
 
 
 def data_fingerprint(data) -> str:
@@ -167,21 +149,42 @@ def data_fingerprint(data) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _start_key(fingerprint: str, cfg: StartConfig) -> str:
-    text = json.dumps({"data": fingerprint, **asdict(cfg)}, sort_keys=True)
+def _start_key(fingerprint: str, cfg: StartConfig, runtime_changes: dict | None = None) -> str:
+    text = json.dumps({"data": fingerprint, **asdict(cfg), **(runtime_changes or {})}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def ide_start(data, cfg: StartConfig, train_loader, device: torch.device,
-              cache_dir: str | Path | None = START_CACHE, progress: bool = True) -> tuple[nn.Module, dict]:
+def _runtime_changes(runtime: Runtime, cfg: StartConfig, device: torch.device) -> dict:
+    """What of the runtime changes a start's weights, when it does: bf16 training, an epoch
+    cap. (None of it for a full fp32 run, so such starts keep the key they always had.)"""
+    changes = {}
+    if runtime.uses("amp", device):
+        changes["bf16"] = True
+    if runtime.max_epochs is not None and runtime.max_epochs < cfg.epochs:
+        changes["max_epochs"] = runtime.max_epochs
+    return changes
+
+
+def start_loaders(data, cfg: StartConfig, device: torch.device, runtime: Runtime | None = None,
+                  num_workers: int = 0) -> Loaders:
+    """The loaders of ``cfg``'s size, batch, identities per batch, seed and erasing: the start
+    trains on their training batches, and so do the variants trained from it."""
+    runtime = runtime or Runtime()
+    return reid_loaders(data, cfg.height, cfg.width, cfg.batch_size, cfg.num_instances, cfg.seed, num_workers,
+                        in_memory=runtime.in_memory, device=device, erase_p=cfg.erase_p)
+
+
+def ide_start(data, cfg: StartConfig, device: torch.device, runtime: Runtime | None = None,
+              cache_dir: str | Path | None = START_CACHE, progress: bool = True,
+              num_workers: int = 0) -> tuple[nn.Module, dict]:
     """The IDE start every attention variant trains from: ``cfg.epochs`` of L_ide from
-    scratch (Adam or SGD, one warm-up epoch, cosine decay), on ``train_loader`` (built from
-    ``data`` with ``cfg``'s size, batch, seed and erasing). Trained once per configuration and kept
-    in ``cache_dir`` (None: no cache), so notebooks 02-05 and the study share it. Returns the
-    model and ``{"history", "seconds", "cached", "key"}``."""
+    scratch (Adam or SGD, one warm-up epoch, cosine decay), on ``start_loaders(data, cfg)``.
+    Trained once per configuration and kept in ``cache_dir`` (None: no cache), so notebooks
+    02-05 and the study share it. Returns the model and ``{"history", "seconds", "cached", "key"}``."""
+    runtime = runtime or Runtime()
     cfg = replace(cfg, embed_dim=default_embed_dim(cfg.arch, cfg.embed_dim))  # None: the architecture's
     fingerprint = data_fingerprint(data)
-    key = _start_key(fingerprint, cfg)
+    key = _start_key(fingerprint, cfg, _runtime_changes(runtime, cfg, device))
     path = Path(cache_dir) / f"ide-start-{key}.pt" if cache_dir else None
     seed_everything(cfg.seed)
     model = build_model(cfg.arch, cfg.backbone, num_classes=data.num_train_pids, pretrained=cfg.pretrained,
@@ -192,10 +195,11 @@ def ide_start(data, cfg: StartConfig, train_loader, device: torch.device,
             model.load_state_dict(state["model"])
             return model.to(device), {"history": state["history"], "seconds": 0.0, "cached": True, "key": key}
     train = TrainConfig(epochs=cfg.epochs, optimizer=cfg.optimizer, lr=cfg.lr, schedule="cosine",
-                        warmup_epochs=min(1.0, cfg.epochs / 2), progress=progress,
+                        warmup_epochs=min(1.0, cfg.epochs / 2), runtime=runtime, progress=progress,
                         desc=f"IDE start, seed {cfg.seed}")
     tic = time.perf_counter()
-    history = fit(model, train_loader, train, variant_loss(cfg.arch.upper()), device)
+    loader = start_loaders(data, cfg, device, runtime, num_workers).train
+    history = fit(model, loader, train, variant_loss(variant_names(cfg.arch)[0]), device)
     seconds = time.perf_counter() - tic
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,8 @@ masks the share of attention on the person and on the identity cue (``mass_share
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import torch
 from torch import nn
 
@@ -19,10 +21,37 @@ from .attention import (
     similarity_attention,
     upsample,
 )
-from .distributed import default_device
+from .devices import default_device
 from .losses import attention_distance, siamese_attention
 
-__all__ = ["evaluate_attention", "attention_lift"]
+__all__ = ["evaluate_attention", "attention_lift", "AttentionReport"]
+
+
+@dataclass(frozen=True)
+class AttentionReport:
+    """What ``evaluate_attention`` measures, one field per quantity (None: not measured,
+    because the pairs have no masks or no Siamese head was given; NaN: nothing to average,
+    such as every map empty). ``as_dict()`` gives the measured ones, for a table's row."""
+
+    positive_distance: float  # mean ||M*_m1 - M*_m2||_2, same-person pairs (similarity attention)
+    negative_distance: float  # the same over different-person pairs
+    empty: float  # share of similarity maps with no attention at all
+    class_empty: float  # share of class Grad-CAM maps (top training identity) that are empty
+    sa_positive_distance: float | None = None  # SA's own attention (with the head), same-person pairs
+    sa_empty: float | None = None  # share of same-person pairs where SA's maps are empty
+    on_person: float | None = None  # similarity attention: mean share of its mass on the person
+    person_lift: float | None = None  # on_person / person_area (1: an even spread)
+    on_cue: float | None = None  # ... on the identity cue
+    cue_lift: float | None = None
+    class_on_person: float | None = None  # the same for the class Grad-CAM
+    class_person_lift: float | None = None
+    class_on_cue: float | None = None
+    class_cue_lift: float | None = None
+    person_area: float | None = None  # the person's mean share of the image
+    cue_area: float | None = None  # the cue's
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 def _class_attention(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -46,7 +75,7 @@ def attention_lift(share: torch.Tensor, area: torch.Tensor) -> float:
 
 def evaluate_attention(model: nn.Module, pair_loader, device: torch.device | None = None,
                        threshold: float | None = 0.2, length: int = 32,
-                       head: nn.Module | None = None, indicator: str = "margin") -> dict:
+                       head: nn.Module | None = None, indicator: str = "margin") -> AttentionReport:
     """Attention measured, not only shown, on pairs of test images from two cameras:
 
     * ``positive_distance`` / ``negative_distance``: mean ||M*_m1 - M*_m2||_2 of the
@@ -62,6 +91,8 @@ def evaluate_attention(model: nn.Module, pair_loader, device: torch.device | Non
       ``class_person_lift``, ``class_on_cue``, ``class_cue_lift``;
     * with the Siamese ``head``: ``sa_positive_distance`` and ``sa_empty``, SA's own
       attention (Grad-CAM of <alpha, f_i>) on the same-person pairs.
+
+    Returns an ``AttentionReport``.
     """
     device = device or default_device()
     model.to(device).eval()
@@ -118,4 +149,4 @@ def evaluate_attention(model: nn.Module, pair_loader, device: torch.device | Non
     if "person_area" in col:
         result["person_area"] = col["person_area"].mean().item()
         result["cue_area"] = col["cue_area"].mean().item()
-    return result
+    return AttentionReport(**result)

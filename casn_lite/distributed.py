@@ -3,8 +3,8 @@
     torchrun --nproc_per_node 4 -m casn_lite train --variant "CASN(IDE)" ...
 
 ``init_distributed`` joins the process group torchrun describes in the environment (NCCL
-on GPUs, gloo on CPU) and picks this process's device. ``fit`` holds the model and the
-loss in one ``LossStep`` and, under torchrun, wraps it in DDP, so every forward a CASN step
+on GPUs, gloo on CPU) and picks this process's device. ``engine.fit`` holds the model and
+the loss in one ``engine.LossStep`` and, under torchrun, wraps it in DDP, so every forward a CASN step
 makes (the masked images, the pairs, the Grad-CAM passes) happens inside one DDP forward
 and the gradients of the model and of the Siamese head are averaged across processes. Samplers are sharded with
 ``sampler.shard(rank, world)``: each process trains on its own batches.
@@ -18,13 +18,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["default_device", "init_distributed", "is_distributed", "is_main_process", "LossStep", "cleanup",
-           "replicas_agree"]
+from .devices import default_device
 
-
-def default_device() -> torch.device:
-    """CUDA when present, else CPU: the device of a single process."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+__all__ = ["init_distributed", "is_distributed", "is_main_process", "cleanup", "replicas_agree"]
 
 
 def is_distributed() -> bool:
@@ -56,33 +52,6 @@ def init_distributed() -> tuple[int, int, torch.device]:
 def cleanup() -> None:
     if is_distributed():
         dist.destroy_process_group()
-
-
-class LossStep(nn.Module):
-    """The model and its loss as one module, ``batch -> (loss, terms)``: what ``fit``'s
-    optimizer trains (the Siamese head of CASN's loss included), what a checkpoint saves
-    (``model.*`` and ``loss.*``), and under torchrun what DDP wraps, so that a whole CASN
-    step (masked images, pairs, Grad-CAM) is one DDP forward.
-
-    ``loss_fn(model, batch, device) -> (loss, terms)`` is a ``CASNLoss`` or any function of
-    that form. ``progress`` (epochs trained so far, fractions too) reaches a loss that ramps
-    its weights with training (``CASNLoss.set_progress``)."""
-
-    def __init__(self, model: nn.Module, loss_fn, device: torch.device):
-        super().__init__()
-        self.model = model
-        self.loss = loss_fn if isinstance(loss_fn, nn.Module) else None  # weights of its own, if any
-        self._plain_loss_fn = None if isinstance(loss_fn, nn.Module) else loss_fn  # a plain function
-        self.device = device
-
-    @property
-    def loss_fn(self):
-        return self.loss if self.loss is not None else self._plain_loss_fn
-
-    def forward(self, batch: dict, progress: float | None = None):
-        if progress is not None and hasattr(self.loss_fn, "set_progress"):
-            self.loss_fn.set_progress(progress)
-        return self.loss_fn(self.model, batch, self.device)
 
 
 @torch.no_grad()

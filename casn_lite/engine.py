@@ -22,7 +22,7 @@ import time
 import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,20 +34,22 @@ from tqdm.auto import tqdm
 
 from .attention_metrics import evaluate_attention  # re-exported: the notebooks import it from here
 from .data.datasets import sample_keys
-from .distributed import LossStep, default_device, is_distributed, is_main_process
+from .devices import default_device
+from .distributed import is_distributed, is_main_process
 from .evaluation import evaluate_ranking, pairwise_distance, warn_if_few_valid
 from .losses import CASNLoss
 from .models import plain_values
 from .saving import save_torch, sweep_stale
 
 __all__ = [
-    "TrainConfig", "TrainingDiverged", "default_device", "seed_everything", "fit", "train_one_epoch", "default_loss",
+    "TrainConfig", "Runtime", "LossStep", "TrainingDiverged", "default_device", "seed_everything", "fit", "train_one_epoch", "default_loss",
     "make_optimizer", "make_scheduler", "extract_features", "evaluate", "load_training_state",
     "JointLoader", "evaluate_attention", "set_epoch", "CheckpointMismatch", "CheckpointRefused", "run_identity",
     "epoch_line", "describe_data",
 ]
 
-LossFn = Callable[[nn.Module, dict, torch.device], tuple[torch.Tensor, dict[str, float]]]
+# loss_fn(model, batch, device, progress) -> (loss, terms); progress: epochs trained so far
+LossFn = Callable[[nn.Module, dict, torch.device, float], tuple[torch.Tensor, dict[str, float]]]
 
 
 class CheckpointMismatch(ValueError):
@@ -56,6 +58,47 @@ class CheckpointMismatch(ValueError):
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How a run uses the machine, not what it learns: every difference between the CPU path
+    and the GPU path is one of these settings, which a profile sets (the notebooks' ``runtime``
+    parameter). The defaults take the fast branches on a GPU only; a smoke run sets them so
+    that the CPU takes the GPU's branches (``casn_lite.tooling.smoke``)."""
+
+    amp: str = "cuda"  # bf16 autocast around the training forward: "cuda" (on a GPU), "always", "never"
+    channels_last: str = "cuda"  # the model's weights in channels_last memory: "cuda", "always", "never"
+    in_memory: bool | str = "auto"  # images decoded once to uint8 on the device: "auto" (a GPU, when they fit)
+    max_epochs: int | None = None  # train at most this many of a run's epochs (its schedule shrinks with them)
+    step_log: str | None = None  # a JSON-lines file: one line per run, its step cost (smoke runs)
+    label: str = ""  # written on each step_log line, e.g. the notebook's number
+
+    def __post_init__(self):
+        for name in ("amp", "channels_last"):
+            if getattr(self, name) not in WHERE:
+                raise ValueError(f"runtime {name}: {getattr(self, name)!r}; choose one of {', '.join(WHERE)}")
+        if self.in_memory not in (True, False, "auto"):
+            raise ValueError(f"runtime in_memory: {self.in_memory!r}; choose True, False or 'auto'")
+
+    @classmethod
+    def from_parameters(cls, values: dict | None) -> Runtime:
+        """A notebook's ``runtime`` parameter (a mapping of these fields) as settings; a name
+        that is not one of them is an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(values or {}) - known
+        if unknown:
+            raise ValueError(f"runtime: unknown setting(s) {', '.join(sorted(unknown))}; "
+                             f"known: {', '.join(sorted(known))}")
+        return cls(**(values or {}))
+
+    def uses(self, setting: str, device: torch.device) -> bool:
+        """Whether ``amp`` or ``channels_last`` is on for ``device``."""
+        where = getattr(self, setting)
+        return where == "always" or (where == "cuda" and device.type == "cuda")
+
+
+WHERE = ("cuda", "always", "never")
 
 
 @dataclass
@@ -71,13 +114,18 @@ class TrainConfig:
     schedule: str = "step"  # "step", "cosine" or "constant"
     step_epochs: tuple[int, ...] = (30,)
     gamma: float = 0.1
-    amp: bool = True  # bf16 autocast, CUDA only
-    channels_last: bool = True  # CUDA only
+    runtime: Runtime = field(default_factory=Runtime)  # bf16, channels_last, epoch cap: how, not what
     checkpoint_dir: str | None = None
     resume: bool = False
     progress: bool = True
     desc: str = "training"  # the progress bar's label, e.g. "CASN(IDE) seed 1"
     extra: dict = field(default_factory=dict)  # anything a notebook wants saved with the run
+
+    @property
+    def epochs_to_train(self) -> int:
+        """``epochs``, or fewer under the runtime's epoch cap."""
+        cap = self.runtime.max_epochs
+        return self.epochs if cap is None else min(self.epochs, cap)
 
 
 def set_epoch(loader, epoch: int) -> None:
@@ -121,7 +169,7 @@ def _fused(optimizer_class, groups: list[dict], **options) -> torch.optim.Optimi
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
     """Per-step learning-rate factor: linear warm-up, then step decay or cosine."""
     warmup = cfg.warmup_epochs * steps_per_epoch
-    total = cfg.epochs * steps_per_epoch
+    total = cfg.epochs_to_train * steps_per_epoch
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -210,8 +258,7 @@ def run_identity(cfg: TrainConfig, trained: nn.Module, loader, loss_fn) -> dict:
     """What determines a run's result, as plain values saved in ``last.pt``: its settings
     (``cfg`` but how it is shown; ``cfg.extra`` included), and fingerprints of its training
     data, its starting weights (seed, architecture, start) and its loss."""
-    settings = {k: v for k, v in asdict(cfg).items() if k not in _RUN_CONTROL}
-    return {"settings": json.loads(json.dumps(settings, default=str)), "data": _data_fingerprint(loader),
+    return {"settings": _learned_settings(asdict(cfg)), "data": _data_fingerprint(loader),
             "start": _weights_fingerprint(trained), "loss": _describe_loss(loss_fn)}
 
 
@@ -329,8 +376,15 @@ def _recorded_identity(state: dict) -> dict:
     """The identity a checkpoint records; one saved before identities has only its config."""
     if "identity" in state:
         return state["identity"]
-    config = json.loads(json.dumps(state.get("config", {}), default=str))
-    return {"settings": {k: v for k, v in config.items() if k not in _RUN_CONTROL}}
+    return {"settings": _learned_settings(state.get("config", {}))}
+
+
+def _learned_settings(config: dict) -> dict:
+    """A ``TrainConfig`` (as a dict) without what only shows or logs a run, as plain values."""
+    settings = {k: v for k, v in config.items() if k not in _RUN_CONTROL}
+    if isinstance(settings.get("runtime"), dict):
+        settings["runtime"] = {k: v for k, v in settings["runtime"].items() if k not in ("step_log", "label")}
+    return json.loads(json.dumps(settings, default=str))
 
 
 def _differences(before: dict, now: dict) -> list[str]:
@@ -354,6 +408,31 @@ def default_loss() -> CASNLoss:
     return CASNLoss(ia=False, sa=False)
 
 
+class LossStep(nn.Module):
+    """The model and its loss as one module, ``(batch, progress) -> (loss, terms)``: what the
+    optimizer trains (the Siamese head of CASN's loss included), what a checkpoint saves
+    (``model.*`` and ``loss.*``), and under torchrun what DDP wraps, so that a whole CASN step
+    (masked images, pairs, Grad-CAM) is one DDP forward.
+
+    ``loss_fn(model, batch, device, progress) -> (loss, terms)`` is a ``CASNLoss`` or any
+    function of that form; ``progress`` is how far training is, in epochs (fractions too),
+    for a loss that ramps its weights with training."""
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn, device: torch.device):
+        super().__init__()
+        self.model = model
+        self.loss = loss_fn if isinstance(loss_fn, nn.Module) else None  # weights of its own, if any
+        self._plain_loss_fn = None if isinstance(loss_fn, nn.Module) else loss_fn  # a plain function
+        self.device = device
+
+    @property
+    def loss_fn(self) -> LossFn:
+        return self.loss if self.loss is not None else self._plain_loss_fn
+
+    def forward(self, batch: dict, progress: float = 0.0):
+        return self.loss_fn(self.model, batch, self.device, progress)
+
+
 def train_one_epoch(step: nn.Module, loader, optimizer: torch.optim.Optimizer, scheduler, epoch: int,
                     autocast=None, bar=None) -> dict:
     """One pass over ``loader``: for each batch, forward and loss, backward, update. Returns
@@ -363,7 +442,7 @@ def train_one_epoch(step: nn.Module, loader, optimizer: torch.optim.Optimizer, s
     ``step(batch, progress) -> (loss, terms)`` is ``fit``'s ``LossStep`` (model and loss as
     one module; under torchrun, wrapped in DDP); ``progress`` is how far training is, in
     epochs, for a loss that ramps its weights. ``autocast``: a context for the forward pass
-    (bf16 on CUDA); ``bar``: a progress bar advanced once per batch."""
+    (bf16 on a GPU); ``bar``: a progress bar advanced once per batch."""
     autocast = autocast or nullcontext()
     sums: dict[str, float] = {}
     seen, tic = 0, time.perf_counter()
@@ -410,16 +489,18 @@ def fit(model: nn.Module, loader, cfg: TrainConfig, loss_fn: LossFn | None = Non
     ``loss_fn`` defaults to L_ide (``CASNLoss(ia=False, sa=False)``). ``eval_fn(model) ->
     metrics`` (optional) runs after every epoch and its metrics join the history. With
     ``cfg.checkpoint_dir`` set, each epoch ends by saving ``last.pt``; with ``cfg.resume``
-    the run continues from it.
+    the run continues from it. ``cfg.runtime`` says how the machine is used (bf16 autocast,
+    channels_last, an epoch cap, a log of the step cost).
     """
     device = device or default_device()
     loss_fn = loss_fn if loss_fn is not None else default_loss()
+    runtime, epochs = cfg.runtime, cfg.epochs_to_train
     step = LossStep(model, loss_fn, device).to(device)  # the model and the loss's own weights, together
-    if device.type == "cuda" and cfg.channels_last:
+    if runtime.uses("channels_last", device):
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(step, cfg)
     scheduler = make_scheduler(optimizer, cfg, len(loader))
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and cfg.amp else None
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if runtime.uses("amp", device) else None
     forward = step
     if is_distributed():  # under torchrun: DDP averages the gradients across processes
         forward = DistributedDataParallel(step, device_ids=[device.index] if device.type == "cuda" else None)
@@ -433,10 +514,11 @@ def fit(model: nn.Module, loader, cfg: TrainConfig, loss_fn: LossFn | None = Non
         check_resumable(state, identity, ckpt_dir)
         history = _restore(state, step, optimizer, scheduler)
 
-    bar = tqdm(total=(cfg.epochs - len(history)) * len(loader), desc=cfg.desc, unit="batch",
+    bar = tqdm(total=(epochs - len(history)) * len(loader), desc=cfg.desc, unit="batch",
                disable=not (cfg.progress and is_main_process()))
+    tic = time.perf_counter()
     try:
-        for epoch in range(len(history), cfg.epochs):
+        for epoch in range(len(history), epochs):
             set_epoch(loader, epoch)
             step.train()
             record = train_one_epoch(forward, loader, optimizer, scheduler, epoch, autocast, bar)
@@ -444,12 +526,28 @@ def fit(model: nn.Module, loader, cfg: TrainConfig, loss_fn: LossFn | None = Non
                 record.update(eval_fn(model))
             history.append(record)
             if cfg.progress and is_main_process():  # a plain line: what a saved notebook shows
-                bar.write(epoch_line(cfg.desc, record, cfg.epochs))
+                bar.write(epoch_line(cfg.desc, record, epochs))
             if ckpt_dir and is_main_process():
                 _save_checkpoint(ckpt_dir, step, optimizer, scheduler, history, cfg, identity)
     finally:
         bar.close()
+    if runtime.step_log and is_main_process():
+        log_step_cost(runtime, cfg, loader, loss_fn, history, time.perf_counter() - tic)
     return history
+
+
+def log_step_cost(runtime: Runtime, cfg: TrainConfig, loader, loss_fn, history: list[dict], seconds: float) -> None:
+    """Append one JSON line to ``runtime.step_log``: what trained (its loss, IA and SA), how
+    long a step took, and how many epochs the run would train without the epoch cap (a smoke
+    run's budget check reads it)."""
+    steps = len(loader) * max(1, len(history))
+    batch = getattr(getattr(loader, "identity_loader", loader), "batch_size", None)
+    record = {"notebook": runtime.label, "loss": _describe_loss(loss_fn), "ia": bool(getattr(loss_fn, "ia", False)),
+              "sa": bool(getattr(loss_fn, "sa", False)), "full_epochs": cfg.epochs, "steps_per_epoch": len(loader),
+              "batch_size": batch, "seconds_per_step": sum(h["seconds"] for h in history) / max(1, steps),
+              "wall_seconds": seconds}
+    with open(runtime.step_log, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
 
 
 def _restore(state: dict, step: LossStep, optimizer, scheduler) -> list[dict]:

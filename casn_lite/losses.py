@@ -22,8 +22,10 @@ and the same flags with a PCB model give PCB, PCB+IA, PCB+SA and CASN(PCB) (the 
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -42,12 +44,12 @@ from .attention import (
     soft_mask,
     upsample,
 )
-from .models import SiameseHead
 
 __all__ = [
     "identification_loss", "attention_mining_loss", "siamese_bce_loss", "attention_distance",
-    "siamese_attention_loss", "IAResult", "SAResult", "identification_attention",
+    "siamese_attention_loss", "IAResult", "SAResult", "identification_attention", "SiameseHead",
     "siamese_attention", "warm_up_siamese_head", "CASNLoss", "CASNSettings", "IA_GRADIENTS",
+    "Variant", "VARIANTS", "variant_name", "variant_names", "variant_loss",
 ]
 
 
@@ -219,6 +221,21 @@ def siamese_attention(model: nn.Module, head: nn.Module, images1: torch.Tensor,
                     empty_maps(a1), empty_maps(a2))
 
 
+class SiameseHead(nn.Module):
+    """CASN's same/different classifier on a pair's feature difference f_minus = f1 - f2:
+    FC -> ReLU -> FC to two logits z = (z_diff, z_same). ``CASNLoss`` owns it: makes it (SA
+    variants only), resets it (``reset_head``), warms it up (``warm_up_head``), and ``fit``
+    trains it through the loss step with the model."""
+
+    def __init__(self, feature_dim: int = 512, hidden_dim: int = 512):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Linear(feature_dim, hidden_dim), nn.ReLU(inplace=True),
+                                    nn.Linear(hidden_dim, 2))
+
+    def forward(self, difference: torch.Tensor) -> torch.Tensor:
+        return self.layers(difference)
+
+
 def warm_up_siamese_head(head: nn.Module, model: nn.Module, pair_batches, device: torch.device,
                          steps: int = 100, lr: float = 1e-3) -> list[float]:
     """Train the Siamese head alone on the current model's pair differences (features in
@@ -282,15 +299,25 @@ class CASNSettings:
 
     @classmethod
     def from_parameters(cls, parameters: Mapping[str, object]) -> CASNSettings:
-        """The settings named in ``parameters`` (a notebook's ``globals()``, a profile's
-        mapping); other names are ignored, missing ones keep their defaults."""
-        return cls(**{f.name: parameters[f.name] for f in fields(cls) if f.name in parameters})
+        """The settings named in ``parameters`` (a notebook's ``globals()``); missing ones
+        keep their defaults, other names are left alone, except one that looks like a
+        misspelt knob (``lamda_ia``, ``profile_treshold``): that is an error, since the knob
+        it meant would silently keep its default."""
+        knobs = [f.name for f in fields(cls)]
+        for name in parameters:
+            if name in knobs or name.startswith("_"):
+                continue
+            near = difflib.get_close_matches(name, knobs, n=1, cutoff=0.85)
+            if near and near[0] not in parameters:
+                raise ValueError(f"{name!r} is not a CASN setting; did you mean {near[0]!r}? "
+                                 f"The settings are: {', '.join(knobs)}")
+        return cls(**{name: parameters[name] for name in knobs if name in parameters})
 
 
 class CASNLoss(nn.Module):
     """L = L_ide + lambda_ia L_ia + lambda_sa L_sa, each term behind a flag.
 
-    Call it as the engine does, ``loss, terms = casn(model, batch, device)``. The batch holds
+    Call it as the engine does, ``loss, terms = casn(model, batch, device, progress)``. The batch holds
     an identity batch (``image``, ``pid``) and, when ``sa`` is on, a pair batch (``image1``,
     ``image2``, ``same``); ``casn_lite.engine.JointLoader`` zips the two. It is a module
     because the Siamese head has weights: ``fit`` trains and checkpoints them with the model.
@@ -305,7 +332,7 @@ class CASNLoss(nn.Module):
       its retrieval gain without moving the attention, and this one neither (see
       docs/attention_study.md);
     * ``ramp_epochs``: lambda_ia and lambda_sa grow linearly from 0 to their values over
-      this many epochs (``fit`` reports the progress through ``set_progress``), so the
+      this many epochs (``fit`` passes the progress, in epochs, to every call), so the
       attention terms start on features that L_ide shaped;
     * ``warm_up_head``: trains the Siamese head alone before the attention terms start.
     """
@@ -320,23 +347,23 @@ class CASNLoss(nn.Module):
         self.ia, self.sa, self.arch = ia, sa, arch
         self.settings = replace(settings or CASNSettings(), **options)
         self.head = SiameseHead(feature_dim, hidden_dim) if sa else None
-        self._progress = 0.0  # epochs trained so far, set by fit (state, not an option)
 
     @property
     def variant(self) -> str:
         """The paper's name for this combination, e.g. "IDE+SA" or "CASN(PCB)"."""
-        base = self.arch.upper()
-        return {(False, False): base, (True, False): f"{base}+IA", (False, True): f"{base}+SA",
-                (True, True): f"CASN({base})"}[(self.ia, self.sa)]
+        return variant_name(self.arch, self.ia, self.sa)
 
-    def set_progress(self, epochs: float) -> None:
-        """How far training is, in epochs (fractions too): drives the lambda ramp."""
-        self._progress = float(epochs)
-
-    def ramp(self) -> float:
-        """The factor on lambda_ia and lambda_sa now: 0 -> 1 over ``ramp_epochs``."""
+    def ramp(self, progress: float) -> float:
+        """The factor on lambda_ia and lambda_sa after ``progress`` epochs: 0 -> 1 over ``ramp_epochs``."""
         ramp_epochs = self.settings.ramp_epochs
-        return 1.0 if ramp_epochs <= 0 else min(1.0, self._progress / ramp_epochs)
+        return 1.0 if ramp_epochs <= 0 else min(1.0, progress / ramp_epochs)
+
+    def reset_head(self) -> None:
+        """Draw the Siamese head's weights afresh from torch's generator (seed it first): a
+        variant trained from a seed starts from the same head whatever ran before."""
+        for layer in self.head.modules() if self.head is not None else ():
+            if hasattr(layer, "reset_parameters"):
+                layer.reset_parameters()
 
     def warm_up_head(self, model: nn.Module, pair_batches, device: torch.device, steps: int = 100,
                      lr: float = 1e-3) -> list[float]:
@@ -346,14 +373,14 @@ class CASNLoss(nn.Module):
         self.head.to(device)
         return warm_up_siamese_head(self.head, model, pair_batches, device, steps, lr)
 
-    def forward(self, model: nn.Module, batch: dict, device: torch.device
+    def forward(self, model: nn.Module, batch: dict, device: torch.device, progress: float = 0.0
                 ) -> tuple[torch.Tensor, dict[str, float]]:
         images = batch["image"].to(device, non_blocking=True)
         pids = batch["pid"].to(device, non_blocking=True)
         out = model(images)
         loss = identification_loss(out.identity_logits, pids)  # L_ide
         terms = {"ide": loss.detach()}
-        ramp, s = self.ramp(), self.settings
+        ramp, s = self.ramp(progress), self.settings
         if self.ia:
             ia = identification_attention(model, images, pids, s.sigma, s.omega, s.second_order,
                                           gradient=s.ia_gradient)
@@ -378,3 +405,36 @@ class CASNLoss(nn.Module):
             terms["sa_empty"] = (~sa.valid).float().mean()
         values = torch.stack([v.float() for v in terms.values()]).tolist()  # one device sync
         return loss, dict(zip(terms, values, strict=True))
+
+
+# --------------------------------------------------------------------------- the paper's variants
+class Variant(NamedTuple):
+    arch: str  # "ide" or "pcb" (casn_lite.models.ARCHS)
+    ia: bool  # L_ia on
+    sa: bool  # L_sa on
+
+
+# the paper's names, in its Table 3's order: the one list every table, command and study uses
+VARIANTS = {"IDE": Variant("ide", False, False), "IDE+IA": Variant("ide", True, False),
+            "IDE+SA": Variant("ide", False, True), "CASN(IDE)": Variant("ide", True, True),
+            "PCB": Variant("pcb", False, False), "PCB+IA": Variant("pcb", True, False),
+            "PCB+SA": Variant("pcb", False, True), "CASN(PCB)": Variant("pcb", True, True)}
+
+
+def variant_name(arch: str, ia: bool, sa: bool) -> str:
+    """The paper's name of an architecture with these terms, e.g. ("ide", True, True) -> "CASN(IDE)"."""
+    return next(name for name, variant in VARIANTS.items() if variant == (arch, ia, sa))
+
+
+def variant_names(arch: str = "ide") -> list[str]:
+    """The four variants of one architecture, in the paper's order."""
+    return [name for name, variant in VARIANTS.items() if variant.arch == arch]
+
+
+def variant_loss(name: str, **options) -> CASNLoss:
+    """The ``CASNLoss`` of a variant by its paper name; ``options`` are CASNLoss's keywords
+    (``feature_dim``, ``hidden_dim``, ``settings=CASNSettings(...)``, or a setting by name)."""
+    if name not in VARIANTS:
+        raise ValueError(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
+    arch, ia, sa = VARIANTS[name]
+    return CASNLoss(ia=ia, sa=sa, arch=arch, **options)

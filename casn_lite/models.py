@@ -26,7 +26,7 @@ from torch import nn
 
 from .saving import save_torch
 
-__all__ = ["ReIDOutput", "IDE", "PCB", "SiameseHead", "build_model", "PretrainedWeightsUnavailable",
+__all__ = ["ReIDOutput", "IDE", "PCB", "build_model", "PretrainedWeightsUnavailable",
            "BACKBONES", "ARCHS", "EMBED_DIMS", "default_embed_dim", "save_checkpoint", "load_checkpoint", "plain_values"]
 
 BACKBONES = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}  # name -> channels of conv5
@@ -260,16 +260,3 @@ def _read_weights_only(path: Path):
         raise ValueError(f"{path} is corrupt or truncated ({err})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise ValueError(f"{path} is corrupt or truncated ({type(err).__name__}: {str(err)[:200]})") from None
-
-
-class SiameseHead(nn.Module):
-    """CASN's same/different classifier on a pair's feature difference f_minus = f1 - f2:
-    FC -> ReLU -> FC to two logits z = (z_diff, z_same)."""
-
-    def __init__(self, feature_dim: int = 512, hidden_dim: int = 512):
-        super().__init__()
-        self.layers = nn.Sequential(nn.Linear(feature_dim, hidden_dim), nn.ReLU(inplace=True),
-                                    nn.Linear(hidden_dim, 2))
-
-    def forward(self, difference: torch.Tensor) -> torch.Tensor:
-        return self.layers(difference)

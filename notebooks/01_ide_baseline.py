@@ -50,6 +50,7 @@ schedule = "cosine"
 warmup_epochs = 1.0
 flip_eval = False  # average each feature with its mirror image's
 num_workers = 0
+runtime = {}  # how this machine runs it (casn_lite.engine.Runtime); {}: bf16, channels_last, in-memory images on a GPU only
 checkpoint_dir = None  # a folder: save every epoch and resume an interrupted run
 resume = True
 
@@ -69,6 +70,7 @@ from casn_lite.data import (
     load_or_generate,
 )
 from casn_lite.engine import (
+    Runtime,
     TrainConfig,
     default_device,
     evaluate,
@@ -81,6 +83,7 @@ from casn_lite.models import build_model
 
 seed_everything(seed)
 device = default_device()
+machine = Runtime.from_parameters(runtime)  # the profile's machine settings (GPU branches; an epoch cap in smoke runs)
 print("device:", device)
 
 # %% [markdown]
@@ -96,7 +99,7 @@ config = SynthConfig(train_ids=train_ids, test_ids=test_ids, cameras=cameras,
 data = load_or_generate(data_root, config)
 print(data.summary())
 
-train_set = ImageDataset(data.train, build_transforms(height, width, train=True, pad=height // 16, erase_p=erase_p))
+train_set = ImageDataset(data.train, build_transforms(height, width, train=True, erase_p=erase_p))
 sampler = IdentitySampler(train_set.pids, batch_size, num_instances, seed=seed)
 train_loader = DataLoader(train_set, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                           drop_last=True)
@@ -145,7 +148,7 @@ print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters")
 
 # %%
 train_config = TrainConfig(epochs=epochs, optimizer=optimizer, lr=lr, schedule=schedule, warmup_epochs=warmup_epochs,
-                           checkpoint_dir=checkpoint_dir, resume=resume, desc="IDE")
+                           runtime=machine, checkpoint_dir=checkpoint_dir, resume=resume, desc="IDE")
 history = fit(model, train_loader, train_config, device=device,
               eval_fn=lambda m: evaluate(m, query_loader, gallery_loader, device, flip=flip_eval))
 

@@ -61,6 +61,7 @@ lambda_ia = 1.0
 ramp_epochs = 0.5  # lambda_ia grows from 0 over this many epochs (0: the paper's, no ramp)
 ia_gradient = "all"  # "all": the paper's form; "attention": L_ia can move only the attention
 num_workers = 0
+runtime = {}  # how this machine runs it (casn_lite.engine.Runtime); {}: bf16, channels_last, in-memory images on a GPU only
 
 # %%
 import json
@@ -73,21 +74,21 @@ from IPython.display import display
 from torch.utils.data import default_collate
 
 from casn_lite import viz
-from casn_lite.ablation import StartConfig, ide_start, train_from
+from casn_lite.ablation import StartConfig, ide_start, start_loaders, train_from
 from casn_lite.attention import erase_attended, grad_cam, mass_share, soft_mask, upsample
 from casn_lite.data import (
     ImageDataset,
     SynthConfig,
     build_transforms,
     load_or_generate,
-    reid_loaders,
 )
-from casn_lite.engine import TrainConfig, default_device, evaluate, seed_everything
+from casn_lite.engine import Runtime, TrainConfig, default_device, evaluate, seed_everything
 from casn_lite.losses import CASNLoss, CASNSettings, attention_mining_loss, identification_attention
 from casn_lite.verdict import verdict
 
 seed_everything(seed)
 device = default_device()
+machine = Runtime.from_parameters(runtime)  # the profile's machine settings (GPU branches; an epoch cap in smoke runs)
 print("device:", device)
 
 # %% [markdown]
@@ -104,7 +105,11 @@ print("device:", device)
 config = SynthConfig(train_ids=train_ids, test_ids=test_ids, cameras=cameras,
                      images_per_camera=images_per_camera, seed=seed)
 data = load_or_generate(data_root, config)
-loaders = reid_loaders(data, height, width, batch_size, num_instances, seed, num_workers, erase_p=erase_p)
+start_config = StartConfig(arch="ide", backbone=backbone, height=height, width=width, epochs=ide_epochs,
+                           seed=seed, batch_size=batch_size, num_instances=num_instances, optimizer=optimizer,
+                           lr=lr, pretrained=pretrained, last_stride=last_stride, embed_dim=embed_dim,
+                           erase_p=erase_p)
+loaders = start_loaders(data, start_config, device, machine, num_workers)  # the start's batches, every variant's too
 has_masks = data.name == "SynthPeople"
 
 probe_set = ImageDataset(data.train, build_transforms(height, width),
@@ -127,9 +132,7 @@ print(f"{len(data.train)} training images of {data.num_train_pids} people; shown
 # it, so notebooks 02-05 share one start and a second run loads it.
 
 # %%
-model, info = ide_start(data, StartConfig("ide", backbone, height, width, ide_epochs, seed, batch_size, num_instances,
-                                          optimizer, lr, pretrained, last_stride, embed_dim,
-                                          erase_p=erase_p), loaders.train, device)
+model, info = ide_start(data, start_config, device, machine)
 history_ide = info["history"]
 print(f"IDE start: {len(history_ide)} epochs, final loss {history_ide[-1]['loss']:.3f},",
       "loaded from the cache" if info["cached"] else f"trained in {info['seconds']:.0f} s")
@@ -310,7 +313,7 @@ print(f"one IA step: {1000 * seconds[False]:.0f} ms (first order) vs {1000 * sec
 # %%
 settings = CASNSettings.from_parameters(globals())  # lambda_ia, sigma, omega, ... from the parameters cell
 more = TrainConfig(epochs=ia_epochs, optimizer=optimizer, lr=finetune_lr or lr, schedule="cosine",
-                   warmup_epochs=0.5)
+                   warmup_epochs=0.5, runtime=machine)
 runs = {}
 for name, loss_fn in {"IDE": CASNLoss(ia=False, sa=False), "IDE+IA": CASNLoss(ia=True, sa=False, settings=settings)}.items():
     run = train_from(model, loaders.train, replace(more, desc=name), loss_fn, device, seed)  # a copy of model, seeded

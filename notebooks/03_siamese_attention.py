@@ -63,6 +63,7 @@ lambda_sa = 1.0
 ramp_epochs = 0.5  # lambda_sa grows from 0 over this many epochs (0: the paper's, no ramp)
 head_warmup = 100  # steps of the Siamese head alone before SA starts (0: the paper's, none)
 num_workers = 0
+runtime = {}  # how this machine runs it (casn_lite.engine.Runtime); {}: bf16, channels_last, in-memory images on a GPU only
 
 # %%
 import json
@@ -72,17 +73,17 @@ import torch
 from IPython.display import display
 
 from casn_lite import viz
-from casn_lite.ablation import StartConfig, ide_start, train_from
+from casn_lite.ablation import StartConfig, ide_start, start_loaders, train_from
 from casn_lite.attention import horizontal_profile, profile_span, upsample
 from casn_lite.data import (
     SynthConfig,
     load_or_generate,
     pair_loader,
-    reid_loaders,
     test_pair_loader,
 )
 from casn_lite.engine import (
     JointLoader,
+    Runtime,
     TrainConfig,
     default_device,
     evaluate,
@@ -92,16 +93,18 @@ from casn_lite.engine import (
 from casn_lite.losses import (
     CASNLoss,
     CASNSettings,
+    SiameseHead,
     attention_distance,
     siamese_attention,
     siamese_attention_loss,
     siamese_bce_loss,
 )
-from casn_lite.models import SiameseHead, build_model
+from casn_lite.models import build_model
 from casn_lite.verdict import verdict
 
 seed_everything(seed)
 device = default_device()
+machine = Runtime.from_parameters(runtime)  # the profile's machine settings (GPU branches; an epoch cap in smoke runs)
 print("device:", device)
 
 # %% [markdown]
@@ -117,9 +120,13 @@ print("device:", device)
 config = SynthConfig(train_ids=train_ids, test_ids=test_ids, cameras=cameras,
                      images_per_camera=images_per_camera, seed=seed)
 data = load_or_generate(data_root, config)
-loaders = reid_loaders(data, height, width, batch_size, num_instances, seed, num_workers, erase_p=erase_p)
+start_config = StartConfig(arch="ide", backbone=backbone, height=height, width=width, epochs=ide_epochs,
+                           seed=seed, batch_size=batch_size, num_instances=num_instances, optimizer=optimizer,
+                           lr=lr, pretrained=pretrained, last_stride=last_stride, embed_dim=embed_dim,
+                           erase_p=erase_p)
+loaders = start_loaders(data, start_config, device, machine, num_workers)  # the start's batches, every variant's too
 pairs = pair_loader(data, height, width, pairs_per_batch, len(loaders.train), positive_fraction,
-                    seed, num_workers, erase_p=erase_p)
+                    seed, num_workers, images=loaders.train_images, erase_p=erase_p)
 joint = JointLoader(loaders.train, pairs)
 first = next(iter(pairs))
 print(f"{len(joint)} steps per epoch, each {batch_size} identity images + {pairs_per_batch} pairs")
@@ -172,14 +179,12 @@ print(f"untrained: L_bce = {siamese_bce_loss(z, same).item():.3f}")
 # `runs/cache/`, shared with notebooks 02, 04 and 05.
 
 # %%
-model, info = ide_start(data, StartConfig("ide", backbone, height, width, ide_epochs, seed, batch_size, num_instances,
-                                          optimizer, lr, pretrained, last_stride, embed_dim,
-                                          erase_p=erase_p), loaders.train, device)
+model, info = ide_start(data, start_config, device, machine)
 print("IDE start", "loaded from the cache" if info["cached"] else f"trained in {info['seconds']:.0f} s")
 more = TrainConfig(epochs=sa_epochs, optimizer=optimizer, lr=finetune_lr or lr, schedule="cosine",
-                   warmup_epochs=0.5)
+                   warmup_epochs=0.5, runtime=machine)
 settings = CASNSettings.from_parameters(globals())  # lambda_sa, indicator, profile_*, ... from the parameters cell
-sa_loss = CASNLoss(ia=False, sa=True, feature_dim=embed_dim, settings=settings)
+sa_loss = CASNLoss(ia=False, sa=True, feature_dim=model.feature_dim, settings=settings)
 runs = {}
 for name, loss_fn in {"IDE": CASNLoss(ia=False, sa=False), "IDE+SA": sa_loss}.items():
     runs[name] = train_from(model, joint, replace(more, desc=name), loss_fn, device, seed,
@@ -276,7 +281,7 @@ rows = []
 for name, run in runs.items():
     attention = evaluate_attention(run["model"], eval_pairs, device, profile_threshold, profile_length,
                                    head=run["loss"].head)
-    rows.append({"variant": name, **attention, "rank1": run["result"]["rank1"], "mAP": run["result"]["mAP"]})
+    rows.append({"variant": name, **attention.as_dict(), "rank1": run["result"]["rank1"], "mAP": run["result"]["mAP"]})
 print(f"{'variant':<8} {'same person':>12} {'different':>10} {'empty':>7} {'rank-1':>8} {'mAP':>7}   (profile distance)")
 for r in rows:
     print(f"{r['variant']:<8} {r['positive_distance']:>12.3f} {r['negative_distance']:>10.3f} {100 * r['empty']:>6.0f}% "

@@ -66,9 +66,11 @@ profile_threshold = 0.2
 profile_length = 32
 consistency_weight = 0.2
 num_workers = 0
+runtime = {}  # how this machine runs it (casn_lite.engine.Runtime); {}: bf16, channels_last, in-memory images on a GPU only
 checkpoint_dir = None  # a folder: every run saves each epoch there and resumes when restarted
 
 # %%
+import copy
 import json
 from dataclasses import replace
 
@@ -80,6 +82,7 @@ from casn_lite.ablation import (
     StartConfig,
     checkpoint_folder,
     ide_start,
+    start_loaders,
     train_from,
     variant_loss,
     variant_names,
@@ -90,11 +93,11 @@ from casn_lite.data import (
     cross_camera_matches,
     load_or_generate,
     pair_loader,
-    reid_loaders,
     test_pair_loader,
 )
 from casn_lite.engine import (
     JointLoader,
+    Runtime,
     TrainConfig,
     default_device,
     evaluate,
@@ -109,6 +112,7 @@ from casn_lite.verdict import verdict
 baseline, casn = variant_names(arch)[0], variant_names(arch)[-1]  # e.g. IDE and CASN(IDE)
 seed_everything(seed)
 device = default_device()
+machine = Runtime.from_parameters(runtime)  # the profile's machine settings (GPU branches; an epoch cap in smoke runs)
 print("device:", device)
 
 
@@ -119,17 +123,33 @@ print("device:", device)
 # (`batch_size / num_instances` people, `num_instances` images each), used by $L_{ide}$
 # and $L_{ia}$, and **one pair batch** of `pairs_per_batch` pairs (half the same person
 # from two cameras, half two different people), used by $L_{sa}$. With the defaults a step
-# sees 32 + 2 x 8 = 48 images, and the IA term sends the 32 identity images through the
-# network a second time, masked. An epoch is one pass over the identity batches.
+# sees 32 + 2 x 8 = 48 images. An epoch is one pass over the identity batches.
+#
+# The network runs five times in a CASN step:
+#
+# | pass | images | mode | for |
+# |---|---|---|---|
+# | 1 | the identity batch | training | $L_{ide}$ |
+# | 2 | the identity batch | evaluation | Grad-CAM of the true class: the map $M$ |
+# | 3 | the identity batch, masked by $T(M)$ | training, batch-norm statistics frozen | $L_{ia}$ |
+# | 4 | both images of every pair | training | $f_1 - f_2$, the Siamese head, $L_{bce}$ |
+# | 5 | both images of every pair | evaluation | Grad-CAM of $s_i = \langle \alpha, f_i \rangle$: the profiles of $L_{sa}$ |
+#
+# so the identity images pass three times and the pairs twice; IDE makes pass 1 only.
 
 # %%
 # NBVAL_CHECK_OUTPUT
 config = SynthConfig(train_ids=train_ids, test_ids=test_ids, cameras=cameras,
                      images_per_camera=images_per_camera, seed=seed)
 data = load_or_generate(data_root, config)
-loaders = reid_loaders(data, height, width, batch_size, num_instances, seed, num_workers, erase_p=erase_p)
+start_config = StartConfig(arch=arch, backbone=backbone, height=height, width=width, epochs=ide_epochs,
+                           seed=seed, batch_size=batch_size, num_instances=num_instances, optimizer=optimizer,
+                           lr=lr, pretrained=pretrained, last_stride=last_stride, embed_dim=embed_dim,
+                           erase_p=erase_p)
+loaders = start_loaders(data, start_config, device, machine, num_workers)  # the start's batches, every variant's too
 joint = JointLoader(loaders.train, pair_loader(data, height, width, pairs_per_batch, len(loaders.train),
-                                               seed=seed, num_workers=num_workers, erase_p=erase_p))
+                                               seed=seed, num_workers=num_workers, images=loaders.train_images,
+                                               erase_p=erase_p))
 step = next(iter(joint))
 print({k: tuple(v.shape) for k, v in step.items() if torch.is_tensor(v) and v.ndim == 4})
 
@@ -145,14 +165,30 @@ print({k: tuple(v.shape) for k, v in step.items() if torch.is_tensor(v) and v.nd
 # grow from 0 over `ramp_epochs`.
 
 # %%
-start, info = ide_start(data, StartConfig(arch, backbone, height, width, ide_epochs, seed, batch_size, num_instances,
-                                          optimizer, lr, pretrained, last_stride, embed_dim,
-                                          erase_p=erase_p), loaders.train, device)
+start, info = ide_start(data, start_config, device, machine)
 print(f"{baseline} start", "loaded from the cache" if info["cached"] else f"trained in {info['seconds']:.0f} s")
 
+# %% [markdown]
+# The loss `fit` back-propagates, on the first step, term by term (from a copy of the start,
+# with a fresh Siamese head, after the lambdas' ramp):
+#
+# $$L = L_{ide} + \lambda_1 L_{ia} + \lambda_2 L_{sa}, \qquad
+#   L_{sa} = L_{bce} + 0.2\,\lVert M^*_{m1} - M^*_{m2} \rVert_2 .$$
+
+# %%
 settings = CASNSettings.from_parameters(globals())  # every CASN knob of the parameters cell
+one_step = variant_loss(casn, feature_dim=start.feature_dim, settings=settings)
+loss, terms = one_step(copy.deepcopy(start).train(), step, device, progress=ramp_epochs)
+combined = terms["ide"] + lambda_ia * terms["ia"] + lambda_sa * terms["sa"]
+print(f"L_sa = L_bce + {consistency_weight} x consistency = {terms['bce']:.3f} + {consistency_weight} x "
+      f"{terms['consistency']:.3f} = {terms['sa']:.3f}")
+print(f"L = L_ide + {lambda_ia} L_ia + {lambda_sa} L_sa = {terms['ide']:.3f} + {lambda_ia} x {terms['ia']:.3f} + "
+      f"{lambda_sa} x {terms['sa']:.3f} = {combined:.3f}   (CASNLoss returned {loss.item():.3f})")
+assert abs(combined - loss.item()) < 1e-4 * max(1.0, abs(combined))
+
+# %%
 more = TrainConfig(epochs=casn_epochs, optimizer=optimizer, lr=finetune_lr or lr, schedule="cosine",
-                   warmup_epochs=0.5)
+                   warmup_epochs=0.5, runtime=machine)
 runs = {}
 for name in (baseline, casn):
     runs[name] = train_from(start, joint, replace(more, desc=name),
@@ -189,7 +225,7 @@ for name, run in runs.items():
     run["result"] = result
     rows.append({"variant": name, **{k: result[k] for k in ("rank1", "rank5", "mAP", "mINP")},
                  **evaluate_attention(run["model"], test_pairs, device, profile_threshold, profile_length,
-                                      head=run["loss"].head),
+                                      head=run["loss"].head).as_dict(),
                  "train_seconds": run["seconds"]})
 print(f"{'variant':<10}{'rank-1':>8}{'mAP':>8}{'mINP':>8}{'same-person dist':>18}{'empty':>7}"
       f"{'person lift':>13}{'cue lift':>10}")
@@ -281,8 +317,7 @@ def ramp_factor(progress, ramp_epochs):
 # NBVAL_CHECK_OUTPUT
 reference = variant_loss(casn, feature_dim=start.feature_dim, settings=replace(settings, ramp_epochs=0.5))
 for progress in (0.0, 0.1, 0.25, 0.5, 0.75, 2.0):
-    reference.set_progress(progress)
-    assert abs(ramp_factor(progress, 0.5) - reference.ramp()) < 1e-12, f"ramp_factor disagrees at {progress}"
+    assert abs(ramp_factor(progress, 0.5) - reference.ramp(progress)) < 1e-12, f"ramp_factor disagrees at {progress}"
 assert ramp_factor(0.3, 0) == 1.0, "no ramp: the paper's constant weights"
 print("ramp_factor is correct")
 print("factor at 0, 1/4 and 1/2 epoch:", [ramp_factor(p, ramp_epochs) for p in (0.0, 0.25, 0.5)])

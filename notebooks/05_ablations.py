@@ -70,6 +70,7 @@ profile_length = 32
 consistency_weight = 0.2
 attention_pairs = 32  # test pairs on which attention is measured (profiles use more)
 num_workers = 0
+runtime = {}  # how this machine runs it (casn_lite.engine.Runtime); {}: bf16, channels_last, in-memory images on a GPU only
 checkpoint_dir = None  # a folder: every run saves each epoch there; a restart resumes
 results_dir = None  # a folder (relative: to the repository): ablation.json, ablation.md, figures
 profile = None  # set by `python -m casn_lite reproduce`; recorded in the results
@@ -94,6 +95,7 @@ from casn_lite.ablation import (
     checkpoint_folder,
     ide_start,
     markdown_table,
+    start_loaders,
     train_from,
     variant_loss,
     variant_names,
@@ -104,15 +106,22 @@ from casn_lite.data import (
     cross_camera_matches,
     load_or_generate,
     pair_loader,
-    reid_loaders,
     test_pair_loader,
 )
-from casn_lite.engine import JointLoader, TrainConfig, default_device, evaluate, evaluate_attention
+from casn_lite.engine import (
+    JointLoader,
+    Runtime,
+    TrainConfig,
+    default_device,
+    evaluate,
+    evaluate_attention,
+)
 from casn_lite.losses import CASNSettings
 from casn_lite.verdict import paired_difference, verdict_lines
 
 variants = variants or variant_names(arch)
 device = default_device()
+machine = Runtime.from_parameters(runtime)  # the profile's machine settings (GPU branches; an epoch cap in smoke runs)
 device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
 print("device:", device, device_name)
 
@@ -159,17 +168,19 @@ test_pairs = test_pair_loader(data, height, width, num_pairs=attention_pairs, se
 settings = CASNSettings.from_parameters(globals())  # every CASN knob of the parameters cell
 records, models = [], {}
 for seed in seeds:
-    loaders = reid_loaders(data, height, width, batch_size, num_instances, seed, num_workers, erase_p=erase_p)
+    start_config = StartConfig(arch=arch, backbone=backbone, height=height, width=width, epochs=ide_epochs,
+                               seed=seed, batch_size=batch_size, num_instances=num_instances, optimizer=optimizer,
+                               lr=lr, pretrained=pretrained, last_stride=last_stride, embed_dim=embed_dim,
+                               erase_p=erase_p)
+    loaders = start_loaders(data, start_config, device, machine, num_workers)  # the start's batches, every variant's too
     joint = JointLoader(loaders.train, pair_loader(data, height, width, pairs_per_batch, len(loaders.train),
-                                                   seed=seed, num_workers=num_workers, erase_p=erase_p))
-    start, info = ide_start(data, StartConfig(arch, backbone, height, width, ide_epochs, seed, batch_size,
-                                              num_instances, optimizer, lr, pretrained, last_stride, embed_dim,
-                                          erase_p=erase_p),
-                            loaders.train, device)
+                                                   seed=seed, num_workers=num_workers, images=loaders.train_images,
+                                                   erase_p=erase_p))
+    start, info = ide_start(data, start_config, device, machine)
     print(f"seed {seed}: IDE start", "loaded from the cache" if info["cached"] else f"trained in {info['seconds']:.0f} s")
     for name in variants:
         cfg = TrainConfig(epochs=variant_epochs, optimizer=optimizer, lr=finetune_lr or lr, schedule="cosine",
-                          warmup_epochs=0.5, desc=f"{name}, seed {seed}")
+                          warmup_epochs=0.5, runtime=machine, desc=f"{name}, seed {seed}")
         tic = time.perf_counter()
         loss = variant_loss(name, feature_dim=start.feature_dim, settings=settings)
         run = train_from(start, joint, cfg, loss, device, seed, checkpoint_folder(checkpoint_dir, f"{name}-seed{seed}"),
@@ -178,7 +189,7 @@ for seed in seeds:
         attention = evaluate_attention(run["model"], test_pairs, device, profile_threshold, profile_length,
                                        head=loss.head)
         records.append({"arch": arch, "variant": name, "seed": seed,
-                        **{k: result[k] for k in ("rank1", "rank5", "mAP", "mINP")}, **attention,
+                        **{k: result[k] for k in ("rank1", "rank5", "mAP", "mINP")}, **attention.as_dict(),
                         "train_seconds": run["seconds"], "wall_seconds": time.perf_counter() - tic})
         models[(name, seed)] = run["model"]
 

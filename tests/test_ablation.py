@@ -90,21 +90,21 @@ def test_evaluate_attention_on_pairs_with_masks(tiny_synth):
     distance = attention_distance(*profiles)
     valid = ~(empty_maps(sim[0]) | empty_maps(sim[1]))
     assert (same & valid).any() and (~same & valid).any()
-    assert report["positive_distance"] == pytest.approx(distance[same & valid].mean().item(), rel=1e-5)
-    assert report["negative_distance"] == pytest.approx(distance[~same & valid].mean().item(), rel=1e-5)
-    assert report["empty"] == pytest.approx(torch.cat([empty_maps(m) for m in sim]).float().mean().item())
+    assert report.positive_distance == pytest.approx(distance[same & valid].mean().item(), rel=1e-5)
+    assert report.negative_distance == pytest.approx(distance[~same & valid].mean().item(), rel=1e-5)
+    assert report.empty == pytest.approx(torch.cat([empty_maps(m) for m in sim]).float().mean().item())
     masks = (b["mask1"], b["mask2"])
     for region, inside in (("person", lambda m: m >= 1), ("cue", lambda m: m == 2)):
         share = torch.cat([mass_share(upsample(sim[k].detach(), (64, 32)), inside(masks[k])) for k in (0, 1)])
         area = torch.cat([inside(m).flatten(1).float().mean(1) for m in masks])
         keep = ~share.isnan()
         assert keep.any()
-        assert report[f"on_{region}"] == pytest.approx(share[keep].mean().item(), rel=1e-5)
-        assert report[f"{region}_area"] == pytest.approx(area.mean().item(), rel=1e-6)
-        assert report[f"{region}_lift"] == pytest.approx(share[keep].mean().item() / area[keep].mean().item(),
+        assert getattr(report, f"on_{region}") == pytest.approx(share[keep].mean().item(), rel=1e-5)
+        assert getattr(report, f"{region}_area") == pytest.approx(area.mean().item(), rel=1e-6)
+        assert getattr(report, f"{region}_lift") == pytest.approx(share[keep].mean().item() / area[keep].mean().item(),
                                                          rel=1e-5)
-    assert 0 < report["cue_area"] < report["person_area"] < 1
-    assert not math.isnan(report["class_on_person"]) and 0 <= report["class_on_person"] <= 1
+    assert 0 < report.cue_area < report.person_area < 1
+    assert not math.isnan(report.class_on_person) and 0 <= report.class_on_person <= 1
 
 
 def test_test_pairs_and_cross_camera_matches(tiny_synth):
@@ -157,7 +157,7 @@ def test_the_variants_of_a_comparison_train_on_the_same_batches_and_are_measured
         recording = RecordingLoader(joint)
         run = train_from(start, recording, cfg, variant_loss(name, feature_dim=16, hidden_dim=8),
                          torch.device("cpu"), 0, head_warmup=warmup)
-        seen[name], measured[name] = recording.batches, evaluate_attention(run["model"], test_pairs)
+        seen[name], measured[name] = recording.batches, evaluate_attention(run["model"], test_pairs).as_dict()
     assert len(seen["IDE"]) == len(seen["IDE+SA"]) == len(joint)
     for a, b in zip(seen["IDE"], seen["IDE+SA"], strict=True):
         for key in ("image", "image1", "image2"):

@@ -20,6 +20,7 @@ from casn_lite.attention import (
 )
 from casn_lite.losses import (
     CASNLoss,
+    SiameseHead,
     attention_distance,
     attention_mining_loss,
     identification_attention,
@@ -27,7 +28,7 @@ from casn_lite.losses import (
     siamese_attention_loss,
     siamese_bce_loss,
 )
-from casn_lite.models import SiameseHead, build_model
+from casn_lite.models import build_model
 
 D = dict(dtype=torch.float64)
 

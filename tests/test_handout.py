@@ -201,7 +201,7 @@ def test_fit_prints_one_plain_line_per_epoch_only_when_showing_progress(capsys):
 
     from casn_lite.engine import TrainConfig, fit
 
-    def loss_fn(model, batch, device):  # any model and loss: only the printing is tested
+    def loss_fn(model, batch, device, progress=0.0):  # any model and loss: only the printing is tested
         return model(batch["image"]).pow(2).mean(), {}
 
     batches = [{"image": torch.randn(2, 3, 8, 4)} for _ in range(3)]

@@ -37,6 +37,7 @@ from casn_lite.engine import TrainConfig, fit
 from casn_lite.losses import (
     CASNLoss,
     CASNSettings,
+    SiameseHead,
     attention_distance,
     attention_mining_loss,
     identification_attention,
@@ -45,7 +46,7 @@ from casn_lite.losses import (
     siamese_bce_loss,
     warm_up_siamese_head,
 )
-from casn_lite.models import SiameseHead, build_model
+from casn_lite.models import build_model
 
 CPU = torch.device("cpu")
 
@@ -158,9 +159,8 @@ def test_casn_loss_weights_and_ramp():
     loss_fn = CASNLoss(feature_dim=16, hidden_dim=8, settings=settings, lambda_sa=2.0)  # a keyword wins
     assert loss_fn.settings == replace(settings, lambda_sa=2.0)
     for progress, ramp in ((0.0, 0.0), (1.0, 0.5), (3.0, 1.0)):
-        loss_fn.set_progress(progress)
         torch.manual_seed(1)  # the same dropout in every call
-        loss, terms = loss_fn(model.train(), batch, CPU)
+        loss, terms = loss_fn(model.train(), batch, CPU, progress)
         expected = terms["ide"] + ramp * (0.5 * terms["ia"] + 2.0 * terms["sa"])
         assert loss.item() == pytest.approx(expected, rel=1e-5), progress
         assert terms["sa"] == pytest.approx(terms["bce"] + 0.5 * terms["consistency"], rel=1e-5)

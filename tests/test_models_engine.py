@@ -87,7 +87,7 @@ def test_training_lowers_the_loss_and_records_history(tiny_synth):
 def test_nan_loss_stops_with_a_clear_error(tiny_synth):
     data, loader, _, _ = tiny_loaders(tiny_synth[0])
 
-    def nan_loss(m, batch, device):
+    def nan_loss(m, batch, device, progress=0.0):
         return m(batch["image"]).logits.sum() * float("nan"), {}
 
     with pytest.raises(TrainingDiverged, match="lower learning rate"):

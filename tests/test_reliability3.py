@@ -150,7 +150,7 @@ def test_resume_notices_a_replaced_image_and_other_loss_options(tiny_synth, tmp_
         fit(model, loader, settings(tmp_path / "a"), linear_loss)
 
     class Plain(CASNLoss):  # L_ide on the tiny linear model, with CASN's options
-        def forward(self, model, batch, device):
+        def forward(self, model, batch, device, progress=0.0):
             return linear_loss(model, batch, device)
 
     model, loader = feed(tiny_synth[0])

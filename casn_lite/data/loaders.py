@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..distributed import default_device
+from ..devices import default_device
 from .datasets import ImageDataset, PairDataset, ReIDData
 from .memory import DeviceAugment, InMemoryLoader, InMemoryPairLoader, bank_bytes, decode_all
 from .samplers import IdentitySampler, PairSampler
@@ -96,13 +96,13 @@ def reid_loaders(data: ReIDData, height: int, width: int, batch_size: int = 32,
     sampler = IdentitySampler([s.pid for s in data.train], batch_size, num_instances, seed=seed)
     if _use_memory(in_memory, data, height, width, device):
         bank = decode_all(data.train, height, width, device)
-        train = InMemoryLoader(bank, data.train, sampler, batch_size, DeviceAugment(height, width, pad=height // 16, erase_p=erase_p), seed)
+        train = InMemoryLoader(bank, data.train, sampler, batch_size, DeviceAugment(height, width, erase_p=erase_p), seed)
         query, gallery = (InMemoryLoader(decode_all(s, height, width, device), s, range(len(s)),
                                          eval_batch_size, None, seed, drop_last=False)
                           for s in (data.query, data.gallery))
         return Loaders(train, query, gallery, bank)
     pin = device.type == "cuda"
-    train_set = ImageDataset(data.train, build_transforms(height, width, train=True, pad=height // 16, erase_p=erase_p))
+    train_set = ImageDataset(data.train, build_transforms(height, width, train=True, erase_p=erase_p))
     train = SeededDataLoader(train_set, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                              drop_last=True, pin_memory=pin, persistent_workers=num_workers > 0,
                              augment_seed=seed, stream=0)
@@ -125,9 +125,9 @@ def pair_loader(data: ReIDData, height: int, width: int, pairs_per_batch: int, n
     sampler = PairSampler([s.pid for s in data.train], [s.camid for s in data.train],
                           pairs_per_batch * num_batches, positive_fraction, seed=seed)
     if images is not None:
-        augment = DeviceAugment(height, width, pad=height // 16, erase_p=erase_p) if train else None
+        augment = DeviceAugment(height, width, erase_p=erase_p) if train else None
         return InMemoryPairLoader(images, data.train, sampler, pairs_per_batch, augment, seed)
-    dataset = ImageDataset(data.train, build_transforms(height, width, train=train, pad=height // 16, erase_p=erase_p))
+    dataset = ImageDataset(data.train, build_transforms(height, width, train=train, erase_p=erase_p))
     return SeededDataLoader(PairDataset(dataset), batch_size=pairs_per_batch, sampler=sampler,
                             num_workers=num_workers, drop_last=True, pin_memory=torch.cuda.is_available(),
                             augment_seed=seed, stream=1)

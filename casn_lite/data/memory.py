@@ -19,7 +19,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .datasets import Sample, read_image
-from .transforms import IMAGENET_MEAN, IMAGENET_STD
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, default_pad
 
 __all__ = ["decode_all", "bank_bytes", "DeviceAugment", "InMemoryLoader", "InMemoryPairLoader"]
 
@@ -46,10 +46,11 @@ class DeviceAugment:
     scale to [0, 1] and normalise, then erase a random rectangle (area 2-33 % of the image,
     aspect 0.3-3.3, value 0) with probability ``erase_p``."""
 
-    def __init__(self, height: int, width: int, flip_p: float = 0.5, pad: int = 10,
+    def __init__(self, height: int, width: int, flip_p: float = 0.5, pad: int | None = None,
                  erase_p: float = 0.5, mean=IMAGENET_MEAN, std=IMAGENET_STD):
         self.height, self.width = height, width
-        self.flip_p, self.pad, self.erase_p = flip_p, pad, erase_p
+        self.flip_p, self.erase_p = flip_p, erase_p
+        self.pad = default_pad(height) if pad is None else pad  # as build_transforms
         self.mean, self.std = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:

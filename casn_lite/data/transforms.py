@@ -11,10 +11,16 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import v2
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "build_transforms", "denormalize"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "build_transforms", "denormalize", "default_pad"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def default_pad(height: int) -> int:
+    """The pad-and-crop shift for an input ``height`` pixels tall: 1/16 of it (16 pixels at
+    the paper's 256 x 128, 4 at 64 x 32)."""
+    return height // 16
 
 
 def build_transforms(
@@ -22,12 +28,14 @@ def build_transforms(
     width: int,
     train: bool = False,
     flip_p: float = 0.5,
-    pad: int = 10,
+    pad: int | None = None,
     erase_p: float = 0.5,
     mean: tuple[float, float, float] = IMAGENET_MEAN,
     std: tuple[float, float, float] = IMAGENET_STD,
 ) -> v2.Compose:
-    """PIL image -> normalised float tensor [3, height, width]; random only when ``train``."""
+    """PIL image -> normalised float tensor [3, height, width]; random only when ``train``
+    (``pad``: the pad-and-crop shift in pixels, by default ``default_pad(height)``)."""
+    pad = default_pad(height) if pad is None else pad
     steps: list = [v2.ToImage(), v2.Resize((height, width), antialias=True)]
     if train:
         if flip_p > 0:
