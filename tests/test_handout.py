@@ -8,11 +8,19 @@ import jupytext
 import nbformat
 import pytest
 
-from casn_lite import reproduce
-from casn_lite.__main__ import main
-from casn_lite.course import BEGIN, END, STUB, handout_readme, stub_solution, student_copies
-from casn_lite.reproduce import KERNEL, ROOT, default_kernel, notebooks
-from casn_lite.tidy import WIDGET, tidy
+from casn_lite.tooling.cli import main
+from casn_lite.tooling.handouts import (
+    BEGIN,
+    END,
+    STUB,
+    HandoutError,
+    handout_readme,
+    stub_solution,
+    student_copies,
+)
+from casn_lite.tooling.kernels import KERNEL, default_kernel
+from casn_lite.tooling.notebooks import ROOT, notebooks
+from casn_lite.tooling.tidy import WIDGET, tidy
 
 EXECUTED = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 LIMIT_MB = 3.0  # the six committed notebooks together
@@ -181,8 +189,8 @@ def test_keep_outputs_needs_the_executed_notebook(tmp_path, monkeypatch):
     source = tmp_path / "nb" / "07_new.py"
     source.parent.mkdir()
     source.write_text("# %% [markdown]\n# # 07 · New\n\n# %%\nx = 1\n")
-    monkeypatch.setattr(reproduce, "NOTEBOOK_DIR", source.parent)
-    with pytest.raises(reproduce.ReproduceError, match="make notebooks"):
+    monkeypatch.setattr("casn_lite.tooling.notebooks.NOTEBOOK_DIR", source.parent)
+    with pytest.raises(HandoutError, match="make notebooks"):
         student_copies(tmp_path / "out", keep_outputs=True)
 
 

@@ -10,8 +10,8 @@ import time
 import warnings
 from pathlib import Path
 
-from .data.datasets import DATASETS, DatasetLayoutError, ImageReadError, check_files, load_dataset
-from .data.synth import PRESETS, check_memory, generate
+from ..data.datasets import DATASETS, DatasetLayoutError, ImageReadError, check_files, load_dataset
+from ..data.synth import PRESETS, check_memory, generate
 from .signals import exit_status, how_stopped, stop_on_signals
 
 
@@ -68,7 +68,7 @@ def _notebook_numbers(only: str | None) -> list[str] | None:
 def _reproduce(args: argparse.Namespace) -> int:
     only = _notebook_numbers(args.only)
     try:
-        from .reproduce import run  # papermill is imported only when needed
+        from .runner import run  # papermill is imported only when needed
     except ImportError as err:
         raise ValueError(f"reproduce needs the notebook extras ({err.name or err} is missing): "
                          "pip install -e '.[notebooks]'") from None
@@ -90,7 +90,7 @@ def _budget(args: argparse.Namespace) -> int:
 
 def _student(args: argparse.Namespace) -> int:
     try:
-        from .course import student_copies
+        from .handouts import student_copies
     except ImportError as err:
         raise ValueError(f"student needs the notebook extras ({err.name or err} is missing): "
                          "pip install -e '.[notebooks]'") from None
@@ -102,13 +102,15 @@ def _student(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .train import train
+    from .train_command import train
 
     train(args)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..models import ARCHS  # as train_command, below, does: no more start-up time
+
     parser = argparse.ArgumentParser(prog="python -m casn_lite", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -140,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--data-root", help="a real dataset folder instead of SynthPeople")
     rep.add_argument("--out", help="where executed notebooks and metrics go "
                                    "(default: runs/<profile>[-<arch>][-<dataset folder>])")
-    rep.add_argument("--arch", choices=["ide", "pcb"],
+    rep.add_argument("--arch", choices=sorted(ARCHS),
                      help="run the notebooks that have an arch parameter with this model "
                           "(and the profile's arch settings, e.g. PCB's taller input)")
     rep.add_argument("--jobs", type=int, default=1,
@@ -160,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     bud.add_argument("--profile", default="gpu", help="profiles/<name>.yaml (default: gpu)")
     bud.set_defaults(run=_budget)
 
-    from .train import add_arguments
+    from .train_command import add_arguments
 
     trainer = commands.add_parser("train", help="train one variant (also under torchrun, on several GPUs)")
     add_arguments(trainer)
@@ -189,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings(), stop_on_signals():  # SIGTERM stops as Ctrl-C does
             warnings.showwarning = _one_line
             return args.run(args)
-    except (DatasetLayoutError, ImageReadError, ValueError) as err:  # ReproduceError is a ValueError
+    except (DatasetLayoutError, ImageReadError, ValueError) as err:  # ReproduceError and HandoutError are ValueErrors
         print(f"error: {_message(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:
