@@ -110,6 +110,20 @@ def test_tidy_drops_timestamps_widgets_and_widget_state():
     assert cell.outputs == [line], "the plain per-epoch line stays"
 
 
+def test_tidy_loads_neither_papermill_nor_yaml():
+    """`make notebooks` tidies with nbformat alone: tidy reaches the notebook writer
+    (tooling.notebooks.write_notebook), not the runner or the profiles. Caught: tidy importing
+    ``write_notebook`` from the runner again, or ``tooling/notebooks.py`` importing papermill,
+    jupytext or yaml at its top."""
+    import subprocess
+    import sys
+
+    code = "import sys, casn_lite.tooling.tidy; print('papermill' in sys.modules, 'yaml' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False"]
+
+
 # --------------------------------------------------------------------------- exercises
 def test_stub_solution_replaces_only_the_marked_block():
     source = f"def f(x):\n    \"\"\"doc\"\"\"\n    {BEGIN}\n    y = x + 1\n    return y\n    {END}\n\n\nz = 1"
