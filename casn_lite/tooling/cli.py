@@ -8,6 +8,8 @@ import re
 import sys
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..data.datasets import DATASETS, DatasetLayoutError, ImageReadError, check_files, load_dataset
@@ -65,35 +67,37 @@ def _notebook_numbers(only: str | None) -> list[str] | None:
     return numbers
 
 
+@contextmanager
+def _notebook_extras(command: str) -> Iterator[None]:
+    """Within the block, a library of the notebook extras that is missing (papermill,
+    jupytext, ...) is one line naming what to install."""
+    try:
+        yield
+    except ImportError as err:
+        raise ValueError(f"{command} needs the notebook extras ({err.name or err} is missing): "
+                         "pip install -e '.[notebooks]'") from None
+
+
 def _reproduce(args: argparse.Namespace) -> int:
     only = _notebook_numbers(args.only)
-    try:
+    with _notebook_extras("reproduce"):
         from .runner import run  # papermill is imported only when needed
-    except ImportError as err:
-        raise ValueError(f"reproduce needs the notebook extras ({err.name or err} is missing): "
-                         "pip install -e '.[notebooks]'") from None
     results = run(args.profile, only, args.data_root, args.out, kernel=args.kernel, restart=args.restart,
                   arch=args.arch, jobs=args.jobs, smoke=args.smoke)
     return 0 if all(r["status"] == "ok" for r in results) else 1
 
 
 def _budget(args: argparse.Namespace) -> int:
-    try:
+    with _notebook_extras("budget"):
         from .budget import budget_table, gpu_run_budget
-    except ImportError as err:
-        raise ValueError(f"budget needs the notebook extras ({err.name or err} is missing): "
-                         "pip install -e '.[notebooks]'") from None
     print(budget_table(gpu_run_budget(args.profile), f"benchmarks/gpu_run.sh with profile {args.profile!r}, "
                                                      "on one GPU:"))
     return 0
 
 
 def _student(args: argparse.Namespace) -> int:
-    try:
+    with _notebook_extras("student"):
         from .handouts import student_copies
-    except ImportError as err:
-        raise ValueError(f"student needs the notebook extras ({err.name or err} is missing): "
-                         "pip install -e '.[notebooks]'") from None
     for path in student_copies(args.out, _notebook_numbers(args.only), force=args.force,
                                keep_outputs=args.keep_outputs):
         print(f"wrote {path}")
