@@ -62,9 +62,9 @@ test: lint
 # kernel that install registers), then drop what only this run needs (timestamps, widgets);
 # first refuse a pair whose .ipynb holds changes its .py lacks (they would be deleted)
 notebooks: kernel
-	$(BIN)/python -m casn_lite.pairs notebooks/[0-9]*.py
+	$(BIN)/python -m casn_lite.tooling.pairs notebooks/[0-9]*.py
 	cd notebooks && for nb in [0-9]*.py; do ../$(BIN)/jupytext --to ipynb --execute $$nb || exit 1; done
-	$(BIN)/python -m casn_lite.tidy notebooks/[0-9]*.ipynb
+	$(BIN)/python -m casn_lite.tooling.tidy notebooks/[0-9]*.ipynb
 
 # JupyterLab on the project's environment, opened at notebooks/. jupytext's contents manager
 # reads the .py sources as notebooks; jupyter-config/ makes a double click open them so.

@@ -10,7 +10,7 @@
 
 The engine's checkpoints and the cache of IDE starts are written this way, so a run killed
 mid-save leaves the previous file, never half of one. (Holding a folder for one run at a
-time is the tooling's: ``casn_lite.files.lock_folder``.)
+time is the tooling's: ``casn_lite.tooling.locks.lock_folder``.)
 """
 
 from __future__ import annotations

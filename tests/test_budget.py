@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from casn_lite import budget, smoke
+from casn_lite.tooling import budget, smoke
 
 # every parameter budget.trainings reads, at sizes that make the arithmetic easy:
 # 10 people x (2 + 6) / 2 cameras x 5 images = 200 training images at 256 x 128

@@ -3,9 +3,10 @@
 import jupytext
 import nbformat
 
-from casn_lite.__main__ import main
-from casn_lite.course import PLACEHOLDER, stub_solution, student_copies
-from casn_lite.reproduce import KERNEL, notebooks
+from casn_lite.tooling.cli import main
+from casn_lite.tooling.handouts import PLACEHOLDER, stub_solution, student_copies
+from casn_lite.tooling.kernels import KERNEL
+from casn_lite.tooling.notebooks import notebooks
 
 
 def test_student_copies_drop_answers_and_keep_everything_else(tmp_path):

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from casn_lite.__main__ import main
 from casn_lite.data import (
     DatasetLayoutError,
     ImageDataset,
@@ -12,6 +11,7 @@ from casn_lite.data import (
     detect_dataset,
     load_dataset,
 )
+from casn_lite.tooling.cli import main
 
 # (pid, camera) per split; -1 is junk, 0 a distractor
 SPLIT_CONTENT = {

@@ -8,11 +8,19 @@ import jupytext
 import nbformat
 import pytest
 
-from casn_lite import reproduce
-from casn_lite.__main__ import main
-from casn_lite.course import BEGIN, END, STUB, handout_readme, stub_solution, student_copies
-from casn_lite.reproduce import KERNEL, ROOT, default_kernel, notebooks
-from casn_lite.tidy import WIDGET, tidy
+from casn_lite.tooling.cli import main
+from casn_lite.tooling.handouts import (
+    BEGIN,
+    END,
+    STUB,
+    HandoutError,
+    handout_readme,
+    stub_solution,
+    student_copies,
+)
+from casn_lite.tooling.kernels import KERNEL, default_kernel
+from casn_lite.tooling.notebooks import ROOT, notebooks
+from casn_lite.tooling.tidy import WIDGET, tidy
 
 EXECUTED = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 LIMIT_MB = 3.0  # the six committed notebooks together
@@ -102,6 +110,20 @@ def test_tidy_drops_timestamps_widgets_and_widget_state():
     assert cell.outputs == [line], "the plain per-epoch line stays"
 
 
+def test_tidy_loads_neither_papermill_nor_yaml():
+    """`make notebooks` tidies with nbformat alone: tidy reaches the notebook writer
+    (tooling.notebooks.write_notebook), not the runner or the profiles. Caught: tidy importing
+    ``write_notebook`` from the runner again, or ``tooling/notebooks.py`` importing papermill,
+    jupytext or yaml at its top."""
+    import subprocess
+    import sys
+
+    code = "import sys, casn_lite.tooling.tidy; print('papermill' in sys.modules, 'yaml' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False"]
+
+
 # --------------------------------------------------------------------------- exercises
 def test_stub_solution_replaces_only_the_marked_block():
     source = f"def f(x):\n    \"\"\"doc\"\"\"\n    {BEGIN}\n    y = x + 1\n    return y\n    {END}\n\n\nz = 1"
@@ -181,8 +203,8 @@ def test_keep_outputs_needs_the_executed_notebook(tmp_path, monkeypatch):
     source = tmp_path / "nb" / "07_new.py"
     source.parent.mkdir()
     source.write_text("# %% [markdown]\n# # 07 · New\n\n# %%\nx = 1\n")
-    monkeypatch.setattr(reproduce, "NOTEBOOK_DIR", source.parent)
-    with pytest.raises(reproduce.ReproduceError, match="make notebooks"):
+    monkeypatch.setattr("casn_lite.tooling.notebooks.NOTEBOOK_DIR", source.parent)
+    with pytest.raises(HandoutError, match="make notebooks"):
         student_copies(tmp_path / "out", keep_outputs=True)
 
 

@@ -6,13 +6,13 @@ import jupytext
 import nbformat
 import pytest
 
-from casn_lite.pairs import differences
+from casn_lite.tooling.pairs import differences
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("[0-9][0-9]_*.py"))
 
 
 def test_the_six_notebooks_are_the_ones_the_runner_and_course_use():
-    from casn_lite.reproduce import notebooks
+    from casn_lite.tooling.notebooks import notebooks
 
     assert [p.stem for p in NOTEBOOKS] == ["00_data_and_evaluation", "01_ide_baseline",
                                            "02_identification_attention", "03_siamese_attention",
@@ -46,8 +46,8 @@ def test_papermill_reads_every_parameter(source):
     log message; then a profile could not set that parameter."""
     import ast
 
-    from casn_lite.reproduce import _parameters
+    from casn_lite.tooling.notebooks import parameter_names
 
     cell = next(c for c in jupytext.read(source).cells if "parameters" in c.metadata.get("tags", []))
     assigned = {t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign) for t in node.targets}
-    assert _parameters(source) == assigned
+    assert parameter_names(source) == assigned

@@ -14,10 +14,10 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from casn_lite import reproduce
 from casn_lite.data import ImageDataset, build_transforms, load_dataset
 from casn_lite.engine import evaluate, load_training_state
 from casn_lite.models import build_model
+from casn_lite.tooling import profiles, runner
 
 
 def copy_as_cuhk03(synth_root, target):
@@ -34,13 +34,13 @@ def test_reproduce_runs_notebook_01_on_a_real_layout(tiny_synth, tmp_path, monke
     root = tmp_path / "data"
     for variant in ("detected", "labeled"):  # CUHK03-NP ships both
         copy_as_cuhk03(tiny_synth[0], root / "cuhk03-np" / variant)
-    profiles = tmp_path / "profiles"
-    profiles.mkdir()
-    (profiles / "tiny.yaml").write_text(
+    profile_dir = tmp_path / "profiles"
+    profile_dir.mkdir()
+    (profile_dir / "tiny.yaml").write_text(
         'notebooks: {"01": {epochs: 1, batch_size: 8, num_instances: 2, height: 32, width: 16, embed_dim: 16}}\n')
-    monkeypatch.setattr(reproduce, "PROFILE_DIR", profiles)
+    monkeypatch.setattr(profiles, "PROFILE_DIR", profile_dir)
     out = tmp_path / "runs"
-    [result] = reproduce.run("tiny", only=["01"], data_root=str(root / "cuhk03-np"), out=out)
+    [result] = runner.run("tiny", only=["01"], data_root=str(root / "cuhk03-np"), out=out)
     assert result["status"] == "ok", result.get("error")
     metrics = result["metrics"]
     data = load_dataset("auto", root / "cuhk03-np")  # --data-root cuhk03-np means its detected/ boxes

@@ -12,8 +12,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from casn_lite import reproduce
-from casn_lite.__main__ import main
 from casn_lite.data import (
     DatasetLayoutError,
     IdentitySampler,
@@ -28,6 +26,8 @@ from casn_lite.engine import CheckpointMismatch, TrainConfig, evaluate, fit, see
 from casn_lite.evaluation import evaluate_ranking, pairwise_distance
 from casn_lite.inference import rank_gallery
 from casn_lite.models import build_model, load_checkpoint, save_checkpoint
+from casn_lite.tooling import profiles, runner
+from casn_lite.tooling.cli import main
 
 from .support import TINY, run_example
 from .test_reproduce import HEADER, OK, make_project
@@ -150,16 +150,16 @@ display(JSON({"found_a_checkpoint": found}))
 def test_restart_trains_again_instead_of_resuming(project):
     (project / "notebooks" / "02_remembers.py").write_text(REMEMBERS)
     out = project / "runs"
-    assert reproduce.run("good", only=["02"], out=out)[0]["metrics"] == {"found_a_checkpoint": False}
-    again = reproduce.run("good", only=["02"], out=out, restart=True)
+    assert runner.run("good", only=["02"], out=out)[0]["metrics"] == {"found_a_checkpoint": False}
+    again = runner.run("good", only=["02"], out=out, restart=True)
     assert again[0]["metrics"] == {"found_a_checkpoint": False}, "--restart removed the old checkpoints"
 
 
 def test_a_damaged_record_runs_the_notebook_again(project):
     out = project / "runs"
-    reproduce.run("good", only=["00"], out=out)
+    runner.run("good", only=["00"], out=out)
     (out / "00_ok.metrics.json").write_text('{"status": "o')
-    assert reproduce.run("good", only=["00"], out=out)[0]["status"] == "ok"
+    assert runner.run("good", only=["00"], out=out)[0]["status"] == "ok"
 
 
 DIES = HEADER + """# %% tags=["parameters"]
@@ -174,7 +174,7 @@ os._exit(1)
 def test_a_dead_kernel_is_a_failed_notebook_and_the_others_still_run(project, capsys):
     (project / "notebooks" / "01_fails.py").write_text(DIES)
     (project / "notebooks" / "02_ok.py").write_text(OK)
-    results = reproduce.run("good", out=project / "runs")
+    results = runner.run("good", out=project / "runs")
     assert [r["status"] for r in results] == ["ok", "failed", "ok"]
     assert "DeadKernelError" in results[1]["error"]
     table = capsys.readouterr().out
@@ -188,7 +188,7 @@ runner = 0
 # %%
 import os, signal, time
 os.kill(runner, signal.SIGINT)  # the user presses Ctrl-C in the terminal of reproduce
-time.sleep(120)  # the runner's own handler (reproduce.run) stops this cell: no race with the signal
+time.sleep(120)  # the runner's own handler (runner.run) stops this cell: no race with the signal
 
 # %%
 y = 2
@@ -201,7 +201,7 @@ def test_an_interrupted_notebook_is_marked_interrupted(project):
     (project / "profiles" / "runner.yaml").write_text(f"defaults: {{runner: {os.getpid()}}}\n")
     out = project / "runs"
     with pytest.raises(KeyboardInterrupt):
-        reproduce.run("runner", only=["01"], out=out)
+        runner.run("runner", only=["01"], out=out)
     nb = nbformat.read(out / "01_fails.ipynb", as_version=4)
     assert nb.metadata.papermill["status"] == "interrupted"
     assert (out / "01_fails.ipynb").read_text().endswith("}\n"), "written whole, as nbformat.write would"
@@ -212,9 +212,9 @@ def test_an_interrupted_notebook_is_marked_interrupted(project):
 
 def test_a_second_run_into_the_same_folder_is_refused(project):
     out = project / "runs"
-    with reproduce.lock_folder(out), pytest.raises(ValueError, match="another reproduce run"):
-        reproduce.run("good", only=["00"], out=out)
-    assert reproduce.run("good", only=["00"], out=out)[0]["status"] == "ok", "the lock goes with its run"
+    with runner.lock_folder(out), pytest.raises(ValueError, match="another reproduce run"):
+        runner.run("good", only=["00"], out=out)
+    assert runner.run("good", only=["00"], out=out)[0]["status"] == "ok", "the lock goes with its run"
 
 
 @pytest.mark.parametrize("text, message", [
@@ -226,8 +226,8 @@ def test_a_second_run_into_the_same_folder_is_refused(project):
 ])
 def test_a_malformed_profile_is_named(project, text, message):
     (project / "profiles" / "bad.yaml").write_text(text)
-    with pytest.raises(reproduce.ReproduceError, match=message):
-        reproduce.plan("bad")
+    with pytest.raises(profiles.ReproduceError, match=message):
+        profiles.plan("bad")
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -260,14 +260,14 @@ def test_reproduce_cli_refuses_an_out_that_is_a_file_or_read_only(project, capsy
 
 def test_reproduce_without_the_notebook_extras_says_what_to_install(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "papermill", None)  # import papermill fails
-    monkeypatch.delitem(sys.modules, "casn_lite.reproduce")
+    monkeypatch.delitem(sys.modules, "casn_lite.tooling.runner")
     assert main(["reproduce", "--profile", "ci"]) == 2
     err = capsys.readouterr().err
     assert "pip install -e '.[notebooks]'" in err and "papermill" in err
 
 
 def test_kernels_do_not_print_their_tcp_warning(project, capfd):
-    reproduce.run("good", only=["00"], out=project / "runs")
+    runner.run("good", only=["00"], out=project / "runs")
     assert "without encryption" not in capfd.readouterr().err
 
 

@@ -18,8 +18,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from casn_lite import pairs, reproduce, signals
-from casn_lite.__main__ import main
 from casn_lite.data import (
     IdentitySampler,
     ImageDataset,
@@ -36,8 +34,10 @@ from casn_lite.engine import (
     fit,
     seed_everything,
 )
-from casn_lite.files import FolderBusy, lock_folder
 from casn_lite.losses import CASNLoss
+from casn_lite.tooling import pairs, profiles, runner, signals
+from casn_lite.tooling.cli import main
+from casn_lite.tooling.locks import FolderBusy, lock_folder
 
 from .support import TINY
 from .test_reliability import linear_loss, settings, tiny_run
@@ -326,8 +326,8 @@ def save(obj, f, *args, **kwargs):
         signal.pause()  # until SIGTERM
 
 torch.save = save
-from casn_lite import pairs, reproduce, signals
-from casn_lite.__main__ import main
+from casn_lite.tooling import pairs, profiles, runner, signals
+from casn_lite.tooling.cli import main
 sys.exit(main(argv))
 """
 
@@ -431,11 +431,11 @@ def test_sigterm_during_a_restart_keeps_the_complete_notebook_and_never_reports_
     (project / "notebooks" / "02_stops.py").write_text(STOPS)
     flag, out = project / "flag", project / "runs"
     (project / "profiles" / "stops.yaml").write_text(f"defaults: {{runner: {os.getpid()}, flag: '{flag}'}}\n")
-    assert reproduce.run("stops", only=["02"], out=out)[0]["status"] == "ok"
+    assert runner.run("stops", only=["02"], out=out)[0]["status"] == "ok"
     good, record = (out / "02_stops.ipynb").read_bytes(), (out / "02_stops.metrics.json").read_text()
     flag.touch()
     with pytest.raises(signals.Terminated):
-        reproduce.run("stops", only=["02"], out=out, restart=True)
+        runner.run("stops", only=["02"], out=out, restart=True)
     assert (out / "02_stops.ipynb").read_bytes() == good, "the complete notebook is kept"
     assert (out / "02_stops.metrics.json").read_text() == record
     stopped = nbformat.read(out / "02_stops.interrupted.ipynb", as_version=4)
@@ -444,10 +444,10 @@ def test_sigterm_during_a_restart_keeps_the_complete_notebook_and_never_reports_
     assert leftovers(out) == [], "no temporary notebook left"
     flag.unlink()
     capsys.readouterr()
-    assert reproduce.run("stops", only=["02"], out=out)[0]["status"] == "ok"
+    assert runner.run("stops", only=["02"], out=out)[0]["status"] == "ok"
     assert "finished earlier, skipped" in capsys.readouterr().out, "the kept notebook is complete"
     (out / "02_stops.ipynb").write_bytes(stopped_bytes := (out / "02_stops.interrupted.ipynb").read_bytes())
-    assert reproduce.run("stops", only=["02"], out=out)[0]["status"] == "ok"
+    assert runner.run("stops", only=["02"], out=out)[0]["status"] == "ok"
     assert "skipped" not in capsys.readouterr().out, "a notebook that is not the recorded one runs again"
     assert (out / "02_stops.ipynb").read_bytes() != stopped_bytes
 
@@ -458,7 +458,7 @@ def test_an_interruption_without_an_earlier_run_is_recorded_in_place(project):
     flag.touch()
     (project / "profiles" / "stops.yaml").write_text(f"defaults: {{runner: {os.getpid()}, flag: '{flag}'}}\n")
     with pytest.raises(signals.Terminated):
-        reproduce.run("stops", only=["02"], out=out)
+        runner.run("stops", only=["02"], out=out)
     record = json.loads((out / "02_stops.metrics.json").read_text())
     assert record["status"] == "interrupted" and record["error"] == "stopped by SIGTERM"
     assert nbformat.read(out / "02_stops.ipynb", as_version=4).metadata.papermill["status"] == "interrupted"
@@ -510,7 +510,7 @@ def parallel_project(project, stop):
 def test_sigterm_stops_the_workers_and_their_kernels(project):
     meeting = parallel_project(project, "SIGTERM")
     with pytest.raises(signals.Terminated):
-        reproduce.run("par", out=project / "runs", jobs=2)
+        runner.run("par", out=project / "runs", jobs=2)
     pids = [int(pid) for entry in meeting.iterdir() for pid in entry.name.split("-")]
     assert len(pids) == 4
     deadline = time.monotonic() + 60  # a safety net: they are gone when run returns
@@ -524,7 +524,7 @@ def test_sigterm_stops_the_workers_and_their_kernels(project):
 def test_ctrl_c_of_a_parallel_run_prints_no_kernel_traceback(project, capfd):
     parallel_project(project, "SIGINT")
     with pytest.raises(KeyboardInterrupt):
-        reproduce.run("par", out=project / "runs", jobs=2)
+        runner.run("par", out=project / "runs", jobs=2)
     err = capfd.readouterr().err
     assert "Traceback" not in err and "ZMQError" not in err and "Kernel died" not in err, err
 
@@ -554,7 +554,7 @@ def test_reproduce_refuses_an_ipynb_with_cells_its_py_lacks(project, capsys):
                          f"jupytext --sync {source.with_suffix('.ipynb')}")
     assert "[00]" not in capsys.readouterr().out and not (project / "runs").exists(), err
     paired(project, change=add_cell, newer="py")  # the .py edited since: it is what runs
-    assert [j.number for j in reproduce.plan("good")] == ["00", "01"]
+    assert [j.number for j in profiles.plan("good")] == ["00", "01"]
     assert pairs.main([str(source)]) == 0, "make notebooks rebuilds a stale .ipynb"
     paired(project, change=add_cell, newer="ipynb")
     assert pairs.main([str(source)]) == 2, "make notebooks stops before deleting the cell"
@@ -590,14 +590,14 @@ finetune_lr = None  # None: lr
 seeds = [0]
 ''')
     (project / "profiles" / "counts.yaml").write_text('notebooks: {"02": {epochs: 0}}\n')
-    with pytest.raises(reproduce.ReproduceError, match="0 is below 1"):
-        reproduce.plan("counts")
+    with pytest.raises(profiles.ReproduceError, match="0 is below 1"):
+        profiles.plan("counts")
     (project / "profiles" / "counts.yaml").write_text(
         'notebooks: {"02": {epochs: 2, pretrained: auto, finetune_lr: 0.01, seeds: [0, 1]}}\n')
-    assert reproduce.plan("counts", only=["02"])[0].parameters["pretrained"] == "auto"
+    assert profiles.plan("counts", only=["02"])[0].parameters["pretrained"] == "auto"
     (project / "profiles" / "counts.yaml").write_text('notebooks: {"02": {seeds: [0, 1.5]}}\n')
-    with pytest.raises(reproduce.ReproduceError, match="1.5 is not a whole number"):
-        reproduce.plan("counts")
+    with pytest.raises(profiles.ReproduceError, match="1.5 is not a whole number"):
+        profiles.plan("counts")
 
 
 @pytest.mark.parametrize("flags, named", [

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from casn_lite import reproduce
+from casn_lite.tooling import notebooks, profiles, runner
 
 HEADER = "# ---\n# jupyter:\n#   kernelspec:\n#     display_name: Python 3\n#     language: python\n#     name: python3\n# ---\n\n"
 OK = HEADER + """# %% tags=["parameters"]
@@ -36,35 +36,35 @@ def project(tmp_path, monkeypatch):
 
 def make_project(tmp_path, monkeypatch):
     """Two notebooks (one fails) and four profiles in tmp_path, where the runner looks."""
-    nbs, profiles = tmp_path / "notebooks", tmp_path / "profiles"
+    nbs, profile_dir = tmp_path / "notebooks", tmp_path / "profiles"
     nbs.mkdir()
-    profiles.mkdir()
+    profile_dir.mkdir()
     (nbs / "00_ok.py").write_text(OK)
     (nbs / "01_fails.py").write_text(FAILS)
-    (profiles / "good.yaml").write_text('defaults: {x: 5}\nnotebooks: {"00": {data_root: null}}\n')
-    (profiles / "typo.yaml").write_text("defaults: {xx: 5}\n")
-    (profiles / "wrong_notebook.yaml").write_text('notebooks: {"01": {data_root: null}}\n')
-    monkeypatch.setattr(reproduce, "NOTEBOOK_DIR", nbs)
-    monkeypatch.setattr(reproduce, "PROFILE_DIR", profiles)
+    (profile_dir / "good.yaml").write_text('defaults: {x: 5}\nnotebooks: {"00": {data_root: null}}\n')
+    (profile_dir / "typo.yaml").write_text("defaults: {xx: 5}\n")
+    (profile_dir / "wrong_notebook.yaml").write_text('notebooks: {"01": {data_root: null}}\n')
+    monkeypatch.setattr(notebooks, "NOTEBOOK_DIR", nbs)
+    monkeypatch.setattr(profiles, "PROFILE_DIR", profile_dir)
     return tmp_path
 
 
 def test_unknown_names_are_refused_with_the_valid_choices(project):
-    with pytest.raises(reproduce.ReproduceError, match="choose one of: good, typo, wrong_notebook"):
-        reproduce.plan("nope")
-    with pytest.raises(reproduce.ReproduceError, match="choose from: 00, 01"):
-        reproduce.plan("good", only=["02"])
-    with pytest.raises(reproduce.ReproduceError, match="no notebook has a parameter 'xx'"):
-        reproduce.plan("typo")
-    with pytest.raises(reproduce.ReproduceError, match="notebook 01 has no parameter data_root"):
-        reproduce.plan("wrong_notebook")
+    with pytest.raises(profiles.ReproduceError, match="choose one of: good, typo, wrong_notebook"):
+        profiles.plan("nope")
+    with pytest.raises(profiles.ReproduceError, match="choose from: 00, 01"):
+        profiles.plan("good", only=["02"])
+    with pytest.raises(profiles.ReproduceError, match="no notebook has a parameter 'xx'"):
+        profiles.plan("typo")
+    with pytest.raises(profiles.ReproduceError, match="notebook 01 has no parameter data_root"):
+        profiles.plan("wrong_notebook")
 
 
 def test_profile_parameters_reach_each_notebook_that_has_them(project):
-    jobs = {j.number: j.parameters for j in reproduce.plan("good")}
+    jobs = {j.number: j.parameters for j in profiles.plan("good")}
     assert jobs["00"] == {"x": 5, "data_root": None}  # the notebook's own entry wins over defaults
     assert jobs["01"] == {"x": 5}  # 01 has no data_root parameter
-    jobs = {j.number: j.parameters for j in reproduce.plan("good", data_root=str(project))}
+    jobs = {j.number: j.parameters for j in profiles.plan("good", data_root=str(project))}
     assert jobs["00"] == {"x": 5, "data_root": str(project.resolve())}  # the command line wins
 
 
@@ -74,23 +74,23 @@ def test_real_data_and_arch_layers(project):
         'real_data: {defaults: {x: 2}}\n'
         'arch: {pcb: {notebooks: {"00": {x: 3}}}}\n')
     (project / "notebooks" / "02_arch.py").write_text(OK.replace("x = 1\n", "x = 1\narch = 'ide'\n"))
-    plain = {j.number: j.parameters for j in reproduce.plan("layered")}
+    plain = {j.number: j.parameters for j in profiles.plan("layered")}
     assert plain["00"] == {"x": 1}
-    real = {j.number: j.parameters for j in reproduce.plan("layered", data_root=str(project))}
+    real = {j.number: j.parameters for j in profiles.plan("layered", data_root=str(project))}
     assert real["00"]["x"] == 2 and real["00"]["data_root"] == str(project.resolve())
-    pcb = reproduce.plan("layered", arch="pcb")
+    pcb = profiles.plan("layered", arch="pcb")
     assert [j.number for j in pcb] == ["02"], "with an arch, only notebooks that have one run"
     assert pcb[0].parameters == {"x": 1, "arch": "pcb"}
-    both = {j.number: j.parameters for j in reproduce.plan("layered", only=["00"], data_root=str(project), arch="pcb")}
+    both = {j.number: j.parameters for j in profiles.plan("layered", only=["00"], data_root=str(project), arch="pcb")}
     assert both["00"]["x"] == 3, "the arch layer comes last"
-    assert reproduce.default_out("layered", str(project), "pcb").name == f"layered-pcb-{project.name}"
+    assert runner.default_out("layered", str(project), "pcb").name == f"layered-pcb-{project.name}"
     (project / "profiles" / "bad.yaml").write_text('real_data: {defaults: {nope: 1}}\n')
-    with pytest.raises(reproduce.ReproduceError, match="real_data: no notebook has a parameter 'nope'"):
-        reproduce.plan("bad", data_root=str(project))
+    with pytest.raises(profiles.ReproduceError, match="real_data: no notebook has a parameter 'nope'"):
+        profiles.plan("bad", data_root=str(project))
 
 
 def test_run_reads_metrics_back_and_reports_a_failing_notebook(project, capsys):
-    results = reproduce.run("good", out=project / "runs")
+    results = runner.run("good", out=project / "runs")
     ok, failed = results
     assert ok["status"] == "ok" and ok["metrics"] == {"y": 10}
     assert json.loads((project / "runs" / "00_ok.metrics.json").read_text())["metrics"] == {"y": 10}
@@ -114,18 +114,18 @@ display(JSON({"checkpoint_dir": checkpoint_dir, "profile": profile}))
 def test_a_second_run_skips_finished_notebooks_and_retries_the_rest(project, capsys):
     (project / "notebooks" / "02_resumable.py").write_text(RESUMABLE)
     out = project / "runs"
-    first = reproduce.run("good", out=out)
+    first = runner.run("good", out=out)
     assert first[2]["metrics"] == {"checkpoint_dir": str((out / "checkpoints" / "02_resumable").resolve()),
                                    "profile": "good"}
     stamp = (out / "00_ok.ipynb").stat().st_mtime_ns
     capsys.readouterr()
-    again = reproduce.run("good", out=out)
+    again = runner.run("good", out=out)
     log = capsys.readouterr().out
     assert "00_ok: finished earlier, skipped" in log and "02_resumable: finished earlier, skipped" in log
     assert "[01] 01_fails" in log, "a failed notebook runs again"
     assert (out / "00_ok.ipynb").stat().st_mtime_ns == stamp
     assert [r["status"] for r in again] == ["ok", "failed", "ok"]
-    reproduce.run("good", out=out, restart=True, only=["00"])
+    runner.run("good", out=out, restart=True, only=["00"])
     assert (out / "00_ok.ipynb").stat().st_mtime_ns != stamp
 
 
@@ -154,26 +154,26 @@ def test_jobs_run_notebooks_at_once(project, monkeypatch):
         (project / "notebooks" / name).write_text(MEETS)
     (project / "meeting").mkdir()
     (project / "profiles" / "plain.yaml").write_text(f"defaults: {{meeting: '{project / 'meeting'}'}}\n")
-    monkeypatch.setattr(reproduce.os, "cpu_count", lambda: 4)
-    a, b = reproduce.run("plain", out=project / "runs", jobs=2)
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 4)
+    a, b = runner.run("plain", out=project / "runs", jobs=2)
     assert a["status"] == b["status"] == "ok"
     ma, mb = a["metrics"], b["metrics"]
     assert ma["met"] and mb["met"], "each notebook saw the other running"
     assert ma["threads"] == mb["threads"] == "2", "each gets its share of the cores"
 
 
-@pytest.mark.parametrize("profile", reproduce.profiles())
+@pytest.mark.parametrize("profile", profiles.profiles())
 def test_every_shipped_profile_plans_every_notebook_and_arch(profile, tmp_path):
     """Each shipped profile, as `reproduce` would run it: plain, on a real dataset folder,
     and for each architecture. A misspelt section, parameter or notebook number is refused
     by plan (check_sections and the parameter check), so a broken profile fails here."""
-    every = reproduce.notebooks()
-    names = {n: reproduce._parameters(source) for n, source in every.items()}
+    every = notebooks.notebooks()
+    names = {n: notebooks.parameter_names(source) for n, source in every.items()}
     with_arch = [n for n in every if "arch" in names[n]]
     assert with_arch == ["04", "05"]
     for data_root in (None, tmp_path):
         for arch in (None, "ide", "pcb"):
-            jobs = reproduce.plan(profile, data_root=None if data_root is None else str(data_root), arch=arch)
+            jobs = profiles.plan(profile, data_root=None if data_root is None else str(data_root), arch=arch)
             assert [j.number for j in jobs] == (list(every) if arch is None else with_arch)
             for job in jobs:
                 assert set(job.parameters) <= names[job.number]
@@ -183,5 +183,5 @@ def test_every_shipped_profile_plans_every_notebook_and_arch(profile, tmp_path):
                     assert job.parameters["arch"] == arch
                 if arch == "pcb":  # six stripes of conv5 need an input at least 96 pixels tall
                     assert job.parameters["height"] >= 96, (profile, data_root, job.number)
-    with pytest.raises(reproduce.ReproduceError, match="unknown arch 'resnet'"):
-        reproduce.plan(profile, arch="resnet")
+    with pytest.raises(profiles.ReproduceError, match="unknown arch 'resnet'"):
+        profiles.plan(profile, arch="resnet")

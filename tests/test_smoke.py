@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from casn_lite import budget, reproduce, smoke
-from casn_lite.__main__ import main
+from casn_lite.tooling import budget, runner, smoke
+from casn_lite.tooling.cli import main
 
 from .test_reproduce import HEADER, make_project
 
@@ -61,7 +61,7 @@ def project(tmp_path, monkeypatch):
 
 def test_smoke_takes_the_gpu_branches_on_tiny_data_and_checks_the_gpu_budget(project, capsys):
     out = project / "runs"
-    (result,) = reproduce.run("big", out=out, smoke=True)
+    (result,) = runner.run("big", out=out, smoke=True)
     assert result["status"] == "ok", result
     m = result["metrics"]
     assert m["autocast"] and m["channels_last"] and m["in_memory"], "the GPU's branches, taken on the CPU"
@@ -96,7 +96,7 @@ def smoke_sizes(parameters: dict, names: set[str]) -> tuple[int, int]:
 def test_smoke_never_skips_and_writes_beside_the_real_run(project, monkeypatch):
     """Notebooks are not executed here (the test above runs them): a fake records the calls
     and leaves the finished record a real run would skip on."""
-    assert reproduce.default_out("gpu", smoke=True).name == "gpu-smoke"
+    assert runner.default_out("gpu", smoke=True).name == "gpu-smoke"
     executed = []
 
     def fake_execute(job, out, kernel, cwd):
@@ -106,14 +106,14 @@ def test_smoke_never_skips_and_writes_beside_the_real_run(project, monkeypatch):
         (out / f"{job.source.stem}.metrics.json").write_text(json.dumps(result))
         return result
 
-    monkeypatch.setattr(reproduce, "_execute", fake_execute)
+    monkeypatch.setattr(runner, "_execute", fake_execute)
     out = project / "runs"
-    reproduce.run("big", out=out, smoke=True)
+    runner.run("big", out=out, smoke=True)
     first = list(executed)
     assert first, "the smoke run executed the notebooks"
-    reproduce.run("big", out=out, smoke=True)
+    runner.run("big", out=out, smoke=True)
     assert executed == first + first, "a smoke run always runs, even over finished records"
-    reproduce.run("big", out=out)  # the real run skips what finished with the same parameters...
+    runner.run("big", out=out)  # the real run skips what finished with the same parameters...
     assert len(executed) == 3 * len(first), "...and smoke parameters are not the real ones"
 
 

@@ -6,320 +6,41 @@ Each notebook's source of truth (``notebooks/NN_name.py``) is converted by jupyt
 executed by papermill with the profile's parameters, and saved with its outputs in
 ``runs/<profile>/NN_name.ipynb``, beside ``NN_name.metrics.json``: the JSON shown by
 the notebook's last cell (tagged ``metrics``), read back from the executed notebook.
-Profile, notebook and parameter names are checked before anything runs: papermill
-would inject a misspelt parameter without a word.
+Profile, notebook and parameter names are checked before anything runs (``profiles.plan``):
+papermill would inject a misspelt parameter without a word.
 
 A run locks its output folder (a second run into it is refused), records a notebook whose
 kernel dies as failed and goes on, and marks a notebook stopped by Ctrl-C or SIGTERM as
 interrupted. Each notebook runs into a temporary file, moved into place with its record,
 which holds the notebook's SHA-256: a notebook is skipped as finished only when it is the
 one its record describes. Before anything runs, the runner checks each notebook's ``.py``
-against its ``.ipynb`` (``casn_lite.pairs``), each profile value against the type and range
-of the notebook's parameter, ``--data-root`` and ``--kernel``.
+against its ``.ipynb`` (``pairs``), each profile value against the type and range
+of the notebook's parameter, ``--data-root`` and ``--kernel`` (``kernels``).
 """
 
 from __future__ import annotations
 
-import ast
-import functools
 import hashlib
 import json
 import logging
-import math
 import os
-import re
-import secrets
 import shutil
 import signal
-import sys
-import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import jupytext
 import nbformat
 import papermill
-import yaml
-from jupyter_client.manager import AsyncKernelManager
-from traitlets import CaselessStrEnum, default
 
-from . import files, saving, signals
-from .pairs import check_pair
+from .. import saving
+from . import locks, notebooks, signals
+from .kernels import KERNEL_MANAGER, QUIET_KERNEL, check_kernel, default_kernel
+from .notebooks import ROOT, parameter_defaults, parameter_names, write_notebook
+from .profiles import Job, ReproduceError, check_data_root, plan
 
-__all__ = ["NOTEBOOK_DIR", "PROFILE_DIR", "KERNEL", "notebooks", "profiles", "plan", "run", "ReproduceError",
-           "check_sections", "lock_folder", "default_kernel", "parameter_defaults"]
-
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK_DIR = ROOT / "notebooks"
-PROFILE_DIR = ROOT / "profiles"
-
-
-# The Jupyter kernel every notebook names in its metadata; `make install` registers it for the
-# project's .venv, so papermill or `jupyter nbconvert --execute` started from any Jupyter
-# runs the notebooks where casn_lite is installed.
-KERNEL = "casn-lite"
-
-
-def default_kernel() -> str:
-    """The project's kernel when it is registered for the environment this runs in, else
-    ``python3``, this interpreter's own (a machine set up without `make install`, such as a
-    lent GPU, or a kernel registered by another clone)."""
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    try:
-        argv = KernelSpecManager().get_kernel_spec(KERNEL).argv
-    except NoSuchKernel:
-        print(f"note: no Jupyter kernel named {KERNEL!r} (`make install` registers it); using python3")
-        return "python3"
-    if Path(argv[0]).absolute().parent != Path(sys.executable).absolute().parent:
-        print(f"note: the {KERNEL!r} kernel runs {argv[0]}, not this environment; using python3 "
-              "(`make kernel` points it here)")
-        return "python3"
-    return KERNEL
-
-
-class ReproduceError(ValueError):
-    """A profile, notebook, parameter or option that cannot be used, or a busy output folder."""
-
-
-SECTIONS = {"description", "defaults", "notebooks", "arch", "real_data"}  # a profile's top level
-LAYER_SECTIONS = {"defaults", "notebooks"}  # inside real_data and arch.<name>
-ARCHS = {"ide", "pcb"}
-
-
-def notebooks() -> dict[str, Path]:
-    """Notebook number ("00") -> its .py source of truth."""
-    return {p.name[:2]: p for p in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.py"))}
-
-
-def profiles() -> list[str]:
-    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
-
-
-def _parameters(source: Path) -> set[str]:
-    """Names in the notebook's cell tagged 'parameters', as papermill reads them (read again
-    whenever the file changes)."""
-    return set(_declared(source))
-
-
-def parameter_defaults(source: Path) -> dict:
-    """The notebook's parameters and their default values (None where a default is not a
-    literal)."""
-    return {name: default for name, (default, _) in _declared(source).items()}
-
-
-def _declared(source: Path) -> dict[str, tuple[object, str]]:
-    """Each parameter's default value (None where it is not a literal) and its comment."""
-    stat = Path(source).stat()
-    return {name: (_literal(default), comment)
-            for name, default, comment in _inspect_parameters(str(source), stat.st_mtime_ns, stat.st_size)}
-
-
-def _literal(text: str):
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return None
-
-
-@functools.lru_cache(maxsize=64)
-def _inspect_parameters(source: str, mtime_ns: int, size: int) -> tuple[tuple[str, str, str], ...]:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / (Path(source).stem + ".ipynb")
-        nbformat.write(jupytext.read(source), path)
-        found = papermill.inspect_notebook(str(path))
-        return tuple((name, p["default"], p["help"]) for name, p in found.items())
-
-
-# at least 1: a count of epochs, images, identities or pixels (other numbers: at least 0
-# when the notebook's default is)
-POSITIVE = {"epochs", "ide_epochs", "batch_size", "num_instances", "height", "width", "train_ids", "test_ids",
-            "cameras", "images_per_camera", "pairs_per_batch", "embed_dim", "attention_pairs",
-            "profile_length"}
-
-
-def _value_problem(name: str, value, default, comments: str) -> str | None:
-    """Why ``value`` cannot stand for a parameter whose default is ``default`` (None when it
-    can): the default's type (an int for an int, a number for a float, a string for a string,
-    True or False for a flag, a list for a list) or a value its comment names (``auto``,
-    ``None``), and at least 0 (1 for counts) when the default is a number that is."""
-    named = {w.strip("'\"") for w in re.findall(r"[\w'\"]+", comments)}
-    if default is None or value is None and "None" in named:
-        return None
-    if isinstance(value, str) and value in named:
-        return None
-    if isinstance(default, bool):
-        return None if isinstance(value, bool) else f"{value!r} is not True or False"
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            return f"{value!r} is not a whole number"
-    elif isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            return f"{value!r} is not a number"
-    elif isinstance(default, str):
-        return None if isinstance(value, str) else f"{value!r} is not a string"
-    elif isinstance(default, list):
-        if not isinstance(value, list):
-            return f"{value!r} is not a list"
-        element = default[0] if default else None
-        problems = [_value_problem(name, v, element, comments) for v in value]
-        return next((f"{value!r}: {p}" for p in problems if p), None)
-    else:
-        return None
-    least = 1 if name in POSITIVE else 0 if default >= 0 else None
-    if least is not None and value < least:
-        return f"{value!r} is below {least}"
-    return None
-
-
-def _check_values(profile: str, jobs: list[Job]) -> None:
-    """Refuse a profile value of the wrong type or range for its notebook's parameter (``epochs:
-    "3"``, ``2.5``, ``-2``) before any kernel starts: in the notebook it would fail late."""
-    declared = {job.number: _declared(job.source) for job in jobs}
-    comments: dict[str, str] = {}
-    for params in declared.values():
-        for name, (_, comment) in params.items():
-            comments[name] = comments.get(name, "") + " " + comment
-    for job in jobs:
-        for name, value in job.parameters.items():
-            if name not in declared[job.number]:
-                continue
-            problem = _value_problem(name, value, declared[job.number][name][0], comments.get(name, ""))
-            if problem:
-                default = declared[job.number][name][0]
-                raise ReproduceError(f"profile {profile!r}: {name} for notebook {job.number} ({job.source.name}): "
-                                     f"{problem}; its default is {default!r}")
-
-
-@dataclass
-class Job:
-    number: str
-    source: Path
-    parameters: dict = field(default_factory=dict)
-    kernel_arguments: list[str] = field(default_factory=list)  # smoke runs: the GPU-path emulation
-
-
-def _layer(profile: str, where: str, section: dict, names: dict[str, set[str]]) -> dict[str, dict]:
-    """One layer of a profile ({defaults: {...}, notebooks: {"01": {...}}}) as parameters per
-    notebook; names no notebook has are refused with the ones it could mean."""
-    defaults = dict(section.get("defaults") or {})
-    per_notebook = section.get("notebooks") or {}
-    every_name = set().union(*names.values())
-    for key in defaults:
-        if key not in every_name:
-            raise ReproduceError(f"profile {profile!r}{where}: no notebook has a parameter {key!r}; "
-                                 f"known: {', '.join(sorted(every_name))}")
-    for number, own in per_notebook.items():
-        if number not in names:
-            raise ReproduceError(f"unknown notebook {number!r}; choose from: {', '.join(names)}")
-        unknown = set(own or {}) - names[number]
-        if unknown:
-            raise ReproduceError(f"profile {profile!r}{where}: notebook {number} has no parameter "
-                                 f"{', '.join(sorted(unknown))}; it has: {', '.join(sorted(names[number]))}")
-    return {n: {**{k: v for k, v in defaults.items() if k in names[n]}, **(per_notebook.get(n) or {})}
-            for n in names}
-
-
-def _read_profile(profile: str) -> dict:
-    """A profile's YAML as a mapping; malformed text is refused with where it breaks."""
-    path = PROFILE_DIR / f"{profile}.yaml"
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        where = getattr(err, "problem_mark", None)
-        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-        raise ReproduceError(f"profile {path} is not valid YAML{at}: "
-                             f"{getattr(err, 'problem', None) or err}") from None
-    spec = spec if spec is not None else {}
-    check_sections(profile, spec)
-    return spec
-
-
-def check_sections(profile: str, spec) -> None:
-    """Refuse a profile with a section the runner does not read (a misspelt ``defualts:``
-    would otherwise be ignored without a word)."""
-    def refuse_unknown(mapping, known: set[str], where: str) -> None:
-        if not isinstance(mapping, dict):
-            raise ReproduceError(f"profile {profile!r}: {where or 'the file'} must be a mapping of sections")
-        for key in mapping:
-            if key not in known:
-                raise ReproduceError(f"profile {profile!r}: unknown section {where + str(key)!r}; "
-                                     f"known: {', '.join(sorted(known))}")
-
-    refuse_unknown(spec, SECTIONS, "")
-    refuse_unknown(spec.get("real_data") or {}, LAYER_SECTIONS, "real_data.")
-    refuse_unknown(spec.get("arch") or {}, ARCHS, "arch.")
-    for arch, section in (spec.get("arch") or {}).items():
-        refuse_unknown(section or {}, LAYER_SECTIONS, f"arch.{arch}.")
-
-
-def plan(profile: str, only: list[str] | None = None, data_root: str | None = None,
-         arch: str | None = None) -> list[Job]:
-    """The notebooks to run and their parameters; refuses unknown names with the valid ones.
-
-    A profile's parameters come in layers, later ones winning: its ``defaults`` and
-    ``notebooks``; with ``data_root``, its ``real_data`` section (paper-like settings for a
-    real dataset); with ``arch``, its ``arch: {pcb: ...}`` section. With ``arch``, only the
-    notebooks that have an ``arch`` parameter run."""
-    if profile not in profiles():
-        raise ReproduceError(f"unknown profile {profile!r}; choose one of: {', '.join(profiles())}")
-    if arch is not None and arch not in ARCHS:
-        raise ReproduceError(f"unknown arch {arch!r}; choose one of: {', '.join(sorted(ARCHS))}")
-    spec = _read_profile(profile)
-    available = notebooks()
-    if only is not None and not only:
-        raise ReproduceError(f"no notebook chosen; choose from: {', '.join(available)}")
-    chosen = only or list(available)
-    for number in chosen:
-        if number not in available:
-            raise ReproduceError(f"unknown notebook {number!r}; choose from: {', '.join(available)}")
-    names = {n: _parameters(available[n]) for n in available}
-    layers = [_layer(profile, "", spec, names)]
-    if data_root is not None:
-        layers.append(_layer(profile, " real_data", spec.get("real_data") or {}, names))
-        layers.append({n: {"data_root": str(Path(data_root).expanduser().resolve())} for n in names
-                       if "data_root" in names[n]})
-    if arch is not None:
-        arch_sections = spec.get("arch") or {}
-        layers.append(_layer(profile, f" arch {arch}", arch_sections.get(arch) or {}, names))
-        layers.append({n: {"arch": arch} for n in names if "arch" in names[n]})
-        if only is None:
-            chosen = [n for n in chosen if "arch" in names[n]]
-    jobs = []
-    for number in chosen:
-        params: dict = {}
-        for layer in layers:
-            params.update(layer.get(number, {}))
-        jobs.append(Job(number, available[number], params))
-    _check_values(profile, jobs)
-    for job in jobs:
-        check_pair(job.source)
-    return jobs
-
-
-def check_data_root(data_root: str) -> None:
-    """Refuse, before any notebook starts, a ``--data-root`` that is not a dataset folder whose
-    test split can be scored (once, rather than once per notebook)."""
-    from .data.datasets import DatasetLayoutError, check_evaluable, load_dataset
-
-    try:
-        check_evaluable(load_dataset("auto", data_root))
-    except DatasetLayoutError as err:
-        raise ReproduceError(f"--data-root: {err}") from None
-
-
-def check_kernel(kernel: str) -> None:
-    """Refuse an unknown ``--kernel`` before any notebook starts, naming the installed ones."""
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    manager = KernelSpecManager()
-    try:
-        manager.get_kernel_spec(kernel)
-    except NoSuchKernel:
-        raise ReproduceError(f"--kernel: no Jupyter kernel named {kernel!r}; installed: "
-                             f"{', '.join(sorted(manager.find_kernel_specs()))}") from None
+__all__ = ["run", "default_out", "runner_parameters", "lock_folder", "summary_table"]
 
 
 def _metrics(executed: Path) -> dict:
@@ -341,7 +62,7 @@ def _metrics(executed: Path) -> dict:
     return {}
 
 
-def _runner_parameters(job: Job, names: set[str], profile: str, out: Path) -> dict:
+def runner_parameters(job: Job, names: set[str], profile: str, out: Path) -> dict:
     """What the runner adds on its own: where a notebook keeps checkpoints (so an interrupted
     run resumes), and the profile's name (recorded with results)."""
     extra = {}
@@ -453,7 +174,7 @@ def _place(partial: Path, out: Path, job: Job, result: dict) -> None:
     if partial.is_file():
         result["sha256"] = _digest(partial)
         os.replace(partial, executed)  # (a run stopped before papermill wrote anything has no notebook)
-    _write_text(record, json.dumps(result, indent=1, default=str))
+    saving.write_text(record, json.dumps(result, indent=1, default=str))
 
 
 def _complete(record: Path) -> bool:
@@ -488,26 +209,6 @@ def _first_line(err: BaseException) -> str:
     return lines[0] if lines else ""
 
 
-class _LocalKernelManager(AsyncKernelManager):
-    """A kernel reached through Unix sockets (files in Jupyter's runtime folder) rather than
-    TCP ports: choosing a free port and the kernel binding it are two steps, and under load
-    another process (another notebook's kernel) can take the port in between ("Address already
-    in use"; the kernel dies before it starts)."""
-
-    transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
-
-    @default("ip")
-    def _ip_default(self) -> str:
-        # the sockets' path, absolute and this kernel's own (the client and the kernel run in
-        # different folders; jupyter_client's default, "kernel-ipc", is relative and shared)
-        return os.path.join(tempfile.gettempdir(), f"casn-lite-kernel-{secrets.token_hex(8)}")
-
-
-KERNEL_MANAGER = {"kernel_manager_class": _LocalKernelManager} if os.name == "posix" else {}
-
-QUIET_KERNEL = ["--IPKernelApp.log_level=CRITICAL"]  # no TCP warning per notebook, no ZMQError as a stopped one ends
-
-
 def _mark_interrupted(executed: Path) -> None:
     """Say in an executed notebook that it was stopped: papermill's metadata would claim that
     every cell it never ran completed."""
@@ -522,17 +223,7 @@ def _mark_interrupted(executed: Path) -> None:
             meta["status"] = "pending"
     if started:  # the run stopped in (or right after) the last cell it started
         started[-1]["status"] = "interrupted"
-    _write_notebook(executed, nb)
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write a file under a temporary name, then move it into place (``saving.write_text``)."""
-    saving.write_text(path, text)
-
-
-def _write_notebook(path: Path, nb: nbformat.NotebookNode) -> None:
-    """``_write_text`` for a notebook, ending the file with a newline as ``nbformat.write`` does."""
-    _write_text(path, nbformat.writes(nb) + "\n")
+    write_notebook(executed, nb)
 
 
 def _worker_setup(slots, parent: int) -> None:
@@ -590,8 +281,8 @@ def run(profile: str, only: list[str] | None = None, data_root: str | None = Non
     from the last checkpoint under ``out/checkpoints/``. ``restart`` runs every notebook again
     and removes those checkpoints first, so that they train from scratch. With ``jobs``
     > 1, that many notebooks run at once, each on its own GPU (or its share of the cores).
-    With ``smoke``, the profile's code path runs on tiny data (``casn_lite.smoke``) into
-    ``<out>-smoke``, from scratch, and the profile's GPU time is printed (``casn_lite.budget``),
+    With ``smoke``, the profile's code path runs on tiny data (``smoke``) into
+    ``<out>-smoke``, from scratch, and the profile's GPU time is printed (``budget``),
     checked against what the smoke run trained."""
     if jobs < 1:
         raise ReproduceError(f"--jobs must be at least 1, got {jobs}")
@@ -624,14 +315,14 @@ def _prepare_smoke(planned: list[Job], out: Path) -> None:
     log.unlink(missing_ok=True)
     shutil.rmtree(cache, ignore_errors=True)
     for job in planned:
-        job.parameters = smoke_parameters(job.parameters, _parameters(job.source))
+        job.parameters = smoke_parameters(job.parameters, parameter_names(job.source))
         job.kernel_arguments = kernel_arguments(log.resolve(), job.number, cache.resolve())
 
 
 def _report_estimate(planned: list[Job], profile: str, arch: str | None, only: list[str] | None,
                      data_root: str | None, out: Path, jobs: int) -> None:
     """Print (and save as gpu-estimate.json) the GPU budget of the run the smoke run stood for
-    (``casn_lite.budget``), and check the trainings the smoke run logged against the budget's
+    (``budget``), and check the trainings the smoke run logged against the budget's
     plan of its own, smaller run (two seeds at most)."""
     from .budget import budget_table, gpu_run_budget, notebooks_budget, profile_budget
     from .smoke import plan_mismatches
@@ -653,7 +344,7 @@ def _report_estimate(planned: list[Job], profile: str, arch: str | None, only: l
     result = {"command": command, "seconds": budget.seconds, "gpu_run_seconds": whole.seconds,
               "parts": [{"label": p.label, "training": p.training, "evaluation": p.evaluation, "other": p.other,
                          "seconds": p.seconds} for p in budget.parts], "plan_mismatches": mismatches}
-    _write_text(out / "gpu-estimate.json", json.dumps(result, indent=1))
+    saving.write_text(out / "gpu-estimate.json", json.dumps(result, indent=1))
     print(budget_table(budget, f"GPU budget of `{command}` on one GPU:"))
     print(f"  the whole benchmarks/gpu_run.sh (set-up, benchmarks, every half of profile {profile!r}): "
           f"{whole.seconds / 60:.1f} min (`python -m casn_lite budget --profile {profile}`)")
@@ -669,7 +360,7 @@ def _run_planned(planned: list[Job], profile: str, out: Path, kernel: str, resta
     results: dict[str, dict] = {}
     todo = []
     for job in planned:
-        job.parameters.update(_runner_parameters(job, _parameters(job.source), profile, out))
+        job.parameters.update(runner_parameters(job, parameter_names(job.source), profile, out))
         record = out / f"{job.source.stem}.metrics.json"
         if not restart and (earlier := _finished(record, job.parameters)) is not None:
             print(f"[{job.number}] {job.source.stem}: finished earlier, skipped (--restart runs it again)", flush=True)
@@ -680,7 +371,7 @@ def _run_planned(planned: list[Job], profile: str, out: Path, kernel: str, resta
             todo.append(job)
     if jobs <= 1:
         for job in todo:
-            results[job.number] = _execute(job, out, kernel, str(NOTEBOOK_DIR))
+            results[job.number] = _execute(job, out, kernel, str(notebooks.NOTEBOOK_DIR))
     elif todo:
         results.update(_run_parallel(todo, out, kernel, jobs))
     return results
@@ -700,7 +391,7 @@ def _run_parallel(todo: list[Job], out: Path, kernel: str, jobs: int) -> dict[st
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_setup, initargs=(slots, os.getpid()))
     results: dict[str, dict] = {}
     try:
-        futures = {job.number: pool.submit(_execute, job, out, kernel, str(NOTEBOOK_DIR)) for job in todo}
+        futures = {job.number: pool.submit(_execute, job, out, kernel, str(notebooks.NOTEBOOK_DIR)) for job in todo}
         for number, future in futures.items():
             results[number] = future.result()
     except KeyboardInterrupt:
@@ -737,8 +428,8 @@ def _forget_checkpoints(job: Job, out: Path) -> None:
 
 def lock_folder(out: Path):
     """Create ``out`` and hold a lock on it while a run writes there; a second run (``reproduce``
-    or ``train``) is refused (``casn_lite.files.lock_folder``)."""
-    return files.lock_folder(out, "reproduce")
+    or ``train``) is refused (``locks.lock_folder``)."""
+    return locks.lock_folder(out, "reproduce")
 
 
 def summary_table(results: list[dict], out: Path) -> str:

@@ -111,7 +111,8 @@ def _test_images(p: dict) -> float:
 def trainings(number: str, p: dict) -> list[Training]:
     """What notebook ``number`` trains with parameters ``p`` (every parameter of its cell,
     the profile's values applied), in order, IDE starts included."""
-    from .ablation import VARIANTS, variant_names
+    from ..ablation import VARIANTS, variant_names
+    from ..models import default_embed_dim
 
     if number == "00":
         return []
@@ -126,7 +127,7 @@ def trainings(number: str, p: dict) -> list[Training]:
     data = (p["train_ids"], p["test_ids"], p["cameras"], p["images_per_camera"], p.get("data_seed", p.get("seed")))
     start = ("arch", "backbone", "height", "width", "ide_epochs", "batch_size", "num_instances", "optimizer", "lr",
              "pretrained", "last_stride", "erase_p")  # StartConfig's fields: what keys the cache
-    embed_dim = p.get("embed_dim") or (512 if arch == "ide" else 256)  # as ide_start fills it in
+    embed_dim = default_embed_dim(arch, p.get("embed_dim"))  # as ide_start fills it in
     more = {"02": "ia_epochs", "03": "sa_epochs", "04": "casn_epochs", "05": "variant_epochs"}[number]
     variants = variant_names(arch)
     names = {"02": ["IDE", "IDE+IA"], "03": ["IDE", "IDE+SA"], "04": [variants[0], variants[-1]],
@@ -166,7 +167,7 @@ def notebook_budget(number: str, label: str, p: dict, budget: Budget) -> Noteboo
         planned = trainings(number, p)
     except KeyError as err:
         raise ValueError(f"the budget reads a parameter {label} does not have: {err} "
-                         "(casn_lite/budget.py: trainings)") from None
+                         "(casn_lite/tooling/budget.py: trainings)") from None
     for t in planned:
         if t.start is not None:
             if t.start in budget.starts:
@@ -187,12 +188,14 @@ def notebook_parameters(profile: str, arch: str | None = None,
                         only: list[str] | None = None) -> list[tuple[str, str, dict]]:
     """(number, name, parameters) of each notebook the runner would run: the notebook's own
     defaults, the profile's values, and what the runner adds (checkpoints, the profile's name)."""
-    from .reproduce import _runner_parameters, parameter_defaults, plan
+    from .notebooks import parameter_defaults
+    from .profiles import plan
+    from .runner import runner_parameters
 
     out = []
     for job in plan(profile, only, arch=arch):
         defaults = parameter_defaults(job.source)
-        job.parameters.update(_runner_parameters(job, set(defaults), profile, Path("runs")))
+        job.parameters.update(runner_parameters(job, set(defaults), profile, Path("runs")))
         out.append((job.number, job.source.stem, {**defaults, **job.parameters}))
     return out
 
@@ -216,12 +219,12 @@ def notebooks_budget(notebooks: list[tuple[str, str, dict]], budget: Budget | No
 def gpu_run_budget(profile: str = "gpu") -> Budget:
     """What ``benchmarks/gpu_run.sh`` runs: set-up, both benchmarks, the profile's notebooks and,
     when the profile has a ``pcb`` section, notebooks 04 and 05 with ``--arch pcb``."""
-    from .reproduce import _read_profile
+    from .profiles import read_profile
 
     budget = Budget(parts=[NotebookBudget("set-up (wheels, kernel)", other=SETUP_SECONDS)])
     budget.parts += [NotebookBudget(name, other=seconds) for name, seconds in BENCHMARK_SECONDS.items()]
     profile_budget(profile, budget=budget)
-    if "pcb" in (_read_profile(profile).get("arch") or {}):
+    if "pcb" in (read_profile(profile).get("arch") or {}):
         profile_budget(profile, "pcb", budget)
     return budget
 
@@ -236,6 +239,6 @@ def budget_table(budget: Budget, title: str) -> str:
                  f"{sum(p.evaluation for p in budget.parts):>8.0f}{sum(p.other for p in budget.parts):>8.0f}"
                  f"{budget.seconds / 60:>7.1f} min")
     lines.append(f"  (an IDE step at {IDE_IMAGES_PER_S:,.0f} images/s at 256 x 128, steps with IA or SA at "
-                 f"{ATTENTION_RELATIVE_SPEED} x that, as measured on an H100; the rest assumed: casn_lite/budget.py)")
+                 f"{ATTENTION_RELATIVE_SPEED} x that, as measured on an H100; the rest assumed: casn_lite/tooling/budget.py)")
     return "\n".join(lines)
 

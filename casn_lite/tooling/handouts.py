@@ -20,15 +20,22 @@ from pathlib import Path
 import jupytext
 import nbformat
 
-from . import reproduce
+from .. import saving
+from . import notebooks
+from .kernels import KERNEL
 from .pairs import check_pair
-from .reproduce import KERNEL, ReproduceError, _write_notebook, _write_text, notebooks
 
-__all__ = ["student_copy", "student_copies", "stub_solution", "handout_readme"]
+__all__ = ["HandoutError", "student_copy", "student_copies", "stub_solution", "handout_readme"]
 
 PLACEHOLDER = "*Answers: ask your instructor, or try first and compare later.*"
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 STUB = 'raise NotImplementedError("exercise: write this part")'
+
+
+class HandoutError(ValueError):
+    """A hand-out that cannot be written: an unknown notebook, an ``--out`` that is a file,
+    holds the sources, already holds the copies or cannot be written, or ``--keep-outputs``
+    without the executed notebook."""
 
 
 def stub_solution(source: str) -> str:
@@ -56,7 +63,7 @@ def student_copy(source: Path, keep_outputs: bool = False) -> nbformat.NotebookN
     kept (from the paired executed ``.ipynb``) for every cell before the first exercise."""
     executed = source.with_suffix(".ipynb")
     if keep_outputs and not executed.is_file():
-        raise ReproduceError(f"--keep-outputs needs the executed {executed.name}; run `make notebooks` first")
+        raise HandoutError(f"--keep-outputs needs the executed {executed.name}; run `make notebooks` first")
     nb = nbformat.read(executed, as_version=4) if keep_outputs else jupytext.read(source)
     cells, in_exercises = [], False
     for cell in nb.cells:
@@ -127,10 +134,10 @@ def student_copies(out: str | Path, only: list[str] | None = None, force: bool =
     """Write ``NN_name.ipynb`` student copies and a README.md into ``out``; return the
     notebooks' paths. Refuses the notebooks' own folder, and files already there unless
     ``force``."""
-    available = notebooks()
+    available = notebooks.notebooks()
     unknown = sorted(set(only or []) - set(available))
     if unknown:
-        raise ReproduceError(f"unknown notebook(s) {', '.join(unknown)}; choose from {', '.join(available)}")
+        raise HandoutError(f"unknown notebook(s) {', '.join(unknown)}; choose from {', '.join(available)}")
     out = Path(out)
     chosen = {n: s for n, s in available.items() if not only or n in only}
     targets = {n: out / s.with_suffix(".ipynb").name for n, s in chosen.items()}
@@ -138,8 +145,8 @@ def student_copies(out: str | Path, only: list[str] | None = None, force: bool =
     _check_out(out, [*targets.values(), readme], force, list(chosen.values()), keep_outputs)
     copies = {n: (targets[n], student_copy(s, keep_outputs)) for n, s in chosen.items()}  # all, or none
     for path, nb in copies.values():
-        _write_notebook(path, nb)
-    _write_text(readme, handout_readme(copies, keep_outputs))
+        notebooks.write_notebook(path, nb)
+    saving.write_text(readme, handout_readme(copies, keep_outputs))
     return list(targets.values())
 
 
@@ -148,17 +155,17 @@ def _check_out(out: Path, targets: list[Path], force: bool, sources: list[Path],
     ``force``) already holds one of the copies; and sources whose ``.py`` and ``.ipynb``
     disagree (the copies come from the ``.ipynb`` with ``keep_outputs``, else the ``.py``)."""
     if out.exists() and not out.is_dir():
-        raise ReproduceError(f"--out {out} is a file; choose a folder")
-    if out.resolve() == reproduce.NOTEBOOK_DIR.resolve():
-        raise ReproduceError(f"--out {out} holds the notebook sources and their executed notebooks; "
+        raise HandoutError(f"--out {out} is a file; choose a folder")
+    if out.resolve() == notebooks.NOTEBOOK_DIR.resolve():
+        raise HandoutError(f"--out {out} holds the notebook sources and their executed notebooks; "
                              "choose another folder, e.g. --out handout/")
     existing = [p.name for p in targets if p.exists()]
     if existing and not force:
-        raise ReproduceError(f"--out {out} already holds {', '.join(existing)}; choose another folder "
+        raise HandoutError(f"--out {out} already holds {', '.join(existing)}; choose another folder "
                              "or add --force to overwrite")
     for source in sources:
         check_pair(source, stale_ipynb_ok=not keep_outputs)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ReproduceError(f"cannot write to --out {out}: {err.strerror or err}; choose another folder") from None
+        raise HandoutError(f"cannot write to --out {out}: {err.strerror or err}; choose another folder") from None

@@ -1,13 +1,13 @@
 """Make executed notebooks fit to commit: what only the machine that ran them needs goes.
 
-    python -m casn_lite.tidy notebooks/[0-9]*.ipynb
+    python -m casn_lite.tooling.tidy notebooks/[0-9]*.ipynb
 
 * per-cell execution timestamps (``metadata.execution``), which change on every run;
 * progress-bar widgets: a saved widget cannot be drawn outside a live kernel, and its text
   fallback is the bar as it was created (0 %); the plain line per epoch stays;
 * the notebook's widget state.
 
-Each file is rewritten under a temporary name and moved into place (``reproduce._write_notebook``).
+Each file is rewritten under a temporary name and moved into place (``notebooks.write_notebook``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import nbformat
 
-from .reproduce import _write_notebook
+from .notebooks import write_notebook
 
 __all__ = ["tidy", "tidy_file"]
 
@@ -37,7 +37,7 @@ def tidy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 def tidy_file(path: str | Path) -> None:
     """Tidy one ``.ipynb`` file."""
     path = Path(path)
-    _write_notebook(path, tidy(nbformat.read(path, as_version=4)))
+    write_notebook(path, tidy(nbformat.read(path, as_version=4)))
 
 
 def main(paths: list[str]) -> int:

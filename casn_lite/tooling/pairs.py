@@ -1,7 +1,7 @@
 """A notebook's two files agree: the jupytext ``.py`` (the source of truth) and its executed,
 paired ``.ipynb`` hold the same cells.
 
-    python -m casn_lite.pairs notebooks/[0-9]*.py    # what `make notebooks` runs first
+    python -m casn_lite.tooling.pairs notebooks/[0-9]*.py    # what `make notebooks` runs first
 
 They drift apart when one is edited without the other (a cell added in a Jupyter that does
 not pair them, an answer typed into the ``.ipynb``). Then ``reproduce`` would run the ``.py``

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .saving import CannotWrite
+from ..saving import CannotWrite
 
 __all__ = ["FolderBusy", "lock_folder", "LOCK_NAME"]
 

@@ -12,7 +12,7 @@ in minutes on a laptop.
 
 Each ``fit`` call appends one line to a log (its loss, whether it has IA and SA, steps,
 seconds per step, and the epochs the full profile would train). The profile's GPU time is
-worked out by ``casn_lite.budget`` from its parameters and measured GPU speeds; the log
+worked out by ``casn_lite.tooling.budget`` from its parameters and measured GPU speeds; the log
 checks the budget's plan of what each notebook trains (``plan_mismatches``). The IDE starts
 of a smoke run are kept in its own folder (``<out>/start-cache``, emptied first), so that
 every start the budget counts is trained, and logged, again.
@@ -54,7 +54,7 @@ def smoke_parameters(parameters: dict, names: set[str]) -> dict:
 
 def kernel_arguments(log: Path, notebook: str, start_cache: Path) -> list[str]:
     """IPython kernel options that call ``emulate_gpu_path`` before the notebook's first cell."""
-    line = (f"from casn_lite.smoke import emulate_gpu_path; "
+    line = (f"from casn_lite.tooling.smoke import emulate_gpu_path; "
             f"emulate_gpu_path({str(log)!r}, {notebook!r}, {str(start_cache)!r})")
     return [f"--IPKernelApp.exec_lines={line}"]
 
@@ -66,8 +66,8 @@ def emulate_gpu_path(log: str, notebook: str, start_cache: str) -> None:
     os.environ["CASN_LITE_CACHE"] = start_cache  # read when casn_lite.ablation is first imported, below
     import torch
 
-    from . import engine
-    from .data import loaders
+    from .. import engine
+    from ..data import loaders
 
     real_fit, real_use_memory = engine.fit, loaders._use_memory
 
@@ -87,9 +87,10 @@ def emulate_gpu_path(log: str, notebook: str, start_cache: str) -> None:
 
     loaders._use_memory = use_memory
     engine.fit = fit
-    from . import ablation, train  # modules that imported fit by name
+    from .. import ablation  # (ablation and train_command import fit by name)
+    from . import train_command
 
-    ablation.fit = train.fit = fit
+    ablation.fit = train_command.fit = fit
 
 
 def _without_autocast(eval_fn, model):
@@ -101,7 +102,7 @@ def _without_autocast(eval_fn, model):
 
 def _log_step_cost(log: str, notebook: str, cfg, loader, loss_fn, history: list[dict], seconds: float) -> None:
     """One JSON line per fit call: what trained, how long a step took, how long the full run trains."""
-    from .engine import _describe_loss
+    from ..engine import _describe_loss
 
     steps = len(loader) * max(1, len(history))
     trained = sum(h["seconds"] for h in history)
@@ -126,7 +127,7 @@ def plan_mismatches(budget, records: list[dict]) -> list[str]:
         trained = sorted((r["ia"], r["sa"], r["full_epochs"]) for r in records if r["notebook"] == part.number)
         if counted != trained:
             out.append(f"{part.label}: the smoke run trained {_describe(trained)}, the budget counts "
-                       f"{_describe(counted)} (casn_lite/budget.py: trainings)")
+                       f"{_describe(counted)} (casn_lite/tooling/budget.py: trainings)")
     return out
 
 

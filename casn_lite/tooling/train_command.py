@@ -19,20 +19,20 @@ import math
 from contextlib import ExitStack
 from pathlib import Path
 
-from .ablation import VARIANTS, variant_loss
-from .data import SynthConfig, load_or_generate, pair_loader, reid_loaders
-from .distributed import cleanup, init_distributed, is_main_process, replicas_agree
-from .engine import JointLoader, TrainConfig, TrainingDiverged, evaluate, fit, seed_everything
-from .files import lock_folder
-from .models import build_model, save_checkpoint
-from .saving import sweep_stale, write_text
+from ..ablation import VARIANTS, variant_loss
+from ..data import SynthConfig, load_or_generate, pair_loader, reid_loaders
+from ..distributed import cleanup, init_distributed, is_main_process, replicas_agree
+from ..engine import JointLoader, TrainConfig, TrainingDiverged, evaluate, fit, seed_everything
+from ..models import ARCHS, build_model, save_checkpoint
+from ..saving import sweep_stale, write_text
+from .locks import lock_folder
 
 __all__ = ["add_arguments", "train", "check_arguments"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", default="CASN(IDE)", choices=list(VARIANTS), help="default: CASN(IDE)")
-    parser.add_argument("--arch", choices=["ide", "pcb"], help="default: from the variant's name")
+    parser.add_argument("--arch", choices=list(ARCHS), help="default: from the variant's name")
     parser.add_argument("--data-root", help="a real dataset folder (default: SynthPeople, generated)")
     parser.add_argument("--train-ids", type=int, default=96, help="SynthPeople training identities")
     parser.add_argument("--test-ids", type=int, default=96, help="SynthPeople test identities")
