@@ -21,15 +21,17 @@ batch_size = 32
 seeds = [0]
 epochs = 2
 results_dir = "results"
+runtime = {}
 
 # %%
+import os
 import torch
 from casn_lite import engine
-from casn_lite.data import loaders
 
+machine = engine.Runtime.from_parameters(runtime)
 seen = {}
 
-def loss_fn(model, batch, device):
+def loss_fn(model, batch, device, progress=0.0):
     seen["autocast"] = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
     seen["channels_last"] = model[0].weight.is_contiguous(memory_format=torch.channels_last)
     loss = model(batch["image"]).float().mean(dim=(1, 2, 3)).pow(2).mean()
@@ -37,11 +39,12 @@ def loss_fn(model, batch, device):
 
 model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
 batches = [{"image": torch.randn(2, 3, 8, 4)} for _ in range(3)]
-history = engine.fit(model, batches, engine.TrainConfig(epochs=epochs, progress=False), loss_fn)
+history = engine.fit(model, batches, engine.TrainConfig(epochs=epochs, progress=False, runtime=machine), loss_fn)
 
 # %% tags=["metrics"]
 from IPython.display import JSON, display
-display(JSON({**seen, "epochs_trained": len(history), "in_memory": loaders._use_memory("auto", None, 1, 1, None),
+display(JSON({**seen, "epochs_trained": len(history), "in_memory": machine.in_memory is True,
+              "start_cache": os.environ.get("CASN_LITE_CACHE"),
               "train_ids": train_ids, "height": height, "width": width, "seeds": seeds,
               "results_dir": results_dir}))
 """
@@ -66,6 +69,8 @@ def test_smoke_takes_the_gpu_branches_on_tiny_data_and_checks_the_gpu_budget(pro
     m = result["metrics"]
     assert m["autocast"] and m["channels_last"] and m["in_memory"], "the GPU's branches, taken on the CPU"
     assert m["epochs_trained"] == 1, "one epoch per fit"
+    assert m["start_cache"] == str((out / "start-cache").resolve()), "the smoke run's own IDE starts"
+    assert "CASN_LITE_CACHE" not in os.environ or os.environ["CASN_LITE_CACHE"] != m["start_cache"]
     assert (m["train_ids"], m["height"], m["width"]) == (8, 64, 32)
     assert m["seeds"] == [0, 1] and m["results_dir"] is None
     (record,) = [json.loads(line) for line in (out / "smoke-steps.jsonl").read_text().splitlines()]
@@ -89,8 +94,17 @@ def test_smoke_inputs_shrink_but_pcb_keeps_its_six_stripes():
 
 
 def smoke_sizes(parameters: dict, names: set[str]) -> tuple[int, int]:
-    small = smoke.smoke_parameters(parameters, names)
+    small = smoke.smoke_parameters(parameters, names, "steps.jsonl", "01")
     return small["height"], small["width"]
+
+
+def test_a_smoke_run_takes_the_gpu_branches_the_profile_leaves_to_a_gpu():
+    """The profile's runtime, with "cuda" taken on the CPU; what the profile turned off stays off."""
+    assert smoke.smoke_runtime({}, "log.jsonl", "04") == {
+        "amp": "always", "channels_last": "always", "in_memory": True, "max_epochs": 1, "step_log": "log.jsonl",
+        "label": "04"}
+    kept = smoke.smoke_runtime({"amp": "never", "in_memory": False}, "log.jsonl", "04")
+    assert (kept["amp"], kept["channels_last"], kept["in_memory"]) == ("never", "always", False)
 
 
 def test_smoke_never_skips_and_writes_beside_the_real_run(project, monkeypatch):
@@ -124,3 +138,14 @@ def test_the_gpu_profile_smoke_runs_every_notebook(tmp_path, arch, capsys):
     assert main(["reproduce", "--profile", "gpu", "--smoke", "--jobs", "2", "--out", str(tmp_path / "run"),
                  *(["--arch", arch] if arch else [])]) == 0, capsys.readouterr().out[-3000:]
     assert "GPU budget of `reproduce --profile gpu" in capsys.readouterr().out
+
+
+def test_a_profile_runtime_with_an_unknown_setting_is_refused_before_anything_runs(project):
+    from casn_lite.tooling.profiles import ReproduceError
+
+    (project / "profiles" / "odd.yaml").write_text("defaults: {runtime: {ampp: always}}\n")
+    with pytest.raises(ReproduceError, match="runtime for notebook 01.*unknown setting.*ampp"):
+        runner.run("odd", out=project / "runs")
+    (project / "profiles" / "odd.yaml").write_text("defaults: {runtime: {amp: bf16}}\n")
+    with pytest.raises(ReproduceError, match="choose one of"):
+        runner.run("odd", out=project / "runs")

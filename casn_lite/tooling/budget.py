@@ -138,7 +138,7 @@ def trainings(number: str, p: dict) -> list[Training]:
         out.append(Training(name=f"{arch.upper()} start, seed {seed}", epochs=p["ide_epochs"], start=key,
                             evaluations=0, **common))
         for name in names:
-            ia, sa = VARIANTS[name]
+            ia, sa = VARIANTS[name].ia, VARIANTS[name].sa
             out.append(Training(name=f"{name}, seed {seed}", epochs=p[more], ia=ia, sa=sa,
                                 checkpoints=checkpoints and number in ("04", "05"),
                                 warmup_images=warmup if sa else 0.0, **common))
@@ -241,4 +241,3 @@ def budget_table(budget: Budget, title: str) -> str:
     lines.append(f"  (an IDE step at {IDE_IMAGES_PER_S:,.0f} images/s at 256 x 128, steps with IA or SA at "
                  f"{ATTENTION_RELATIVE_SPEED} x that, as measured on an H100; the rest assumed: casn_lite/tooling/budget.py)")
     return "\n".join(lines)
-

@@ -93,10 +93,25 @@ def _check_values(profile: str, jobs: list[Job]) -> None:
             if name not in declared[job.number]:
                 continue
             problem = _value_problem(name, value, declared[job.number][name][0], comments.get(name, ""))
+            if name == "runtime" and not problem:
+                problem = _runtime_problem(value)
             if problem:
                 default = declared[job.number][name][0]
                 raise ReproduceError(f"profile {profile!r}: {name} for notebook {job.number} ({job.source.name}): "
                                      f"{problem}; its default is {default!r}")
+
+
+def _runtime_problem(value) -> str | None:
+    """Why ``value`` cannot be a notebook's ``runtime`` (``casn_lite.engine.Runtime``'s fields)."""
+    if not isinstance(value, dict):
+        return f"{value!r} is not a mapping of runtime settings"
+    from ..engine import Runtime
+
+    try:
+        Runtime.from_parameters(value)
+    except (TypeError, ValueError) as err:
+        return str(err)
+    return None
 
 
 @dataclass
@@ -104,7 +119,6 @@ class Job:
     number: str
     source: Path
     parameters: dict = field(default_factory=dict)
-    kernel_arguments: list[str] = field(default_factory=list)  # smoke runs: the GPU-path emulation
 
 
 def _layer(profile: str, where: str, section: dict, names: dict[str, set[str]]) -> dict[str, dict]:

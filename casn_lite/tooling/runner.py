@@ -28,6 +28,7 @@ import shutil
 import signal
 import threading
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import jupytext
@@ -39,6 +40,7 @@ from . import locks, notebooks, signals
 from .kernels import KERNEL_MANAGER, QUIET_KERNEL, check_kernel, default_kernel
 from .notebooks import ROOT, parameter_defaults, parameter_names, write_notebook
 from .profiles import Job, ReproduceError, check_data_root, plan
+from .smoke import plan_mismatches, smoke_parameters, start_cache
 
 __all__ = ["run", "default_out", "runner_parameters", "lock_folder", "summary_table"]
 
@@ -137,7 +139,7 @@ def _execute_now(job: Job, out: Path, kernel: str, cwd: str) -> dict:
         nbformat.write(jupytext.read(job.source), source_nb)
         try:
             papermill.execute_notebook(source_nb, partial, parameters=job.parameters, kernel_name=kernel, cwd=cwd,
-                                       progress_bar=False, extra_arguments=QUIET_KERNEL + job.kernel_arguments,
+                                       progress_bar=False, extra_arguments=QUIET_KERNEL,
                                        **KERNEL_MANAGER)
         except papermill.PapermillExecutionError as err:
             result.update(status="failed", cell=err.exec_count, error=f"{err.ename}: {err.evalue}")
@@ -298,7 +300,8 @@ def run(profile: str, only: list[str] | None = None, data_root: str | None = Non
         saving.sweep_stale(out)  # what a killed run left
         if smoke:
             _prepare_smoke(planned, out)
-        results = _run_planned(planned, profile, out, kernel, restart or smoke, jobs)
+        with start_cache((out / "start-cache").resolve()) if smoke else nullcontext():
+            results = _run_planned(planned, profile, out, kernel, restart or smoke, jobs)
     ordered = [results[job.number] for job in planned]
     print(summary_table(ordered, out))
     if smoke:
@@ -307,16 +310,13 @@ def run(profile: str, only: list[str] | None = None, data_root: str | None = Non
 
 
 def _prepare_smoke(planned: list[Job], out: Path) -> None:
-    """Shrink each job to a smoke run and have its kernel emulate the GPU path, with an
-    empty log and an empty cache of IDE starts."""
-    from .smoke import kernel_arguments, smoke_parameters
-
+    """Shrink each job to a smoke run whose ``runtime`` takes the GPU path, with an empty log
+    and an empty cache of IDE starts."""
     log, cache = out / "smoke-steps.jsonl", out / "start-cache"
     log.unlink(missing_ok=True)
     shutil.rmtree(cache, ignore_errors=True)
     for job in planned:
-        job.parameters = smoke_parameters(job.parameters, parameter_names(job.source))
-        job.kernel_arguments = kernel_arguments(log.resolve(), job.number, cache.resolve())
+        job.parameters = smoke_parameters(job.parameters, parameter_names(job.source), log.resolve(), job.number)
 
 
 def _report_estimate(planned: list[Job], profile: str, arch: str | None, only: list[str] | None,
@@ -325,7 +325,6 @@ def _report_estimate(planned: list[Job], profile: str, arch: str | None, only: l
     (``budget``), and check the trainings the smoke run logged against the budget's
     plan of its own, smaller run (two seeds at most)."""
     from .budget import budget_table, gpu_run_budget, notebooks_budget, profile_budget
-    from .smoke import plan_mismatches
 
     if data_root is not None:
         print("\nGPU budget: worked out for SynthPeople only, not for a real dataset (--data-root)")

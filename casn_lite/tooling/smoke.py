@@ -2,32 +2,32 @@
 
     python -m casn_lite reproduce --profile gpu --smoke [--arch pcb] [--jobs 2]
 
-keeps every setting of the profile (backbone, optimizer, AMP, channels_last, loaders,
-variants) but shrinks the data (``SMOKE_SIZES``, input sizes divided by ``SHRINK``, two
-seeds at most) and trains each ``fit`` call for one epoch. In each notebook's kernel,
-``emulate_gpu_path`` makes the CPU take the branches a GPU takes: bf16 autocast around
-training, channels_last weights, and the uint8 in-memory loaders augmented on the device.
-So a crash that the first GPU run would meet after minutes of data generation shows up here
-in minutes on a laptop.
+keeps every setting of the profile (backbone, optimizer, loaders, variants) but shrinks the
+data (``SMOKE_SIZES``, input sizes divided by ``SHRINK``, two seeds at most) and sets each
+notebook's ``runtime`` parameter (``casn_lite.engine.Runtime``) so that the CPU takes the
+branches a GPU takes: bf16 autocast around training, channels_last weights, the uint8
+in-memory loaders augmented on the device; one epoch per run (``max_epochs``), and each
+run's step cost logged (``step_log``). Nothing is replaced at run time: a smoke run runs
+the code a GPU run runs, with other settings. So a crash that the first GPU run would meet
+after minutes of data generation shows up here in minutes on a laptop.
 
-Each ``fit`` call appends one line to a log (its loss, whether it has IA and SA, steps,
-seconds per step, and the epochs the full profile would train). The profile's GPU time is
-worked out by ``casn_lite.tooling.budget`` from its parameters and measured GPU speeds; the log
+Each run appends one line to the log (its loss, whether it has IA and SA, steps, seconds
+per step, and the epochs the full profile would train). The profile's GPU time is worked
+out by ``casn_lite.tooling.budget`` from its parameters and measured GPU speeds; the log
 checks the budget's plan of what each notebook trains (``plan_mismatches``). The IDE starts
-of a smoke run are kept in its own folder (``<out>/start-cache``, emptied first), so that
-every start the budget counts is trained, and logged, again.
+of a smoke run are kept in its own folder (``<out>/start-cache``, emptied first, named to
+the kernels by ``CASN_LITE_CACHE``), so that every start the budget counts is trained, and
+logged, again.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import time
-from dataclasses import replace
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["SMOKE_SIZES", "SHRINK", "smoke_parameters", "kernel_arguments", "emulate_gpu_path",
-           "plan_mismatches"]
+__all__ = ["SMOKE_SIZES", "SHRINK", "smoke_parameters", "smoke_runtime", "start_cache", "plan_mismatches"]
 
 SMOKE_SIZES = {"train_ids": 8, "test_ids": 8, "images_per_camera": 2, "batch_size": 16, "num_instances": 4,
                "pairs_per_batch": 4}
@@ -36,9 +36,10 @@ PCB_HEIGHT = 96  # PCB's smallest input: six stripes of conv5 need 6 rows (16 pi
 MAX_SEEDS = 2  # enough to exercise the spread over seeds
 
 
-def smoke_parameters(parameters: dict, names: set[str]) -> dict:
-    """A notebook's parameters for a smoke run: the profile's, with tiny data and inputs
-    (epochs stay: ``emulate_gpu_path`` trains one epoch and logs what the full run would)."""
+def smoke_parameters(parameters: dict, names: set[str], log: Path, notebook: str) -> dict:
+    """A notebook's parameters for a smoke run: the profile's, with tiny data and inputs and
+    the smoke run's ``runtime`` (epochs stay: the runtime trains one epoch of each run and
+    logs what the full run would)."""
     small = dict(parameters)
     small.update({k: v for k, v in SMOKE_SIZES.items() if k in names})
     smallest = {"height": PCB_HEIGHT if parameters.get("arch") == "pcb" else 32, "width": 16}
@@ -49,70 +50,38 @@ def smoke_parameters(parameters: dict, names: set[str]) -> dict:
         small["seeds"] = parameters["seeds"][:MAX_SEEDS]
     if "results_dir" in names:
         small["results_dir"] = None  # never write a smoke run into results/
+    if "runtime" in names:
+        small["runtime"] = smoke_runtime(parameters.get("runtime") or {}, log, notebook)
     return small
 
 
-def kernel_arguments(log: Path, notebook: str, start_cache: Path) -> list[str]:
-    """IPython kernel options that call ``emulate_gpu_path`` before the notebook's first cell."""
-    line = (f"from casn_lite.tooling.smoke import emulate_gpu_path; "
-            f"emulate_gpu_path({str(log)!r}, {notebook!r}, {str(start_cache)!r})")
-    return [f"--IPKernelApp.exec_lines={line}"]
+def smoke_runtime(runtime: dict, log: Path, notebook: str) -> dict:
+    """A notebook's ``runtime`` parameter for a smoke run: the profile's, with the GPU's
+    branches taken on the CPU ("cuda" becomes "always"; in-memory images where a GPU would
+    keep them), one epoch per run, and the step cost logged to ``log`` under the notebook's
+    number."""
+    taken = {k: "always" if runtime.get(k, "cuda") == "cuda" else runtime[k] for k in ("amp", "channels_last")}
+    in_memory = runtime.get("in_memory", "auto")
+    return {**runtime, **taken, "in_memory": True if in_memory == "auto" else in_memory, "max_epochs": 1,
+            "step_log": str(log), "label": notebook}
 
 
-def emulate_gpu_path(log: str, notebook: str, start_cache: str) -> None:
-    """In a notebook's kernel: take the GPU's branches on the CPU (bf16 autocast, channels_last,
-    in-memory uint8 loaders), keep IDE starts in ``start_cache``, train one epoch per ``fit``
-    and log its step cost."""
-    os.environ["CASN_LITE_CACHE"] = start_cache  # read when casn_lite.ablation is first imported, below
-    import torch
-
-    from .. import engine
-    from ..data import loaders
-
-    real_fit, real_use_memory = engine.fit, loaders._use_memory
-
-    def use_memory(in_memory, *args, **kwargs) -> bool:
-        return True if in_memory == "auto" else real_use_memory(in_memory, *args, **kwargs)
-
-    def fit(model, loader, cfg, loss_fn=None, device=None, eval_fn=None):
-        loss_fn = loss_fn if loss_fn is not None else engine.default_loss()
-        if cfg.channels_last:
-            model.to(memory_format=torch.channels_last)
-        quiet_eval = None if eval_fn is None else (lambda m: _without_autocast(eval_fn, m))
-        tic = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.amp):
-            history = real_fit(model, loader, replace(cfg, epochs=min(cfg.epochs, 1)), loss_fn, device, quiet_eval)
-        _log_step_cost(log, notebook, cfg, loader, loss_fn, history, time.perf_counter() - tic)
-        return history
-
-    loaders._use_memory = use_memory
-    engine.fit = fit
-    from .. import ablation  # (ablation and train_command import fit by name)
-    from . import train_command
-
-    ablation.fit = train_command.fit = fit
+@contextmanager
+def start_cache(folder: Path) -> Iterator[None]:
+    """Name ``folder`` as the cache of IDE starts (``CASN_LITE_CACHE``) to the kernels started
+    meanwhile (they, and parallel workers, inherit this environment); then put it back."""
+    before = os.environ.get(CACHE_VARIABLE)
+    os.environ[CACHE_VARIABLE] = str(folder)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(CACHE_VARIABLE, None)
+        else:
+            os.environ[CACHE_VARIABLE] = before
 
 
-def _without_autocast(eval_fn, model):
-    import torch
-
-    with torch.autocast("cpu", enabled=False):
-        return eval_fn(model)
-
-
-def _log_step_cost(log: str, notebook: str, cfg, loader, loss_fn, history: list[dict], seconds: float) -> None:
-    """One JSON line per fit call: what trained, how long a step took, how long the full run trains."""
-    from ..engine import _describe_loss
-
-    steps = len(loader) * max(1, len(history))
-    trained = sum(h["seconds"] for h in history)
-    batch = getattr(getattr(loader, "identity_loader", loader), "batch_size", None)
-    record = {"notebook": notebook, "loss": _describe_loss(loss_fn), "ia": bool(getattr(loss_fn, "ia", False)),
-              "sa": bool(getattr(loss_fn, "sa", False)), "full_epochs": cfg.epochs,
-              "steps_per_epoch": len(loader), "batch_size": batch, "seconds_per_step": trained / max(1, steps),
-              "wall_seconds": seconds}
-    with open(log, "a") as handle:
-        handle.write(json.dumps(record) + "\n")
+CACHE_VARIABLE = "CASN_LITE_CACHE"  # read by casn_lite.ablation (START_CACHE)
 
 
 def plan_mismatches(budget, records: list[dict]) -> list[str]:

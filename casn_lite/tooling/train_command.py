@@ -100,7 +100,7 @@ def train(args: argparse.Namespace) -> dict:
 
 def _train(args: argparse.Namespace, out: Path, rank: int, world: int, device) -> dict:
     seed_everything(args.seed)  # the same initial weights everywhere (DDP also broadcasts rank 0's)
-    arch = args.arch or ("pcb" if "PCB" in args.variant else "ide")
+    arch = args.arch or VARIANTS[args.variant].arch
     data = load_or_generate(args.data_root, SynthConfig(train_ids=args.train_ids, test_ids=args.test_ids,
                                                         seed=args.seed))
     _check_identities(data, args)
