@@ -3,6 +3,7 @@
     python benchmarks/train_throughput.py                      # CPU: the notebooks' setting
     python benchmarks/train_throughput.py --device cuda        # GPU: ResNet-50, 256 x 128, batch 128
     python benchmarks/train_throughput.py --profile            # where an IDE step spends its time
+    python benchmarks/train_throughput.py --breakdown          # each part of a CASN step, timed on its own
 
 For each precision (fp32; on CUDA also bf16 autocast with channels_last) it prints images
 per second of
@@ -115,7 +116,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 10 CPU, 50 CUDA)")
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: 0 CPU, 8 CUDA)")
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's table for IDE steps")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="time each part of a CASN step on its own (benchmarks/step_breakdown.py)")
     args = parser.parse_args()
+    if args.breakdown:
+        from step_breakdown import main as breakdown
+
+        sizes = {"--height": args.height or 128, "--width": args.width or 64, "--batch-size": args.batch_size or 32,
+                 "--device": args.device, "--steps": args.steps or 6}
+        breakdown([str(v) for pair in sizes.items() for v in pair])
+        return
     cuda = args.device == "cuda"
     if cuda and not torch.cuda.is_available():
         raise SystemExit("no CUDA device here")
