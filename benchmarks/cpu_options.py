@@ -60,8 +60,13 @@ def measure(option: str, data, args, device: torch.device) -> dict[str, float]:
                 model = torch.compile(model)
             cfg = TrainConfig(epochs=2, optimizer="adam", lr=1e-4, runtime=runtime, progress=False,
                               schedule="constant")
-            history = fit(model, FirstSteps(loader, args.steps), cfg,
-                          variant_loss(name, feature_dim=512), device)
+            try:
+                history = fit(model, FirstSteps(loader, args.steps), cfg,
+                              variant_loss(name, feature_dim=512), device)
+            except RuntimeError as err:  # torch.compile and Grad-CAM's autograd.grad of an inner output
+                out[name], out[f"{name} first epoch s"] = float("nan"), float("nan")
+                out[f"{name} error"] = str(err).splitlines()[0][:120]
+                continue
             out[name] = history[-1]["images_per_s"]
             out[f"{name} first epoch s"] = history[0]["seconds"]
             out[f"{name} wall s"] = time.perf_counter() - tic
@@ -94,6 +99,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{option:<26}{r['IDE']:>8.1f}{r['CASN(IDE)']:>8.1f}{r['IDE'] / bare:>10.2f}"
               f"{r['CASN(IDE)'] / r['IDE']:>10.2f}   ({r['IDE first epoch s']:.0f}, {r['CASN(IDE) first epoch s']:.0f})",
               flush=True)
+        for name in ("IDE", "CASN(IDE)"):
+            if f"{name} error" in r:
+                print(f"    {name} fails under {option}: {r[f'{name} error']}")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from .data.datasets import ReIDData, Sample, read_image
 from .data.transforms import denormalize
 
 __all__ = ["jpeg", "identity_across_cameras", "image_and_mask", "sample_grid", "plot_history", "plot_cmc",
+           "plot_step_breakdown",
            "plot_ranked", "show_pairs", "show_attention", "show_masking", "show_indicator",
            "show_profile_steps", "plot_ablation"]
 
@@ -163,6 +164,26 @@ def plot_history(history: list[dict], losses: Sequence[str] = ("loss",),
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         _legend_outside(ax)
+    fig.tight_layout()
+    return fig
+
+
+def plot_step_breakdown(seconds: dict[str, dict[str, float]]):
+    """One bar per variant: the milliseconds of a training step, split into its parts
+    (``benchmarks/step_breakdown.py``'s ``seconds_per_step``)."""
+    variants = list(seconds)
+    parts = [p for p in next(iter(seconds.values())) if any(seconds[v][p] > 0 for v in variants)]
+    fig, ax = plt.subplots(figsize=(10, 0.6 * len(variants) + 1.6))
+    left = np.zeros(len(variants))
+    colors = plt.get_cmap("tab20")(np.linspace(0, 1, len(parts)))
+    for part, color in zip(parts, colors, strict=True):
+        widths = np.array([1000 * seconds[v][part] for v in variants])
+        ax.barh(variants, widths, left=left, color=color, label=part)
+        left += widths
+    ax.invert_yaxis()  # the paper's order, top to bottom
+    ax.set(xlabel="milliseconds per training step", title="where a step's time goes")
+    ax.grid(alpha=0.3, axis="x")
+    _legend_outside(ax, ncol=1)
     fig.tight_layout()
     return fig
 

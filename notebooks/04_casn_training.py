@@ -73,10 +73,12 @@ checkpoint_dir = None  # a folder: every run saves each epoch there and resumes 
 import copy
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 from IPython.display import display
 
+import casn_lite
 from casn_lite import viz
 from casn_lite.ablation import (
     StartConfig,
@@ -152,6 +154,29 @@ joint = JointLoader(loaders.train, pair_loader(data, height, width, pairs_per_ba
                                                erase_p=erase_p))
 step = next(iter(joint))
 print({k: tuple(v.shape) for k, v in step.items() if torch.is_tensor(v) and v.ndim == 4})
+
+# %% [markdown]
+# What those passes cost, measured once on this project's 2-core machine at 128 x 64 with
+# a ResNet-18 (`benchmarks/step_breakdown.py`, which writes the step out part by part and
+# first checks it gives `CASNLoss`'s loss and gradients; `benchmarks/README.md` has the
+# table). Read back here, not timed: a timing depends on the machine and its load.
+
+# %%
+measured = json.loads((Path(casn_lite.__file__).parents[1] / "benchmarks" / "step_breakdown.json").read_text())
+seconds = {name: r["seconds_per_step"] for name, r in measured["results"].items()}
+fig = viz.plot_step_breakdown(seconds)
+ide_step = sum(seconds["IDE"].values())
+for name, parts in seconds.items():
+    backward = sum(v for k, v in parts.items() if k.startswith("backward"))
+    print(f"{name:<10} {1000 * sum(parts.values()):5.0f} ms a step, {ide_step / sum(parts.values()):.2f} of IDE's "
+          f"speed; backward {100 * backward / sum(parts.values()):.0f} %")
+
+# %% [markdown]
+# Back-propagating L_ia costs about twice L_ide's backward: its gradient reaches the
+# network through the masked pass *and*, through the mask, through the evaluation pass
+# that made the attention (the paper trains the attention itself). None of the five
+# passes recomputes what another holds: 1 and 2 differ in batch norm and dropout, 4 and 5
+# likewise, and 3 sees other images.
 
 # %% [markdown]
 # ## 2 · The shared start, then CASN(IDE) and its control
