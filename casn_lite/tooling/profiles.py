@@ -28,7 +28,8 @@ PROFILE_DIR = ROOT / "profiles"
 
 
 class ReproduceError(ValueError):
-    """A profile, notebook, parameter or option that cannot be used, or a busy output folder."""
+    """A profile, notebook, parameter or option that cannot be used (a busy output folder is
+    ``locks.FolderBusy``)."""
 
 
 SECTIONS = {"description", "defaults", "notebooks", "arch", "real_data"}  # a profile's top level
