@@ -33,3 +33,15 @@ def run_example(path, *argv: str) -> int:
         return stop.code
     finally:
         sys.argv = saved
+
+
+def load_benchmark(name: str):
+    """A script of benchmarks/ as a module (``name`` without ``.py``), to test its functions."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -3,9 +3,7 @@ with a hand-worked example (ties count one half; an AUC that breaks ties by orde
 swaps the labels, is caught), its warm-up is ``warm_up_siamese_head`` step by step, the
 network stays frozen (a moved weight or statistic is caught), and the symmetric heads are."""
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,15 +12,12 @@ import torch
 from casn_lite.losses import SiameseHead, warm_up_siamese_head
 from casn_lite.models import build_model
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "siamese_head.py"
+from .support import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("siamese_head", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("siamese_head")
 
 
 # scores of 3 positives (0.35, 0.8, 0.4) and 2 negatives (0.1, 0.4), one tie across the classes.

@@ -2,8 +2,6 @@
 gives CASNLoss's loss and gradients on a fixed batch, for every variant (and a written-out
 step that drops a lambda, or scores the wrong class, is caught)."""
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,15 +9,12 @@ import torch
 from casn_lite.ablation import variant_loss
 from casn_lite.models import build_model
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "step_breakdown.py"
+from .support import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def breakdown():
-    spec = importlib.util.spec_from_file_location("step_breakdown", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("step_breakdown")
 
 
 def batch():
