@@ -82,6 +82,7 @@ from casn_lite.data import (
     test_pair_loader,
 )
 from casn_lite.engine import JointLoader, Runtime, TrainConfig, set_epoch
+from casn_lite.evaluation import roc_auc
 from casn_lite.losses import CASNLoss, CASNSettings, SiameseHead, siamese_bce_loss
 from casn_lite.models import default_embed_dim
 
@@ -147,28 +148,6 @@ def fresh_heads(names, feature_dim: int, seed: int, device) -> dict[str, PairHea
         torch.manual_seed(seed)
         heads[name] = PairHead(HEADS[name][0], feature_dim).to(device)
     return heads
-
-
-# --------------------------------------------------------------------------- ROC AUC
-def average_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..n of ``values``, tied values sharing the mean of their ranks."""
-    values = np.asarray(values)
-    order = np.argsort(values, kind="mergesort")
-    ranks = np.empty(len(values), dtype=float)
-    ranks[order] = np.arange(1, len(values) + 1)
-    _, inverse = np.unique(values, return_inverse=True)
-    return (np.bincount(inverse, weights=ranks) / np.bincount(inverse))[inverse]
-
-
-def roc_auc(scores, labels) -> float:
-    """ROC AUC: the probability that a random positive scores above a random negative, a
-    tie counting one half (Mann-Whitney U / (n_pos n_neg)). NaN without both classes."""
-    scores, labels = np.asarray(scores, dtype=float), np.asarray(labels).astype(bool)
-    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    if n_pos == 0 or n_neg == 0:
-        return math.nan
-    ranks = average_ranks(scores)
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 # --------------------------------------------------------------------------- frozen features

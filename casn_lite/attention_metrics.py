@@ -21,8 +21,10 @@ from .attention import (
     similarity_attention,
     upsample,
 )
+from .data.synth import MASK_CUE, MASK_SIGN, MASK_TAG, PERSON_MASK_VALUES
 from .devices import default_device
-from .losses import attention_distance, siamese_attention
+from .evaluation import roc_auc
+from .losses import attention_distance, siamese_attention, siamese_bce_loss
 
 __all__ = ["evaluate_attention", "attention_lift", "AttentionReport"]
 
@@ -39,6 +41,8 @@ class AttentionReport:
     class_empty: float  # share of class Grad-CAM maps (top training identity) that are empty
     sa_positive_distance: float | None = None  # SA's own attention (with the head), same-person pairs
     sa_empty: float | None = None  # share of same-person pairs where SA's maps are empty
+    head_bce: float | None = None  # the Siamese head's L_bce on these pairs (ln 2 = 0.693: chance)
+    head_auc: float | None = None  # its ROC AUC, margin z_same - z_diff against same/different (0.5: chance)
     on_person: float | None = None  # similarity attention: mean share of its mass on the person
     person_lift: float | None = None  # on_person / person_area (1: an even spread)
     on_cue: float | None = None  # ... on the identity cue
@@ -49,6 +53,17 @@ class AttentionReport:
     class_cue_lift: float | None = None
     person_area: float | None = None  # the person's mean share of the image
     cue_area: float | None = None  # the cue's
+    # the positive control's shortcuts (SynthConfig(control=True)), measured where its masks hold them
+    on_tag: float | None = None  # similarity attention on the name tag
+    tag_lift: float | None = None
+    on_sign: float | None = None  # ... on the camera sign
+    sign_lift: float | None = None
+    class_on_tag: float | None = None
+    class_tag_lift: float | None = None
+    class_on_sign: float | None = None
+    class_sign_lift: float | None = None
+    tag_area: float | None = None
+    sign_area: float | None = None
 
     def as_dict(self) -> dict[str, float]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -59,6 +74,14 @@ def _class_attention(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     one of the classes), in evaluation mode: [B, 1, h, w]."""
     out = model(images)
     return grad_cam(out.logits.amax(dim=1), out.feature_map)
+
+
+def regions(mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The regions attention is measured on, from a SynthPeople mask [B, H, W]: the person
+    (its cue and name tag included), the identity cue, and the positive control's name tag
+    and camera sign (empty on the default data)."""
+    return {"person": torch.isin(mask, torch.tensor(PERSON_MASK_VALUES, device=mask.device)),
+            "cue": mask == MASK_CUE, "tag": mask == MASK_TAG, "sign": mask == MASK_SIGN}
 
 
 def _masked_mean(values: torch.Tensor, keep: torch.Tensor) -> float:
@@ -88,9 +111,13 @@ def evaluate_attention(model: nn.Module, pair_loader, device: torch.device | Non
       ``cue_area``, their mean share of the image; ``person_lift`` / ``cue_lift`` = share /
       area (1: no better than spreading attention evenly); the same for the class Grad-CAM
       of each image's top training identity: ``class_empty``, ``class_on_person``,
-      ``class_person_lift``, ``class_on_cue``, ``class_cue_lift``;
+      ``class_person_lift``, ``class_on_cue``, ``class_cue_lift``; on the positive control
+      (``SynthConfig(control=True)``) the same for its name tag and camera sign (``tag_lift``,
+      ``sign_lift``, ``class_tag_lift``, ...);
     * with the Siamese ``head``: ``sa_positive_distance`` and ``sa_empty``, SA's own
-      attention (Grad-CAM of <alpha, f_i>) on the same-person pairs.
+      attention (Grad-CAM of <alpha, f_i>) on the same-person pairs; ``head_bce`` and
+      ``head_auc``, how well the head tells same from different on these held-out
+      cross-camera pairs (chance: ln 2 and 0.5).
 
     Returns an ``AttentionReport``.
     """
@@ -118,18 +145,20 @@ def evaluate_attention(model: nn.Module, pair_loader, device: torch.device | Non
             sa = siamese_attention(model, head, x1, x2, indicator, False, threshold, length)
             add("sa_distance", attention_distance(sa.cropped1, sa.cropped2))
             add("sa_valid", sa.valid)
+            add("head_margin", sa.pair_logits[:, 1] - sa.pair_logits[:, 0])
+            add("head_logits", sa.pair_logits)
         for side, key in enumerate(("mask1", "mask2")):
             add("empty", sim_empty[side])
             add("class_empty", empty_maps(cls[side]))
             if key not in batch:
                 continue
-            mask = batch[key].to(device)
+            where = regions(batch[key].to(device))
             for prefix, maps in (("", sim[side]), ("class_", cls[side])):
                 m = upsample(maps.detach().float(), x1.shape[-2:])
-                add(prefix + "on_person", mass_share(m, mask >= 1))
-                add(prefix + "on_cue", mass_share(m, mask == 2))
-            add("person_area", (mask >= 1).flatten(1).float().mean(1))
-            add("cue_area", (mask == 2).flatten(1).float().mean(1))
+                for region, inside in where.items():
+                    add(f"{prefix}on_{region}", mass_share(m, inside))
+            for region, inside in where.items():
+                add(f"{region}_area", inside.flatten(1).float().mean(1))
     col = {k: torch.cat(v) for k, v in rows.items()}
     same, valid = col["same"].bool(), col["valid"].bool()
     result = {"positive_distance": _masked_mean(col["distance"], same & valid),
@@ -139,14 +168,15 @@ def evaluate_attention(model: nn.Module, pair_loader, device: torch.device | Non
         sa_valid = col["sa_valid"].bool()
         result["sa_positive_distance"] = _masked_mean(col["sa_distance"], same & sa_valid)
         result["sa_empty"] = 1 - sa_valid[same].float().mean().item()
-    for prefix in ("", "class_"):
-        if prefix + "on_person" not in col:
-            continue
-        for region in ("person", "cue"):
+        result["head_bce"] = siamese_bce_loss(col["head_logits"], same).item()
+        result["head_auc"] = roc_auc(col["head_margin"], same)
+    # the name tag and the camera sign only where the masks hold them (the positive control)
+    measured = [r for r in ("person", "cue", "tag", "sign")
+                if f"{r}_area" in col and (r in ("person", "cue") or col[f"{r}_area"].any())]
+    for region in measured:
+        for prefix in ("", "class_"):
             share, area = col[f"{prefix}on_{region}"], col[f"{region}_area"]
             result[f"{prefix}on_{region}"] = _masked_mean(share, ~share.isnan())  # empty maps left out
             result[f"{prefix}{region}_lift"] = attention_lift(share, area)
-    if "person_area" in col:
-        result["person_area"] = col["person_area"].mean().item()
-        result["cue_area"] = col["cue_area"].mean().item()
+        result[f"{region}_area"] = col[f"{region}_area"].mean().item()
     return AttentionReport(**result)

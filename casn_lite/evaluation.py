@@ -27,13 +27,15 @@ raise ValueError instead of scoring, and labels must be whole numbers.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
 import torch
+from scipy.stats import rankdata
 
 __all__ = ["pairwise_distance", "evaluate_ranking", "evaluate_ranking_reference", "count_valid_queries",
-           "FewValidQueries", "warn_if_few_valid"]
+           "FewValidQueries", "warn_if_few_valid", "roc_auc"]
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -271,3 +273,16 @@ def evaluate_ranking_reference(
         raise ValueError("no query has a true match in the gallery from another camera; check the split")
     return {"cmc": np.mean(all_cmc, axis=0), "mAP": float(np.mean(all_ap)),
             "mINP": float(np.mean(all_inp)), "num_valid_queries": len(all_ap)}
+
+
+def roc_auc(scores: ArrayLike, labels: ArrayLike) -> float:
+    """ROC AUC of a verifier: the probability that a random positive (``labels`` true) scores
+    above a random negative, a tie counting one half (Mann-Whitney U / (n_pos n_neg)). NaN
+    without both classes. For the Siamese head: scores z_same - z_diff, labels same person."""
+    scores = _as_tensor(scores).double().cpu().numpy().ravel()
+    labels = _as_tensor(labels).bool().cpu().numpy().ravel()
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    ranks = rankdata(scores, method="average")  # ties share the mean of their ranks
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

@@ -16,6 +16,7 @@ stay in the gallery, camera ids become 0-based and training pids are relabelled
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from collections.abc import Callable
@@ -181,7 +182,18 @@ class ReIDData:
             ids = len({s.pid for s in items})
             cams = len({s.camid for s in items})
             lines.append(f"  {split:<8}{len(items):>8}{ids:>7}{cams:>6}")
+        if self.name == "SynthPeople" and _is_positive_control(self.root):
+            lines.append("  the positive control: a name tag per identity (mask 3) on every training image and a "
+                         "quarter of the test images; per camera a vertical shift and scale and a sign (mask 4)")
         return "\n".join(lines)
+
+
+def _is_positive_control(root: Path) -> bool:
+    """Whether the SynthPeople set in ``root`` was drawn with ``SynthConfig(control=True)``."""
+    try:
+        return bool(json.loads((root / "meta.json").read_text())["config"].get("control", False))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
 
 
 def load_dataset(name: str, root: str | Path) -> ReIDData:
@@ -371,6 +383,7 @@ def load_or_generate(data_root: str | Path | None, config=None) -> ReIDData:
 
     cfg = config or SynthConfig()
     name = f"synthpeople-{cfg.train_ids}-{cfg.test_ids}-{cfg.cameras}-{cfg.images_per_camera}-{cfg.height}x{cfg.width}-s{cfg.seed}"
+    name += "-control" if cfg.control else ""
     return load_dataset("synthpeople", ensure_synthpeople(DATA_DIR / name, cfg))
 
 

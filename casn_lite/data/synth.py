@@ -13,9 +13,22 @@ colour lookup:
   from behind), detector-box jitter, occluders (a pole, a car) and now and then
   part of a second person at the image edge.
 
+``SynthConfig(control=True)`` draws the *positive control*: the same people and
+cameras plus shortcuts built in by construction, each aimed at the failure one of
+CASN's terms is meant to fix (``docs/positive_control.md``):
+
+* a *name tag* (three coloured stripes at the belt, one code per identity) shown on
+  every training image but on only a quarter of the test images: a network that
+  identifies people by the tag alone has nothing to match across views (IA's target,
+  attention on one small part);
+* each camera shifts and scales the person vertically, and shows a *camera sign* (a
+  patch of the camera's own colour on the background, at a random height): attention
+  that moves with the camera, not the person (SA's target, inconsistent attention).
+
 Drawing is vectorised over a batch: every pixel gets a part label (uint8) by
 broadcasting comparisons on person coordinates, and one gather turns labels into
-colours. The same labels give the mask (0 background, 1 person, 2 identity cue).
+colours. The same labels give the mask (0 background, 1 person, 2 identity cue; in the
+positive control also 3 name tag, on the person, and 4 camera sign, on the background).
 Everything is drawn from ``numpy.random.SeedSequence(seed)``, so the same seed
 and settings give byte-identical files.
 
@@ -24,7 +37,7 @@ Output (``root`` is the folder you pass)::
     root/bounding_box_train/0002_c1s1_000015_00.jpg   training images
     root/query/...                                      one image per test identity and camera
     root/bounding_box_test/...                          the rest, plus distractors (0000) and junk (-1)
-    root/masks/<same split>/<same name>.png             0 background, 1 person, 2 identity cue
+    root/masks/<same split>/<same name>.png             0 background, 1 person, 2 identity cue (3 tag, 4 sign)
     root/meta.json                                      generator version, settings, identities, images
 
 A set is drawn into a hidden folder beside ``root`` and moved into place only when complete,
@@ -59,10 +72,15 @@ __all__ = [
     "MASK_BACKGROUND",
     "MASK_PERSON",
     "MASK_CUE",
+    "MASK_TAG",
+    "MASK_SIGN",
+    "PERSON_MASK_VALUES",
 ]
 
 GENERATOR_VERSION = "1.0"
 MASK_BACKGROUND, MASK_PERSON, MASK_CUE = 0, 1, 2
+MASK_TAG, MASK_SIGN = 3, 4  # the positive control's name tag (on the person) and camera sign
+PERSON_MASK_VALUES = (MASK_PERSON, MASK_CUE, MASK_TAG)  # the mask values that are the person
 SPLITS = ("bounding_box_train", "query", "bounding_box_test")  # the Market-1501 layout's folders
 _BATCH = 256  # images drawn at once; fixed so that output never depends on it
 
@@ -97,10 +115,18 @@ OCCLUDERS = ["none", "pole", "car"]
 BG, SKIN_P, HAIR_P, UPPER_P, LOWER_P, SHOES_P, EMBLEM_P, BAG_P, PATTERN_P, SLEEVE_P = range(10)
 _SECOND = 10
 POLE_P, CAR_P, WINDOW_P = 20, 21, 22
-_NUM_PARTS = 23
+TAG_P = (23, 24, 25)  # the positive control's name tag: three stripes, top to bottom
+SIGN_P = 26  # the positive control's camera sign
+_NUM_PARTS = 27
 _MASK_OF_PART = np.zeros(_NUM_PARTS, np.uint8)
 _MASK_OF_PART[[SKIN_P, HAIR_P, UPPER_P, LOWER_P, SHOES_P, SLEEVE_P]] = MASK_PERSON
 _MASK_OF_PART[[EMBLEM_P, BAG_P, PATTERN_P]] = MASK_CUE
+_MASK_OF_PART[list(TAG_P)] = MASK_TAG
+_MASK_OF_PART[SIGN_P] = MASK_SIGN
+
+# the positive control (SynthConfig.control)
+TAG_SHOWN = {"bounding_box_train": 1.0, "query": 0.25, "bounding_box_test": 0.25}  # P(tag visible)
+SIGN_SHOWN = 0.8  # P(the camera sign is in the box), every split
 
 
 def _rgb(palette: list) -> np.ndarray:
@@ -122,6 +148,7 @@ class SynthConfig:
     distractors: int | None = None  # pid 0000 gallery images; default 5 % of the gallery
     junk: int | None = None  # pid -1 gallery images (bad detections); default 3 % of the gallery
     seed: int = 0
+    control: bool = False  # the positive control: a name tag and camera signs and geometry built in
 
     def __post_init__(self) -> None:
         if self.train_ids < 1 or self.test_ids < 1:
@@ -258,6 +285,40 @@ def _draw_cameras(rng: np.random.Generator, count: int) -> list[dict]:
             "second_person_prob": float(np.round(rng.uniform(0.03, 0.15), 3)),
         })
     return cams
+
+
+# --------------------------------------------------------------------------- the positive control
+def _draw_control(rng: np.random.Generator, people: list, cams: list) -> None:
+    """The positive control's shortcuts (in place): a name-tag code per identity (three
+    stripe colours; distinct codes while there are enough), and per camera a vertical shift
+    and scale of the person and the colour of its sign."""
+    codes = len(CUE) ** 3
+    drawn = rng.choice(codes, size=len(people), replace=len(people) > codes)
+    for p, code in zip(people, drawn, strict=True):
+        p["tag"] = [int(code) // len(CUE) ** k % len(CUE) for k in range(3)]
+    sign_colours = rng.permutation(len(CUE))
+    for c, cam in enumerate(cams):
+        cam["control_shift"] = float(np.round(rng.uniform(-0.1, 0.1), 3))  # of the image height
+        cam["control_scale"] = float(np.round(rng.uniform(0.82, 1.06), 3))
+        cam["sign_colour"] = int(sign_colours[c % len(CUE)])
+
+
+def _control_params(rng: np.random.Generator, split: str, cam: np.ndarray, cams: list,
+                    params: dict[str, np.ndarray], H: int) -> dict[str, np.ndarray]:
+    """Per image: the camera's geometry applied to the box, whether the tag and the sign
+    show, and where the sign is."""
+    n = len(cam)
+    shift = np.array([cams[c]["control_shift"] for c in cam], np.float32)
+    scale = np.array([cams[c]["control_scale"] for c in cam], np.float32)
+    ph = params["ph"] * scale
+    top = params["top"] + (params["ph"] - ph) / 2 + shift * H  # scaled about the box's middle, then shifted
+    return {
+        "ph": ph.astype(np.float32), "top": top.astype(np.float32),
+        "tag_shown": rng.random(n) < TAG_SHOWN[split],
+        "sign_shown": rng.random(n) < SIGN_SHOWN,
+        "sign_y": rng.uniform(0.05, 0.85, n).astype(np.float32),  # top of the sign, share of the height
+        "sign_side": rng.choice([-1.0, 1.0], n).astype(np.float32),
+    }
 
 
 # --------------------------------------------------------------------------- image plan
@@ -552,6 +613,19 @@ def render_batch(params: dict[str, np.ndarray], people: list, cams: list, H: int
     shading = np.where((label > 0) & (label < _SECOND),
                        1.0 - 0.28 * np.clip(np.abs(u) / (0.16 * col(build)), 0, 1) ** 2, shading)
 
+    control = "tag_shown" in params
+    if control:  # the name tag: three stripes at the belt, over whatever the person wears there
+        on_body = (label > BG) & (label < _SECOND)
+        for k, part in enumerate(TAG_P):
+            stripe = _box(u, v, -0.055, 0.055, 0.43 + 0.025 * k, 0.455 + 0.025 * k)
+            label[stripe & on_body & col(params["tag_shown"])] = part
+        # the camera sign: a patch of the camera's colour on the background at the box's edge
+        sign_w, sign_h = 0.2 * W, 0.12 * H
+        left = np.where(params["sign_side"] < 0, 0.0, W - sign_w)
+        sign = ((xx >= col(left)) & (xx < col(left) + sign_w) & (yy >= col(params["sign_y"]) * H)
+                & (yy < col(params["sign_y"]) * H + sign_h) & col(params["sign_shown"]))
+        label[sign & (label == BG)] = SIGN_P
+
     # occluders in front of everyone
     occ, pos, size = col(params["occluder"]), col(params["occ_pos"]), col(params["occ_size"])
     pole = np.broadcast_to((occ == 1) & (np.abs(xx / W - pos) < 0.03 + 0.04 * size), label.shape)
@@ -572,6 +646,9 @@ def render_batch(params: dict[str, np.ndarray], people: list, cams: list, H: int
     palette[:, :10] = _palette_for(people, params["person"], params["shade"])
     if has2.any():
         palette[i2, _SECOND:_SECOND + 10] = _palette_for(people, params["second"][i2], params["shade"][i2])
+    if control:
+        palette[:, list(TAG_P)] = _rgb(CUE)[[people[i]["tag"] for i in params["person"]]]
+        palette[:, SIGN_P] = _rgb(CUE)[[cams[c]["sign_colour"] for c in params["cam"]]]
     palette[:, POLE_P] = [150, 150, 156]
     palette[:, CAR_P] = params["occ_colour"]
     palette[:, WINDOW_P] = params["occ_colour"] * 0.35
@@ -696,7 +773,8 @@ def generate(out: str | Path, config: SynthConfig | None = None, progress: bool 
 def _draw_set(out: Path, cfg: SynthConfig, progress: bool) -> dict:
     """Draw every image, mask and meta.json (written last) into the folder ``out``."""
     root_seq = np.random.SeedSequence(cfg.seed)
-    seq_people, seq_cams, seq_plan, seq_params, seq_pixels, seq_pids = root_seq.spawn(6)
+    # spawned children depend only on their index: the control's seventh leaves the rest as they were
+    seq_people, seq_cams, seq_plan, seq_params, seq_pixels, seq_pids, seq_control = root_seq.spawn(7)
     rng_people = np.random.default_rng(seq_people)
 
     train_people = _draw_identities(rng_people, cfg.train_ids, cfg.family_size, 0)
@@ -707,6 +785,9 @@ def _draw_set(out: Path, cfg: SynthConfig, progress: bool) -> dict:
     n_distract = sum(1 for p, _ in plan["bounding_box_test"] if p >= cfg.train_ids + cfg.test_ids)
     distractors = _draw_identities(rng_people, n_distract, 1, test_people[-1]["family"] + 1) if n_distract else []
     people = train_people + test_people + distractors
+    rng_control = np.random.default_rng(seq_control)
+    if cfg.control:
+        _draw_control(rng_control, people, cams)
 
     # Market-style pids: a random permutation of 1..(train+test) split between the two sets
     pid_pool = np.random.default_rng(seq_pids).permutation(cfg.train_ids + cfg.test_ids) + 1
@@ -724,6 +805,8 @@ def _draw_set(out: Path, cfg: SynthConfig, progress: bool) -> dict:
         split_people = (np.arange(cfg.train_ids) if split == "bounding_box_train"
                         else np.arange(cfg.train_ids, cfg.train_ids + cfg.test_ids))
         params = _image_params(rng_params, shots, people, cams, cfg, split_people)
+        if cfg.control:
+            params.update(_control_params(rng_control, split, params["cam"], cams, params, cfg.height))
         for d in (out / split, out / "masks" / split):
             d.mkdir(parents=True, exist_ok=True)
         names = []
@@ -746,6 +829,9 @@ def _draw_set(out: Path, cfg: SynthConfig, progress: bool) -> dict:
                     "view": VIEWS[int(params["view"][k])], "occluder": OCCLUDERS[int(params["occluder"][k])],
                     "second_person": bool(params["second"][k] >= 0), "junk": bool(params["junk"][k]),
                 }
+                if cfg.control:
+                    images_meta[f"{split}/{name}"].update(tag=bool(params["tag_shown"][k]),
+                                                          sign=bool(params["sign_shown"][k]))
             bar.update(sl.stop - sl.start)
     bar.close()
 
@@ -758,7 +844,9 @@ def _draw_set(out: Path, cfg: SynthConfig, progress: bool) -> dict:
         "cameras": [{"id": i + 1, **c} for i, c in enumerate(cams)],
         "identities": [{"index": i, "pid": int(pid_of[i]),
                         "split": "train" if i < cfg.train_ids else "test" if i < cfg.train_ids + cfg.test_ids
-                        else "distractor", **_identity_names(p)} for i, p in enumerate(people)],
+                        else "distractor", **_identity_names(p),
+                        **({"tag": [CUE[k][0] for k in p["tag"]]} if cfg.control else {})}
+                       for i, p in enumerate(people)],
         "images": images_meta,
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
@@ -798,11 +886,17 @@ def ensure_synthpeople(out: str | Path, config: SynthConfig | None = None, progr
         _lock(lock)
         if meta_path.is_file():
             head = json.loads(meta_path.read_text())
-            if (head.get("version") == GENERATOR_VERSION and head.get("config") == dataclasses.asdict(cfg)
+            if (head.get("version") == GENERATOR_VERSION and _same_config(head.get("config"), cfg)
                     and incomplete(out) is None):
                 return out
         generate(out, cfg, progress=progress)
     return out
+
+
+def _same_config(recorded: dict | None, cfg: SynthConfig) -> bool:
+    """Whether a meta.json's settings are ``cfg``'s; sets drawn before ``control`` existed
+    recorded no such field and are the default data."""
+    return recorded is not None and {"control": False, **recorded} == dataclasses.asdict(cfg)
 
 
 def _lock(handle) -> None:

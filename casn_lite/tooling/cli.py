@@ -22,6 +22,8 @@ def _synth(args: argparse.Namespace) -> int:
                                    ("cameras", args.cameras), ("images_per_camera", args.images_per_camera),
                                    ("height", args.height), ("width", args.width), ("seed", args.seed))
                  if v is not None}
+    if args.control:
+        overrides["control"] = True
     try:
         config = dataclasses.replace(PRESETS[args.preset], **overrides)
         check_memory(config)
@@ -31,7 +33,7 @@ def _synth(args: argparse.Namespace) -> int:
     meta = generate(args.out, config, progress=not args.quiet)
     seconds = time.perf_counter() - start
     total = sum(meta["counts"].values())
-    print(f"SynthPeople ({args.preset}, seed {config.seed}): {total} images in {seconds:.1f} s "
+    print(f"SynthPeople ({args.preset}{', positive control' if config.control else ''}, seed {config.seed}): {total} images in {seconds:.1f} s "
           f"({total / seconds:.0f} images/s) written to {args.out}")
     print(load_dataset("synthpeople", args.out).summary())
     return 0
@@ -130,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
                             ("--height", "image height in pixels"), ("--width", "image width in pixels"),
                             ("--seed", "random seed (same seed, same files)")):
         synth.add_argument(flag, type=int, help=f"{help_text} (default: from the preset)")
+    synth.add_argument("--control", action="store_true",
+                       help="the positive control: a name tag per identity (on every training image, a "
+                            "quarter of the test images) and per camera a vertical shift and scale and a "
+                            "coloured sign (docs/positive_control.md)")
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
     synth.set_defaults(run=_synth)
 
