@@ -17,7 +17,9 @@
 # **Re-identification (re-ID)**: given a picture of a person seen by one camera (the *query*),
 # find the pictures of the same person taken by *other* cameras in a large collection (the
 # *gallery*). It is retrieval, not classification: the people at test time were never seen
-# in training.
+# in training. These notebooks rebuild one re-ID method, CASN (Zheng et al., *Re-Identification
+# with Consistent Attentive Siamese Networks*, CVPR 2019,
+# [arXiv:1811.07487](https://arxiv.org/abs/1811.07487)), small enough for a laptop.
 #
 # You will learn:
 # 1. what **SynthPeople**, our generated dataset, looks like, and why it is hard;
