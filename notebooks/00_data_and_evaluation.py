@@ -74,6 +74,10 @@ print(data.summary())
 # A file name carries the identity (*pid*) and the camera:
 #
 # `0002_c1s1_000451_03.jpg` → person 0002, camera 1 (sequence 1, frame 451, box 3).
+#
+# The gallery above counts one identity more than the query: pid 0, the *distractors*,
+# people who appear in no query (as in Market-1501), so any rank they take is a wrong one;
+# files with pid -1 are *junk*, bad detections, which the loader drops and scoring ignores.
 
 # %%
 # NBVAL_CHECK_OUTPUT
