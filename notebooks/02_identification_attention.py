@@ -16,7 +16,7 @@
 #
 # An IDE model can tell people apart by one small part (a bag, a colour patch) and ignore
 # the rest of the person. CASN's first idea, **identification attention** (IA, after GAIN,
-# Li et al. 2018), makes it look at *all* of the person: find where the network looks for the
+# Li et al. 2018), asks it to look at *all* of the person: find where the network looks for the
 # true identity, erase that region, and punish the network if it can still recognise the
 # identity in what is left.
 #
@@ -369,9 +369,10 @@ for key, label, higher in (("on_person", "attention on the person", True), ("era
 #
 # 1. **Write the soft mask.** `my_soft_mask(M, sigma, omega)` returns
 #    $T(M) = 1 / (1 + e^{-\omega (M - \sigma)})$ for a tensor of attention values. The cell
-#    after it checks it against `casn_lite.attention.soft_mask` and uses it to erase the
-#    six people: you should see the erased share of the image printed, and a mean p(true id)
-#    on $I^*$ no higher than on $I$ for most people.
+#    after it checks it against `casn_lite.attention.soft_mask`, uses it to erase the six
+#    people and prints for how many of them p(true id) is lower on $I^*$ than on $I$. The
+#    mean falls (section 5), but not necessarily for every person: an empty map erases
+#    almost nothing, and a map on the background leaves the person's evidence in $I^*$.
 # 2. Set `sigma = 0.2`, then `sigma = 0.8`. You should see the erased area (section 8's
 #    table) grow with 0.2 and shrink with 0.8. What do you expect for $L_{ia}$ in each case?
 # 3. Run with `second_order = True`. Section 6 prints the cost: you should see a cosine of
