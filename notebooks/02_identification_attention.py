@@ -184,6 +184,12 @@ viz.jpeg(viz.show_attention(images, {"IDE Grad-CAM": attention}, labels=people))
 # person: the share of the attention mass on the person (versus the background) and on
 # the small identity cue (emblem, bag, stripes). A map can also be empty: when no channel
 # adds positively to the class score, the ReLU leaves nothing (an evenly dark picture above).
+#
+# A share means little alone: a map spread evenly over the image puts on the person the
+# share of the image the person covers. So the share is compared with that area, and their
+# ratio is the attention's **lift** on a region: the share of the attention mass on the
+# region divided by the region's share of the image (1.0: an even spread; above 1, the map
+# prefers the region). Notebooks 04 and 05 report attention as lift.
 
 
 # %%
@@ -324,7 +330,8 @@ fig = viz.plot_history(runs["IDE+IA"]["history"], losses=("loss", "ide", "ia"), 
 # ## 8 · Before and after
 #
 # The same six people under each model's Grad-CAM; then the numbers, over one image of
-# every training person: attention on the person and on the cue (SynthPeople), empty maps,
+# every training person: attention on the person and on the cue (SynthPeople; the share on
+# the person over the person's area, printed under the table, is its lift), empty maps,
 # the area the soft mask erases, and retrieval on the *test* identities; then what the
 # numbers support, computed from them (notebook 05 repeats this over seeds).
 

@@ -239,8 +239,8 @@ fig = viz.plot_history(runs[casn]["history"], losses=("ide", "ia", "bce", "consi
 # Rank-1, mAP and mINP on the test identities, and the attention measured on 64 test
 # pairs from two cameras (empty maps left out, and counted): the profile distance of the
 # same person (lower: more consistent; SA's own attention for CASN, the retrieval
-# similarity's for both), and attention on the person and on the identity cue as lift over
-# their share of the image (1.0: no better than an even spread), for the class Grad-CAM.
+# similarity's for both), and attention on the person and on the identity cue as lift
+# (notebook 02's unit; 1.0: an even spread), for the class Grad-CAM.
 
 # %%
 test_pairs = test_pair_loader(data, height, width, num_pairs=64, seed=seed)

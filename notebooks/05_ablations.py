@@ -199,9 +199,9 @@ for seed in seeds:
 # Mean ± standard deviation over seeds (no spread with one seed). Retrieval in %; the
 # attention columns: the same-person cross-camera profile distance of the similarity
 # attention (lower is more consistent; pairs with an empty map left out), the share of
-# empty maps, and attention on the person and on the identity cue as *lift*: their share
-# of the attention mass divided by their share of the image (1.0: no better than spreading
-# attention evenly), for the class Grad-CAM that IA trains.
+# empty maps, and attention on the person and on the identity cue as *lift* (notebook 02's
+# unit: the share of the attention mass on the region over the region's share of the image;
+# 1.0: an even spread), for the class Grad-CAM that IA trains.
 # The last column is the paper's, on **real Market-1501 with ImageNet weights**: the
 # ordering is what can be compared, not the values.
 
