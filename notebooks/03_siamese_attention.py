@@ -14,7 +14,9 @@
 # %% [markdown]
 # # 03 · Siamese attention: the same person, attended the same way
 #
-# Notebook 02 made the network look at the whole person. CASN's second idea asks for
+# Notebook 02 asked the network to look at the whole person (identification attention); in
+# its short run it did not: with or without IA, the attention on the person stayed at or
+# below an even spread (a lift of about 1 or less). CASN's second idea asks for
 # **consistency**: when two cameras show the same person, the network should find the
 # evidence in the same places, say the torso and the bag in both views, not the shoes in
 # one and the hair in the other. A Siamese branch classifies pairs as same/different, and
