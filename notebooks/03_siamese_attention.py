@@ -308,8 +308,11 @@ for key, label, higher, scale, unit in (("positive_distance", "same-person profi
 # - Grad-CAM of $s_i = \langle \alpha, f_i \rangle$ shows where each image holds that
 #   evidence; horizontal max pooling, cropping and resizing turn it into a profile along
 #   the body that does not care where the person stands in the box.
-# - $L_{sa}$ pulls the profiles of the same person together: consistent attention across
-#   cameras. Notebook 04 trains all of CASN, IA and SA together.
+# - $L_{sa}$ asks the profiles of the same person to agree across cameras. Here its
+#   consistency term fell during training, but on test pairs the same-person profile
+#   distance of the retrieval attention came out higher for IDE+SA than for the control:
+#   one seed, which cannot show an effect either way (section 7). Notebook 04 trains all
+#   of CASN, IA and SA together.
 #
 # ## Exercises
 #
