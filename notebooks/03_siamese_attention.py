@@ -319,8 +319,10 @@ for key, label, higher, scale, unit in (("positive_distance", "same-person profi
 # 1. **Write the crop.** `kept_rows(profile, threshold)` takes one profile $M_m$ (a 1-D
 #    tensor, one value per row) and returns the first and last row whose value is above
 #    `threshold` $\times \max M_m$: the span section 6 shades. The cell after it checks it
-#    against `casn_lite.attention.profile_span` and uses it on the positive pair of
-#    section 6: you should see a span that covers most of the person's height.
+#    against `casn_lite.attention.profile_span` and uses it on the first image of section
+#    6's positive pair: you should see the rows it keeps and their share of the height: the
+#    span the map's attention covers, which need not be the person's (here the lower third
+#    of the box).
 # 2. Set `indicator = "difference"`. Section 4 prints how often the two readings of
 #    $\alpha$ agree: expect about half the dimensions. Why would they differ at all?
 # 3. Set `profile_threshold = 0` and then `0.6`. You should see the kept span grow to the
