@@ -226,9 +226,12 @@ if warmup:
 # %% [markdown]
 # ## 3 · The loss terms over training
 #
-# $L_{ide}$ keeps falling as identities are learnt; $L_{ia}$ (the true class's probability
-# on the masked image) should stay low; $L_{bce}$ falls as the head learns same/different;
-# the consistency term is the mean profile distance of the positive pairs.
+# $L_{ide}$ keeps falling as identities are learnt. $L_{ia}$ (the true class's probability
+# on the masked image) is small from the first epoch, a few hundredths, and does not fall
+# further. $L_{bce}$ stays at about chance, $\ln 2 \approx 0.69$, in every epoch, though the
+# head's warm-up had brought it well below (the line above): while SA trains the network,
+# the head barely tells same from different. The consistency term, the mean profile
+# distance of the positive pairs, does not fall steadily either.
 
 # %%
 fig = viz.plot_history(runs[casn]["history"], losses=("ide", "ia", "bce", "consistency"), metrics=())
