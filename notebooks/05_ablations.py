@@ -16,12 +16,17 @@
 #
 # The paper's Table 3 trains four variants, IDE, IDE+IA, IDE+SA and CASN(IDE), and shows
 # that each attention term adds accuracy and both together add most. Here we run the same
-# study on SynthPeople, over the seeds in `seeds` (one at these fast defaults: enough to run
-# every step, not to tell an effect from noise), and measure what the paper could only
-# show: where the attention falls and how consistent it is across cameras.
+# study on SynthPeople, over the seeds in `seeds`, and measure what the paper could only
+# show: where the attention falls and how consistent it is across cameras. These fast
+# defaults run one seed (`seeds = [0]`): enough to run every step, not to tell an effect
+# from noise, which takes a paired comparison over several seeds. For that, list more in
+# the parameters cell (`seeds = [0, 1, 2]`), or run
+# `python -m casn_lite reproduce --profile cpu --only 05` (two seeds; the `gpu` profile runs
+# three).
 #
 # You will learn:
-# 1. a fair ablation protocol (same start, same batches, same length, several seeds);
+# 1. a fair ablation protocol (same start, same batches, same length; several seeds to tell
+#    an effect from noise);
 # 2. how to read mean and spread across seeds, and when a difference is noise;
 # 3. how our numbers sit beside the paper's, and why they need not match.
 #
