@@ -333,7 +333,8 @@ fig = viz.plot_history(runs["IDE+IA"]["history"], losses=("loss", "ide", "ia"), 
 # every training person: attention on the person and on the cue (SynthPeople; the share on
 # the person over the person's area, printed under the table, is its lift), empty maps,
 # the area the soft mask erases, and retrieval on the *test* identities; then what the
-# numbers support, computed from them (notebook 05 repeats this over seeds).
+# numbers support, computed from them (notebook 05 repeats this over the seeds it is
+# given).
 
 # %%
 maps, rows = {}, []

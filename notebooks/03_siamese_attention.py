@@ -293,7 +293,8 @@ print(f"IDE+SA's own attention: same-person profile distance {rows[1]['sa_positi
 
 # %% [markdown]
 # What these numbers support, computed from them (one seed: a single run never counts as
-# an effect; notebook 05 and `docs/attention_study.md` repeat it over seeds):
+# an effect; notebook 05, given several seeds, and `docs/attention_study.md` repeat it
+# over seeds):
 
 # %%
 for key, label, higher, scale, unit in (("positive_distance", "same-person profile distance", False, 1, ""),

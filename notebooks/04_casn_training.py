@@ -268,7 +268,8 @@ fig = viz.plot_cmc({name: run["result"]["cmc"] for name, run in runs.items()})
 
 # %% [markdown]
 # What the numbers say, computed from them (one seed here: a single run cannot separate an
-# effect from seed-to-seed noise; notebook 05 and `docs/attention_study.md` use several):
+# effect from seed-to-seed noise; `docs/attention_study.md` uses several, notebook 05
+# when given them):
 
 # %%
 control, treated = rows[0], rows[1]
@@ -310,8 +311,9 @@ viz.jpeg(viz.plot_ranked(data.query, data.gallery, pairwise_distance(qf, gf, "co
 #   ($L_{sa}$); `CASNLoss(ia=True, sa=True)` computes all of it, `fit` runs it.
 # - The comparison that means something is against IDE trained *as long* from the *same
 #   start*; this notebook runs one seed, which cannot tell an effect from noise (the
-#   verdict lines say what the numbers support). Notebook 05 repeats it for every variant
-#   over several seeds, and `docs/attention_study.md` asks in which regime attention helps.
+#   verdict lines say what the numbers support). Notebook 05 repeats it for every variant,
+#   over several seeds when its `seeds` lists them, and `docs/attention_study.md` asks in
+#   which regime attention helps.
 # - Attention can be measured on SynthPeople: consistency across cameras, and how much of
 #   it falls on the person and on the identity cue.
 #
