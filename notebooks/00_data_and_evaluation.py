@@ -17,7 +17,9 @@
 # **Re-identification (re-ID)**: given a picture of a person seen by one camera (the *query*),
 # find the pictures of the same person taken by *other* cameras in a large collection (the
 # *gallery*). It is retrieval, not classification: the people at test time were never seen
-# in training.
+# in training. These notebooks rebuild one re-ID method, CASN (Zheng et al., *Re-Identification
+# with Consistent Attentive Siamese Networks*, CVPR 2019,
+# [arXiv:1811.07487](https://arxiv.org/abs/1811.07487)), small enough for a laptop.
 #
 # You will learn:
 # 1. what **SynthPeople**, our generated dataset, looks like, and why it is hard;
@@ -72,6 +74,10 @@ print(data.summary())
 # A file name carries the identity (*pid*) and the camera:
 #
 # `0002_c1s1_000451_03.jpg` → person 0002, camera 1 (sequence 1, frame 451, box 3).
+#
+# The gallery above counts one identity more than the query: pid 0, the *distractors*,
+# people who appear in no query (as in Market-1501), so any rank they take is a wrong one;
+# files with pid -1 are *junk*, bad detections, which the loader drops and scoring ignores.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -215,12 +221,15 @@ fig = viz.plot_cmc({name: r["cmc"] for name, r in results.items()})
 #
 # Exercise 1 asks for code: fill in the function between `BEGIN SOLUTION` and
 # `END SOLUTION` (in a student copy that part raises `NotImplementedError`); the cell
-# after it checks your function and then uses it. The others say what you should see.
+# after it checks your function on made-up rankings, and the next one uses it. The others
+# say what you should see.
 #
 # 1. **Write average precision.** `average_precision(is_match)` takes one query's ranked
 #    gallery as a list of booleans (True where the person is the query's, same-camera
-#    matches already removed) and returns its AP, as defined in section 2. You should see
-#    0.5 on the toy, and your mAP of the centre-colour baseline equal to `evaluate_ranking`'s.
+#    matches already removed) and returns its AP, as defined in section 2. The check tries
+#    it on five made-up lists, the toy (AP 0.5) among them, and prints nothing when it
+#    passes; the cell after it prints your mAP of the centre-colour baseline: you should see
+#    it equal `evaluate_ranking`'s.
 # 2. In the toy, move the second true match from rank 4 to rank 3. Work out the new AP by
 #    hand, then check it with your function: you should get a value between 0.5 and 0.75.
 # 3. Why does the protocol drop same-camera matches? What does rank-1 of the whole-box
@@ -244,9 +253,17 @@ def average_precision(is_match):
 
 
 # %%
+# made-up ranked lists (True: a match) and their AP. The reciprocal rank, 1 / the rank of the
+# first match, agrees on the toy but not on the second and the last list
+for is_match, ap in (([False, True, False, True, False], (1 / 2 + 2 / 4) / 2),  # the toy of section 2
+                     ([True, False, True], (1 / 1 + 2 / 3) / 2),
+                     ([True, True], 1.0),
+                     ([False, False, True], 1 / 3),
+                     ([False, True, True, False, True], (1 / 2 + 2 / 3 + 3 / 5) / 3)):
+    assert abs(average_precision(is_match) - ap) < 1e-12, f"the AP of {is_match} is {ap:.4f}"
+
+# %%
 # NBVAL_CHECK_OUTPUT
-assert abs(average_precision([False, True, False, True, False]) - 0.5) < 1e-12, "the toy's AP is 0.5"
-assert average_precision([True, True]) == 1.0 and average_precision([False, False, True]) == 1 / 3
 centre_q = np.stack([colour_histogram(s.path, centre=True) for s in data.query])
 centre_g = np.stack([colour_histogram(s.path, centre=True) for s in data.gallery])
 centre_dist = pairwise_distance(centre_q, centre_g, "cosine")

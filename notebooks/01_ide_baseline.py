@@ -227,8 +227,8 @@ viz.jpeg(viz.plot_ranked(data.query, data.gallery, dist, query_indices=worst, to
 # - On SynthPeople compare it with the colour baselines of notebook 00, and look at who
 #   takes the top spot when it is wrong (section 5 prints whether the mistakes concentrate
 #   on look-alikes, the people who differ only in the small cues).
-# - Next (notebook 02): look at *where* the model looks with Grad-CAM, and make it look at
-#   the whole person.
+# - Next (notebook 02): look at *where* the model looks with Grad-CAM, and ask it to look
+#   at the whole person.
 #
 # ## Exercises
 #

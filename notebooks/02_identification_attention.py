@@ -16,7 +16,7 @@
 #
 # An IDE model can tell people apart by one small part (a bag, a colour patch) and ignore
 # the rest of the person. CASN's first idea, **identification attention** (IA, after GAIN,
-# Li et al. 2018), makes it look at *all* of the person: find where the network looks for the
+# Li et al. 2018), asks it to look at *all* of the person: find where the network looks for the
 # true identity, erase that region, and punish the network if it can still recognise the
 # identity in what is left.
 #
@@ -184,6 +184,12 @@ viz.jpeg(viz.show_attention(images, {"IDE Grad-CAM": attention}, labels=people))
 # person: the share of the attention mass on the person (versus the background) and on
 # the small identity cue (emblem, bag, stripes). A map can also be empty: when no channel
 # adds positively to the class score, the ReLU leaves nothing (an evenly dark picture above).
+#
+# A share means little alone: a map spread evenly over the image puts on the person the
+# share of the image the person covers. So the share is compared with that area, and their
+# ratio is the attention's **lift** on a region: the share of the attention mass on the
+# region divided by the region's share of the image (1.0: an even spread; above 1, the map
+# prefers the region). Notebooks 04 and 05 report attention as lift.
 
 
 # %%
@@ -324,9 +330,11 @@ fig = viz.plot_history(runs["IDE+IA"]["history"], losses=("loss", "ide", "ia"), 
 # ## 8 · Before and after
 #
 # The same six people under each model's Grad-CAM; then the numbers, over one image of
-# every training person: attention on the person and on the cue (SynthPeople), empty maps,
+# every training person: attention on the person and on the cue (SynthPeople; the share on
+# the person over the person's area, printed under the table, is its lift), empty maps,
 # the area the soft mask erases, and retrieval on the *test* identities; then what the
-# numbers support, computed from them (notebook 05 repeats this over seeds).
+# numbers support, computed from them (notebook 05 repeats this over the seeds it is
+# given).
 
 # %%
 maps, rows = {}, []
@@ -369,9 +377,10 @@ for key, label, higher in (("on_person", "attention on the person", True), ("era
 #
 # 1. **Write the soft mask.** `my_soft_mask(M, sigma, omega)` returns
 #    $T(M) = 1 / (1 + e^{-\omega (M - \sigma)})$ for a tensor of attention values. The cell
-#    after it checks it against `casn_lite.attention.soft_mask` and uses it to erase the
-#    six people: you should see the erased share of the image printed, and a mean p(true id)
-#    on $I^*$ no higher than on $I$ for most people.
+#    after it checks it against `casn_lite.attention.soft_mask`, uses it to erase the six
+#    people and prints for how many of them p(true id) is lower on $I^*$ than on $I$. The
+#    mean falls (section 5), but not necessarily for every person: an empty map erases
+#    almost nothing, and a map on the background leaves the person's evidence in $I^*$.
 # 2. Set `sigma = 0.2`, then `sigma = 0.8`. You should see the erased area (section 8's
 #    table) grow with 0.2 and shrink with 0.8. What do you expect for $L_{ia}$ in each case?
 # 3. Run with `second_order = True`. Section 6 prints the cost: you should see a cosine of

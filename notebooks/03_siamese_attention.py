@@ -14,7 +14,9 @@
 # %% [markdown]
 # # 03 · Siamese attention: the same person, attended the same way
 #
-# Notebook 02 made the network look at the whole person. CASN's second idea asks for
+# Notebook 02 asked the network to look at the whole person (identification attention); in
+# its short run it did not: with or without IA, the attention on the person stayed at or
+# below an even spread (a lift of about 1 or less). CASN's second idea asks for
 # **consistency**: when two cameras show the same person, the network should find the
 # evidence in the same places, say the torso and the bag in both views, not the shoes in
 # one and the hair in the other. A Siamese branch classifies pairs as same/different, and
@@ -291,7 +293,8 @@ print(f"IDE+SA's own attention: same-person profile distance {rows[1]['sa_positi
 
 # %% [markdown]
 # What these numbers support, computed from them (one seed: a single run never counts as
-# an effect; notebook 05 and `docs/attention_study.md` repeat it over seeds):
+# an effect; notebook 05, given several seeds, and `docs/attention_study.md` repeat it
+# over seeds):
 
 # %%
 for key, label, higher, scale, unit in (("positive_distance", "same-person profile distance", False, 1, ""),
@@ -306,16 +309,21 @@ for key, label, higher, scale, unit in (("positive_distance", "same-person profi
 # - Grad-CAM of $s_i = \langle \alpha, f_i \rangle$ shows where each image holds that
 #   evidence; horizontal max pooling, cropping and resizing turn it into a profile along
 #   the body that does not care where the person stands in the box.
-# - $L_{sa}$ pulls the profiles of the same person together: consistent attention across
-#   cameras. Notebook 04 trains all of CASN, IA and SA together.
+# - $L_{sa}$ asks the profiles of the same person to agree across cameras. Here its
+#   consistency term fell during training, but on test pairs the same-person profile
+#   distance of the retrieval attention came out higher for IDE+SA than for the control:
+#   one seed, which cannot show an effect either way (section 7). Notebook 04 trains all
+#   of CASN, IA and SA together.
 #
 # ## Exercises
 #
 # 1. **Write the crop.** `kept_rows(profile, threshold)` takes one profile $M_m$ (a 1-D
 #    tensor, one value per row) and returns the first and last row whose value is above
 #    `threshold` $\times \max M_m$: the span section 6 shades. The cell after it checks it
-#    against `casn_lite.attention.profile_span` and uses it on the positive pair of
-#    section 6: you should see a span that covers most of the person's height.
+#    against `casn_lite.attention.profile_span` and uses it on the first image of section
+#    6's positive pair: you should see the rows it keeps and their share of the height: the
+#    span the map's attention covers, which need not be the person's (here the lower third
+#    of the box).
 # 2. Set `indicator = "difference"`. Section 4 prints how often the two readings of
 #    $\alpha$ agree: expect about half the dimensions. Why would they differ at all?
 # 3. Set `profile_threshold = 0` and then `0.6`. You should see the kept span grow to the

@@ -226,9 +226,12 @@ if warmup:
 # %% [markdown]
 # ## 3 · The loss terms over training
 #
-# $L_{ide}$ keeps falling as identities are learnt; $L_{ia}$ (the true class's probability
-# on the masked image) should stay low; $L_{bce}$ falls as the head learns same/different;
-# the consistency term is the mean profile distance of the positive pairs.
+# $L_{ide}$ keeps falling as identities are learnt. $L_{ia}$ (the true class's probability
+# on the masked image) is small from the first epoch, a few hundredths, and does not fall
+# further. $L_{bce}$ stays at about chance, $\ln 2 \approx 0.69$, in every epoch, though the
+# head's warm-up had brought it well below (the line above): while SA trains the network,
+# the head barely tells same from different. The consistency term, the mean profile
+# distance of the positive pairs, does not fall steadily either.
 
 # %%
 fig = viz.plot_history(runs[casn]["history"], losses=("ide", "ia", "bce", "consistency"), metrics=())
@@ -239,8 +242,8 @@ fig = viz.plot_history(runs[casn]["history"], losses=("ide", "ia", "bce", "consi
 # Rank-1, mAP and mINP on the test identities, and the attention measured on 64 test
 # pairs from two cameras (empty maps left out, and counted): the profile distance of the
 # same person (lower: more consistent; SA's own attention for CASN, the retrieval
-# similarity's for both), and attention on the person and on the identity cue as lift over
-# their share of the image (1.0: no better than an even spread), for the class Grad-CAM.
+# similarity's for both), and attention on the person and on the identity cue as lift
+# (notebook 02's unit; 1.0: an even spread), for the class Grad-CAM.
 
 # %%
 test_pairs = test_pair_loader(data, height, width, num_pairs=64, seed=seed)
@@ -265,7 +268,8 @@ fig = viz.plot_cmc({name: run["result"]["cmc"] for name, run in runs.items()})
 
 # %% [markdown]
 # What the numbers say, computed from them (one seed here: a single run cannot separate an
-# effect from seed-to-seed noise; notebook 05 and `docs/attention_study.md` use several):
+# effect from seed-to-seed noise; `docs/attention_study.md` uses several, notebook 05
+# when given them):
 
 # %%
 control, treated = rows[0], rows[1]
@@ -307,8 +311,9 @@ viz.jpeg(viz.plot_ranked(data.query, data.gallery, pairwise_distance(qf, gf, "co
 #   ($L_{sa}$); `CASNLoss(ia=True, sa=True)` computes all of it, `fit` runs it.
 # - The comparison that means something is against IDE trained *as long* from the *same
 #   start*; this notebook runs one seed, which cannot tell an effect from noise (the
-#   verdict lines say what the numbers support). Notebook 05 repeats it for every variant
-#   over several seeds, and `docs/attention_study.md` asks in which regime attention helps.
+#   verdict lines say what the numbers support). Notebook 05 repeats it for every variant,
+#   over several seeds when its `seeds` lists them, and `docs/attention_study.md` asks in
+#   which regime attention helps.
 # - Attention can be measured on SynthPeople: consistency across cameras, and how much of
 #   it falls on the person and on the identity cue.
 #

@@ -16,12 +16,17 @@
 #
 # The paper's Table 3 trains four variants, IDE, IDE+IA, IDE+SA and CASN(IDE), and shows
 # that each attention term adds accuracy and both together add most. Here we run the same
-# study on SynthPeople, over the seeds in `seeds` (one at these fast defaults: enough to run
-# every step, not to tell an effect from noise), and measure what the paper could only
-# show: where the attention falls and how consistent it is across cameras.
+# study on SynthPeople, over the seeds in `seeds`, and measure what the paper could only
+# show: where the attention falls and how consistent it is across cameras. These fast
+# defaults run one seed (`seeds = [0]`): enough to run every step, not to tell an effect
+# from noise, which takes a paired comparison over several seeds. For that, list more in
+# the parameters cell (`seeds = [0, 1, 2]`), or run
+# `python -m casn_lite reproduce --profile cpu --only 05` (two seeds; the `gpu` profile runs
+# three).
 #
 # You will learn:
-# 1. a fair ablation protocol (same start, same batches, same length, several seeds);
+# 1. a fair ablation protocol (same start, same batches, same length; several seeds to tell
+#    an effect from noise);
 # 2. how to read mean and spread across seeds, and when a difference is noise;
 # 3. how our numbers sit beside the paper's, and why they need not match.
 #
@@ -199,9 +204,9 @@ for seed in seeds:
 # Mean ± standard deviation over seeds (no spread with one seed). Retrieval in %; the
 # attention columns: the same-person cross-camera profile distance of the similarity
 # attention (lower is more consistent; pairs with an empty map left out), the share of
-# empty maps, and attention on the person and on the identity cue as *lift*: their share
-# of the attention mass divided by their share of the image (1.0: no better than spreading
-# attention evenly), for the class Grad-CAM that IA trains.
+# empty maps, and attention on the person and on the identity cue as *lift* (notebook 02's
+# unit: the share of the attention mass on the region over the region's share of the image;
+# 1.0: an even spread), for the class Grad-CAM that IA trains.
 # The last column is the paper's, on **real Market-1501 with ImageNet weights**: the
 # ordering is what can be compared, not the values.
 
