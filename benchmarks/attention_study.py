@@ -134,6 +134,14 @@ def same_run(record: dict, s: Setting, seed: int, variant: str) -> bool:
             and all(record.get(k, defaults[k]) == getattr(s, k) for k in DEPENDS_ON[variant]))
 
 
+def arm_loss(arm: str, s: Setting, feature_dim: int):
+    """The loss of one arm under setting ``s``: its paper variant with the setting's knobs, and
+    the arm's own (IDE+SA(0): consistency weight 0)."""
+    paper_variant, options = ARMS[arm]
+    return variant_loss(paper_variant, feature_dim=feature_dim, lambda_ia=s.lambda_ia, lambda_sa=s.lambda_sa,
+                        ramp_epochs=s.ramp_epochs, ia_gradient=s.ia_gradient, **options)
+
+
 def run_setting_seed(name: str, s: Setting, seed: int, data, device, records: list[dict], write) -> None:
     """The start, then every variant not yet recorded, for one setting and seed; a variant
     another setting already ran the same way is reused, not trained again."""
@@ -158,10 +166,7 @@ def run_setting_seed(name: str, s: Setting, seed: int, data, device, records: li
     joint = JointLoader(loaders.train, pairs)
     test_pairs = test_pair_loader(data, s.height, s.width, num_pairs=128, seed=0)
     for variant in todo:
-        paper_variant, options = ARMS[variant]
-        loss = variant_loss(paper_variant, feature_dim=start.feature_dim, lambda_ia=s.lambda_ia,
-                            lambda_sa=s.lambda_sa, ramp_epochs=s.ramp_epochs, ia_gradient=s.ia_gradient,
-                            **options)
+        loss = arm_loss(variant, s, start.feature_dim)
         cfg = TrainConfig(epochs=s.variant_epochs, optimizer="adam", lr=s.lr, schedule="cosine",
                           warmup_epochs=0.5, progress=False)
         tic = time.perf_counter()

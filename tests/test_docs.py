@@ -49,20 +49,22 @@ def test_no_reference_to_a_missing_design_file(path):
 
 
 def test_the_committed_study_measured_every_variant_of_a_seed_on_the_same_pairs():
-    """The study's records of the current protocol: the person's share of the test images,
-    a function of the test pairs alone, is the same for every variant of a setting and seed
-    (the first run's, kept in docs/attention_study/v1, took five values)."""
+    """The studies' records: the person's share of the test images, a function of the test
+    pairs alone, is the same for every arm of a setting and seed, in the attention study
+    (protocol 2) and the positive control (protocol 3); the first run's, kept in
+    docs/attention_study/v1, took five values."""
     import json
     import sys
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        from attention_study import PROTOCOL, same_pairs
+        from attention_study import same_pairs
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
-    lines = (ROOT / "docs" / "attention_study" / "records.jsonl").read_text().splitlines()
-    records = [r for r in map(json.loads, lines) if r.get("protocol") == PROTOCOL]
-    assert len({(r["setting"], r["seed"]) for r in records}) >= 3
-    assert same_pairs(records) == []
+    for folder, protocol in (("attention_study", 2), ("positive_control", 3)):
+        lines = (ROOT / "docs" / folder / "records.jsonl").read_text().splitlines()
+        records = [r for r in map(json.loads, lines) if r.get("protocol") == protocol]
+        assert len({(r["setting"], r["seed"]) for r in records}) >= 3, folder
+        assert same_pairs(records) == [], folder
     old = [json.loads(line) for line in (ROOT / "docs" / "attention_study" / "v1" / "records.jsonl").read_text().splitlines()]
     assert same_pairs(old), "the check finds the first run's mismatch"
