@@ -31,7 +31,6 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from casn_lite.ablation import (
@@ -49,7 +48,7 @@ from casn_lite.data import (
     test_pair_loader,
 )
 from casn_lite.engine import JointLoader, TrainConfig, evaluate, evaluate_attention
-from casn_lite.verdict import ALPHA, adjust, paired_difference
+from casn_lite.tooling.study import ARM_NAMES, compact_table, report
 
 ROOT = Path(__file__).resolve().parents[1]
 # 2: fixed test pairs, augmentation from the seed, alpha from the margin, L_ia without empty
@@ -57,17 +56,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # 3: the verification arm IDE+SA(0), the Siamese head's AUC and L_bce on the test pairs, the
 # positive control's data (issue 22; docs/positive_control.md)
 PROTOCOL = 3
-# the arms: a paper variant, and for IDE+SA(0) the one setting that differs (L_sa = L_bce alone,
-# consistency weight 0: does a gain come from verification or from attention consistency?)
+# the arms (casn_lite.tooling.study.ARM_NAMES): a paper variant, and for IDE+SA(0) the one setting
+# that differs (L_sa = L_bce alone, consistency weight 0: does a gain come from verification or
+# from attention consistency?)
 ARMS = {"IDE": ("IDE", {}), "IDE+IA": ("IDE+IA", {}), "IDE+SA(0)": ("IDE+SA", {"consistency_weight": 0.0}),
         "IDE+SA": ("IDE+SA", {}), "CASN(IDE)": ("CASN(IDE)", {})}
-VARIANTS = tuple(ARMS)
-# the paired comparisons: each arm against IDE, and consistency against verification alone
-COMPARISONS = (("IDE+IA", "IDE"), ("IDE+SA(0)", "IDE"), ("IDE+SA", "IDE"), ("CASN(IDE)", "IDE"),
-               ("IDE+SA", "IDE+SA(0)"))
-# pre-registered in docs/positive_control.md before the runs: on the positive control, mAP,
-# Holm-adjusted over these two
-PRIMARY = (("control", "IDE+IA", "IDE", "mAP"), ("control", "IDE+SA", "IDE+SA(0)", "mAP"))
 
 
 @dataclass(frozen=True)
@@ -116,16 +109,6 @@ SETTINGS = {  # one knob at a time around the base, in the order they run
 }
 DATA = SynthConfig(train_ids=48, test_ids=48, cameras=4, images_per_camera=4, seed=0)
 
-RETRIEVAL = ("mAP", "rank1")
-ATTENTION = ("class_empty", "class_person_lift", "class_cue_lift", "empty", "person_lift", "cue_lift",
-             "positive_distance", "class_tag_lift", "class_sign_lift", "sign_lift",
-             "negative_distance", "sa_empty", "sa_positive_distance", "head_auc", "head_bce")
-LOWER_IS_BETTER = {"class_empty", "empty", "positive_distance", "sa_empty", "sa_positive_distance",
-                   "class_tag_lift", "class_sign_lift", "sign_lift", "head_bce"}
-COMPARED = (*RETRIEVAL, *ATTENTION[:10], "head_auc")  # the paired comparisons the report tests (the
-# control's tag and sign only where its data hold them, the head's AUC only between SA arms)
-
-
 # --------------------------------------------------------------------------- one run
 def same_run(record: dict, s: Setting, seed: int, variant: str) -> bool:
     """Whether ``record`` (of any setting) is the run ``variant`` would make under ``s``."""
@@ -147,7 +130,7 @@ def run_setting_seed(name: str, s: Setting, seed: int, data, device, records: li
     another setting already ran the same way is reused, not trained again."""
     done = {(r["setting"], r["seed"], r["variant"]) for r in records}
     todo = []
-    for variant in VARIANTS:
+    for variant in ARM_NAMES:
         if (name, seed, variant) in done:
             continue
         earlier = next((r for r in records if same_run(r, s, seed, variant)), None)
@@ -187,176 +170,6 @@ def run_setting_seed(name: str, s: Setting, seed: int, data, device, records: li
 
 
 # --------------------------------------------------------------------------- the analysis
-def paired(records: list[dict], setting: str, variant: str, key: str, control: str = "IDE"):
-    """Variant minus its control arm (IDE unless named) on each seed, tested
-    (``casn_lite.verdict.paired_difference``)."""
-    by = {(r["seed"], r["variant"]): r for r in records if r["setting"] == setting}
-    seeds = sorted(sd for sd, v in by if v == variant and (sd, control) in by)
-    return paired_difference([by[(sd, control)].get(key, math.nan) for sd in seeds],
-                             [by[(sd, variant)].get(key, math.nan) for sd in seeds])
-
-
-def _origin(records: list[dict], setting: str, variant: str) -> str:
-    """The setting whose runs ``variant`` reuses in ``setting`` (itself when it trained them)."""
-    origins = {r.get("reused_from", setting) for r in records if r["setting"] == setting and r["variant"] == variant}
-    return origins.pop() if len(origins) == 1 else setting
-
-
-def _is_primary(setting: str, variant: str, control: str, key: str) -> bool:
-    return (setting, variant, control, key) in PRIMARY
-
-
-def primary(records: list[dict]) -> list[tuple[tuple[str, str, str, str], object, float]]:
-    """The pre-registered comparisons (``PRIMARY``): each with its paired difference and its
-    p-value adjusted by Holm over the primaries (family-wise error at most 5 %)."""
-    tests = [(cell, paired(records, cell[0], cell[1], cell[3], cell[2])) for cell in PRIMARY]
-    p = np.array([d.p for _, d in tests], dtype=float)
-    order, holm, running = np.argsort(np.where(np.isnan(p), np.inf, p)), np.full(len(p), math.nan), 0.0
-    m = int((~np.isnan(p)).sum())
-    for rank, i in enumerate(order[:m]):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        holm[i] = running
-    return [(cell, d, float(h)) for (cell, d), h in zip(tests, holm, strict=True)]
-
-
-def adjusted(records: list[dict]) -> tuple[dict[tuple[str, str, str, str], float], int]:
-    """q (Benjamini-Hochberg) of every secondary comparison the report prints, adjusted
-    together: every setting x comparison x metric of the detailed tables but the primaries,
-    a comparison that reuses another setting's runs counted once."""
-    cells = [(setting, variant, control, key) for setting in dict.fromkeys(r["setting"] for r in records)
-             for variant, control in COMPARISONS for key in COMPARED
-             if not _is_primary(setting, variant, control, key)]
-    origin = {cell: (_origin(records, cell[0], cell[1]), _origin(records, cell[0], cell[2]), *cell[1:])
-              for cell in cells}
-    family = list(dict.fromkeys(origin.values()))
-    by_origin = {o: cell for cell, o in reversed(list(origin.items()))}
-    p = [paired(records, by_origin[o][0], o[2], o[4], o[3]).p for o in family]
-    q = dict(zip(family, adjust(p).tolist(), strict=True))
-    return {cell: q[origin[cell]] for cell in cells}, sum(v == v for v in p)
-
-
-def same_pairs(records: list[dict]) -> list[str]:
-    """The (setting, seed)s whose variants were measured on different test pairs, judged by
-    the person's share of the test images, a function of the pairs alone (empty: none)."""
-    areas: dict[tuple[str, int], set] = {}
-    for r in records:
-        if "person_area" in r:
-            areas.setdefault((r["setting"], r["seed"]), set()).add(round(r["person_area"], 9))
-    return [f"{s} seed {sd}" for (s, sd), values in areas.items() if len(values) > 1]
-
-
-def _fmt(value: float, percent: bool) -> str:
-    return "n/a" if value != value else (f"{100 * value:.1f}" if percent else f"{value:.2f}")
-
-
-def _mean(values: list[float]) -> float:
-    values = [v for v in values if v == v]
-    return float(np.mean(values)) if values else math.nan
-
-
-def _difference(d, key: str) -> str:
-    scale = 100 if key in RETRIEVAL else 1
-    if d.n == 1:
-        return f"{scale * d.mean:+.2f} (1 seed)"
-    low, high = d.interval()
-    return f"{scale * d.mean:+.2f} [{scale * low:+.2f}, {scale * high:+.2f}]"
-
-
-def _cell(records: list[dict], setting: str, variant: str, control: str, key: str, q: dict) -> str:
-    d = paired(records, setting, variant, key, control)
-    if d.n == 0 or d.mean != d.mean:
-        return "n/a"
-    text = _difference(d, key)
-    if _is_primary(setting, variant, control, key):
-        return f"{text} (primary)"
-    return f"**{text}**" if d.n > 1 and q.get((setting, variant, control, key), math.nan) < ALPHA else text
-
-
-def _label(variant: str, control: str) -> str:
-    return variant if control == "IDE" else f"{variant} - {control}"
-
-
-def compact_table(records: list[dict]) -> list[str]:
-    """The headline table: per setting and comparison, the paired differences that matter most."""
-    keys = ("mAP", "class_person_lift", "class_tag_lift", "sign_lift", "positive_distance", "head_auc")
-    q, _ = adjusted(records)
-    lines = ["| setting (seeds) | arm | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
-    for setting in dict.fromkeys(r["setting"] for r in records):
-        ide = [r for r in records if r["setting"] == setting and r["variant"] == "IDE"]
-        absolute = [_fmt(_mean([r.get(k, math.nan) for r in ide]), k in RETRIEVAL) for k in keys]
-        lines.append(f"| {setting} ({len({r['seed'] for r in ide})}) | IDE (absolute) | " + " | ".join(absolute) + " |")
-        for variant, control in COMPARISONS:
-            cells = [_cell(records, setting, variant, control, k, q) for k in keys]
-            lines.append(f"| | {_label(variant, control)} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def primary_lines(records: list[dict]) -> list[str]:
-    """The pre-registered comparisons, with their verdicts."""
-    lines = ["| comparison | metric | seeds | difference [95 % t interval] | p | p (Holm) | verdict |",
-             "|---|---|---|---|---|---|---|"]
-    for (setting, variant, control, key), d, holm in primary(records):
-        if d.n == 0:
-            lines.append(f"| {setting}: {variant} - {control} | {key} | 0 | not run yet | | | |")
-            continue
-        verdict = ("an effect" if holm < ALPHA else "no effect shown") if d.n > 1 else "one seed: no test"
-        lines.append(f"| {setting}: {variant} - {control} | {key} | {d.n} | {_difference(d, key)} | "
-                     f"{d.p:.3g} | {holm:.3g} | {verdict} |")
-    return lines
-
-
-RULE = ("Each cell: the mean over seeds of the paired difference arm - IDE (or arm - its named control; "
-        "same seed, same start, same augmented batches, same test pairs), with its 95 % t interval over "
-        "seeds; mAP and rank-1 in points. The pre-registered primary comparisons (docs/positive_control.md) "
-        "are tested apart, Holm-adjusted. **Bold**: a secondary effect, i.e. a paired t-test (n - 1 degrees "
-        "of freedom) whose p-value, adjusted by Benjamini-Hochberg over every secondary comparison of this "
-        "report ({n} of them), is below 0.05.")
-
-
-def report(records: list[dict], command: str) -> str:
-    """The markdown report: the primary comparisons, then per setting the arms' means and the
-    paired differences."""
-    q, tested = adjusted(records)
-    rule = RULE.format(n=tested)
-    mismatched = same_pairs(records)
-    check = ("Every arm of a seed was measured on the same test pairs (the person's share of the "
-             "test images is identical across arms)." if not mismatched else
-             f"WARNING: arms measured on different test pairs in {', '.join(mismatched)}.")
-    lines = ["# Attention study: results", "", f"Command: `{command}`", "", check, "", rule, ""]
-    if any(r["setting"] == cell[0] for r in records for cell in PRIMARY):
-        lines += ["Primary comparisons (pre-registered):", "", *primary_lines(records), ""]
-    lines += ["Headline: paired differences against IDE (IDE's own values on its row).",
-              "", *compact_table(records), ""]
-    for setting in dict.fromkeys(r["setting"] for r in records):
-        rows = [r for r in records if r["setting"] == setting]
-        s = rows[0]
-        seeds = sorted({r["seed"] for r in rows})
-        lines += [f"## {setting}", "",
-                  f"{s['height']}x{s['width']}, {'positive-control' if s.get('control') else 'default'} data, "
-                  f"IDE start {s['ide_epochs']} epochs then {s['variant_epochs']}, "
-                  f"lambda_ia {s['lambda_ia']}, lambda_sa {s['lambda_sa']}, ramp {s['ramp_epochs']} epochs, "
-                  f"head warm-up {s['head_warmup']} steps, L_ia gradient: {s['ia_gradient']}; seeds {seeds}; "
-                  f"start p(c|I) = {np.mean([r['start_p_true'] for r in rows]):.2f}", ""]
-        keys = [*RETRIEVAL, *ATTENTION, "bce_after_warmup", "bce_last_epoch"]
-        keys = [k for k in keys if any(r.get(k, math.nan) == r.get(k, math.nan) for r in rows)]
-        lines += ["| arm | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-        for variant in VARIANTS:
-            vr = [r for r in rows if r["variant"] == variant]
-            if not vr:
-                continue
-            cells = [_fmt(_mean([r.get(k, math.nan) for r in vr]), k in RETRIEVAL) for k in keys]
-            lines.append(f"| {variant} | " + " | ".join(cells) + " |")
-        compared = [k for k in COMPARED if k in keys]
-        lines += ["", "Paired differences (mean [95 % t interval] over seeds; **bold**: an effect "
-                  "after the Benjamini-Hochberg adjustment):", ""]
-        lines += ["| comparison | " + " | ".join(compared) + " |", "|---" * (len(compared) + 1) + "|"]
-        for variant, control in COMPARISONS:
-            cells = [_cell(records, setting, variant, control, key, q) for key in compared]
-            lines.append(f"| {_label(variant, control)} | " + " | ".join(cells) + " |")
-        lines.append("")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

@@ -1,5 +1,6 @@
-"""benchmarks/attention_study.py: its arms, its pre-registered primary comparisons and the
-adjustment of the rest, on made-up records (no training).
+"""The attention study: the arms of benchmarks/attention_study.py, and its analysis
+(casn_lite.tooling.study): the pre-registered primary comparisons and the adjustment of the
+rest, on made-up records (no training).
 
 Caught: IDE+SA(0) built with the paper's consistency weight (or IDE+SA with 0), the
 primaries left unadjusted or adjusted by Bonferroni alone (Holm's step-down), a primary
@@ -8,6 +9,8 @@ counted again among the secondary comparisons, a comparison against the wrong co
 import numpy as np
 import pytest
 from scipy import stats
+
+from casn_lite.tooling import study as analysis
 
 from .support import load_benchmark
 
@@ -49,10 +52,10 @@ def records(setting="control"):
             for arm, values in MAP.items() for seed in range(5)]
 
 
-def test_the_primaries_are_paired_t_tests_adjusted_by_holm(study):
-    result = study.primary(records())
-    assert [cell for cell, _, _ in result] == list(study.PRIMARY)
-    p = [stats.ttest_rel(MAP[variant], MAP[control]).pvalue for _, variant, control, _ in study.PRIMARY]
+def test_the_primaries_are_paired_t_tests_adjusted_by_holm():
+    result = analysis.primary(records())
+    assert [cell for cell, _, _ in result] == list(analysis.PRIMARY)
+    p = [stats.ttest_rel(MAP[variant], MAP[control]).pvalue for _, variant, control, _ in analysis.PRIMARY]
     for (_, d, _), expected in zip(result, p, strict=True):
         assert d.p == pytest.approx(expected)
         assert d.n == 5
@@ -63,17 +66,41 @@ def test_the_primaries_are_paired_t_tests_adjusted_by_holm(study):
     assert result[1][1].mean == pytest.approx(np.mean(np.subtract(MAP["IDE+SA"], MAP["IDE+SA(0)"])))
 
 
-def test_the_secondaries_leave_the_primaries_out(study):
-    q, tested = study.adjusted(records())
-    assert not any(cell in q for cell in study.PRIMARY)
+def test_the_secondaries_leave_the_primaries_out():
+    q, tested = analysis.adjusted(records())
+    assert not any(cell in q for cell in analysis.PRIMARY)
     assert ("control", "IDE+SA(0)", "IDE", "mAP") in q and ("control", "IDE+SA", "IDE", "mAP") in q
     # rank-1 holds the same numbers as mAP here: its comparisons are tested, the primaries' twins included
     assert ("control", "IDE+IA", "IDE", "rank1") in q
-    assert tested == 2 * len(study.COMPARISONS) - 2  # mAP without its two primaries, and rank-1
+    assert tested == 2 * len(analysis.COMPARISONS) - 2  # mAP without its two primaries, and rank-1
 
 
-def test_the_report_shows_the_primaries_with_their_verdicts(study):
-    text = study.report(records() + records("base"), "python benchmarks/attention_study.py")
+def test_the_report_shows_the_primaries_with_their_verdicts():
+    text = analysis.report(records() + records("base"), "python benchmarks/attention_study.py")
     assert "Primary comparisons (pre-registered)" in text
     assert "| control: IDE+SA - IDE+SA(0) | mAP | 5 |" in text
     assert "IDE+SA - IDE+SA(0)" in text.split("## base")[1], "the verification comparison on every setting"
+
+
+def test_findings_say_whether_each_term_moved_its_quantity_and_which_way():
+    """Made-up records: IA raises mAP and lowers the tag's lift clearly (as the paper
+    expects), and flat records show no effect; a flipped expected direction, or the
+    primary's Holm p swapped for a BH q, is caught."""
+    rows = records()
+    rng = np.random.default_rng(0)
+    for r in rows:
+        noise = rng.normal(0, 0.002)
+        r["class_tag_lift"] = {"IDE+IA": 0.8}.get(r["variant"], 1.2) + noise
+    found = {(f["data"], f["term"], f["quantity"]): f for f in analysis.findings(rows)}
+    ia_map = found[("positive control", "IA (identification attention)", "mAP")]
+    assert ia_map["primary"] and ia_map["adjusted_p"] == pytest.approx(analysis.primary(rows)[0][2])
+    assert ia_map["verdict"] == "moved as the paper expects"
+    tag = found[("positive control", "IA (identification attention)", "class_tag_lift")]
+    assert tag["difference"] < 0 and tag["verdict"] == "moved as the paper expects" and not tag["primary"]
+    sa_map = found[("positive control", "SA's consistency term", "mAP")]
+    assert sa_map["difference"] > 0  # the made-up IDE+SA is above IDE+SA(0)
+    flat = [dict(r, mAP=0.3 + rng.normal(0, 0.01)) for r in records()]
+    assert all(f["verdict"] in ("no effect shown", "not tested")
+               for f in analysis.findings(flat) if f["quantity"] == "mAP")
+    text = "\n".join(analysis.findings_table(analysis.findings(rows)))
+    assert "(primary, Holm)" in text and "| positive control | IA (identification attention) | mAP | 5 |" in text

@@ -54,16 +54,11 @@ def test_the_committed_study_measured_every_variant_of_a_seed_on_the_same_pairs(
     (protocol 2) and the positive control (protocol 3); the first run's, kept in
     docs/attention_study/v1, took five values."""
     import json
-    import sys
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from attention_study import same_pairs
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    from casn_lite.tooling.study import read_records, same_pairs
+
     for folder, protocol in (("attention_study", 2), ("positive_control", 3)):
-        lines = (ROOT / "docs" / folder / "records.jsonl").read_text().splitlines()
-        records = [r for r in map(json.loads, lines) if r.get("protocol") == protocol]
+        records = read_records(ROOT / "docs" / folder / "records.jsonl", protocol)
         assert len({(r["setting"], r["seed"]) for r in records}) >= 3, folder
         assert same_pairs(records) == [], folder
     old = [json.loads(line) for line in (ROOT / "docs" / "attention_study" / "v1" / "records.jsonl").read_text().splitlines()]

@@ -1,0 +1,288 @@
+"""The attention study's records and what they say: the analysis behind
+``benchmarks/attention_study.py``'s report and notebook 05's "what we found".
+
+A record is one arm trained from one seed's IDE start in one setting of the study, with
+its retrieval and attention measured on the seed's fixed test pairs. Every comparison is
+paired: an arm minus its control arm (IDE, or IDE+SA(0) for the consistency term) on the
+same seed, tested by a paired t-test over the seeds (``casn_lite.verdict``). The primary
+comparisons, fixed in docs/positive_control.md before the runs, are adjusted together by
+Holm; every other comparison the report prints, together by Benjamini-Hochberg.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..verdict import ALPHA, adjust, paired_difference
+
+__all__ = ["ARM_NAMES", "COMPARISONS", "PRIMARY", "read_records", "paired", "primary", "adjusted",
+           "same_pairs", "compact_table", "primary_lines", "report", "findings", "findings_table"]
+
+# the arms, in the order a table lists them (benchmarks/attention_study.py says how each trains)
+ARM_NAMES = ("IDE", "IDE+IA", "IDE+SA(0)", "IDE+SA", "CASN(IDE)")
+VARIANTS = ARM_NAMES
+# the paired comparisons: each arm against IDE, and consistency against verification alone
+COMPARISONS = (("IDE+IA", "IDE"), ("IDE+SA(0)", "IDE"), ("IDE+SA", "IDE"), ("CASN(IDE)", "IDE"),
+               ("IDE+SA", "IDE+SA(0)"))
+# pre-registered in docs/positive_control.md before the runs: on the positive control, mAP,
+# Holm-adjusted over these two
+PRIMARY = (("control", "IDE+IA", "IDE", "mAP"), ("control", "IDE+SA", "IDE+SA(0)", "mAP"))
+
+RETRIEVAL = ("mAP", "rank1")
+ATTENTION = ("class_empty", "class_person_lift", "class_cue_lift", "empty", "person_lift", "cue_lift",
+             "positive_distance", "class_tag_lift", "class_sign_lift", "sign_lift",
+             "negative_distance", "sa_empty", "sa_positive_distance", "head_auc", "head_bce")
+LOWER_IS_BETTER = {"class_empty", "empty", "positive_distance", "sa_empty", "sa_positive_distance",
+                   "class_tag_lift", "class_sign_lift", "sign_lift", "head_bce"}
+COMPARED = (*RETRIEVAL, *ATTENTION[:10], "head_auc")  # the paired comparisons the report tests (the
+# control's tag and sign only where its data hold them, the head's AUC only between SA arms)
+
+
+def paired(records: list[dict], setting: str, variant: str, key: str, control: str = "IDE"):
+    """Variant minus its control arm (IDE unless named) on each seed, tested
+    (``casn_lite.verdict.paired_difference``)."""
+    by = {(r["seed"], r["variant"]): r for r in records if r["setting"] == setting}
+    seeds = sorted(sd for sd, v in by if v == variant and (sd, control) in by)
+    return paired_difference([by[(sd, control)].get(key, math.nan) for sd in seeds],
+                             [by[(sd, variant)].get(key, math.nan) for sd in seeds])
+
+
+def _origin(records: list[dict], setting: str, variant: str) -> str:
+    """The setting whose runs ``variant`` reuses in ``setting`` (itself when it trained them)."""
+    origins = {r.get("reused_from", setting) for r in records if r["setting"] == setting and r["variant"] == variant}
+    return origins.pop() if len(origins) == 1 else setting
+
+
+def _is_primary(setting: str, variant: str, control: str, key: str) -> bool:
+    return (setting, variant, control, key) in PRIMARY
+
+
+def primary(records: list[dict]) -> list[tuple[tuple[str, str, str, str], object, float]]:
+    """The pre-registered comparisons (``PRIMARY``): each with its paired difference and its
+    p-value adjusted by Holm over the primaries (family-wise error at most 5 %)."""
+    tests = [(cell, paired(records, cell[0], cell[1], cell[3], cell[2])) for cell in PRIMARY]
+    p = np.array([d.p for _, d in tests], dtype=float)
+    order, holm, running = np.argsort(np.where(np.isnan(p), np.inf, p)), np.full(len(p), math.nan), 0.0
+    m = int((~np.isnan(p)).sum())
+    for rank, i in enumerate(order[:m]):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        holm[i] = running
+    return [(cell, d, float(h)) for (cell, d), h in zip(tests, holm, strict=True)]
+
+
+def adjusted(records: list[dict]) -> tuple[dict[tuple[str, str, str, str], float], int]:
+    """q (Benjamini-Hochberg) of every secondary comparison the report prints, adjusted
+    together: every setting x comparison x metric of the detailed tables but the primaries,
+    a comparison that reuses another setting's runs counted once."""
+    cells = [(setting, variant, control, key) for setting in dict.fromkeys(r["setting"] for r in records)
+             for variant, control in COMPARISONS for key in COMPARED
+             if not _is_primary(setting, variant, control, key)]
+    origin = {cell: (_origin(records, cell[0], cell[1]), _origin(records, cell[0], cell[2]), *cell[1:])
+              for cell in cells}
+    family = list(dict.fromkeys(origin.values()))
+    by_origin = {o: cell for cell, o in reversed(list(origin.items()))}
+    p = [paired(records, by_origin[o][0], o[2], o[4], o[3]).p for o in family]
+    q = dict(zip(family, adjust(p).tolist(), strict=True))
+    return {cell: q[origin[cell]] for cell in cells}, sum(v == v for v in p)
+
+
+def same_pairs(records: list[dict]) -> list[str]:
+    """The (setting, seed)s whose variants were measured on different test pairs, judged by
+    the person's share of the test images, a function of the pairs alone (empty: none)."""
+    areas: dict[tuple[str, int], set] = {}
+    for r in records:
+        if "person_area" in r:
+            areas.setdefault((r["setting"], r["seed"]), set()).add(round(r["person_area"], 9))
+    return [f"{s} seed {sd}" for (s, sd), values in areas.items() if len(values) > 1]
+
+
+def _fmt(value: float, percent: bool) -> str:
+    return "n/a" if value != value else (f"{100 * value:.1f}" if percent else f"{value:.2f}")
+
+
+def _mean(values: list[float]) -> float:
+    values = [v for v in values if v == v]
+    return float(np.mean(values)) if values else math.nan
+
+
+def _difference(d, key: str) -> str:
+    scale = 100 if key in RETRIEVAL else 1
+    if d.n == 1:
+        return f"{scale * d.mean:+.2f} (1 seed)"
+    low, high = d.interval()
+    return f"{scale * d.mean:+.2f} [{scale * low:+.2f}, {scale * high:+.2f}]"
+
+
+def _cell(records: list[dict], setting: str, variant: str, control: str, key: str, q: dict) -> str:
+    d = paired(records, setting, variant, key, control)
+    if d.n == 0 or d.mean != d.mean:
+        return "n/a"
+    text = _difference(d, key)
+    if _is_primary(setting, variant, control, key):
+        return f"{text} (primary)"
+    return f"**{text}**" if d.n > 1 and q.get((setting, variant, control, key), math.nan) < ALPHA else text
+
+
+def _label(variant: str, control: str) -> str:
+    return variant if control == "IDE" else f"{variant} - {control}"
+
+
+def compact_table(records: list[dict]) -> list[str]:
+    """The headline table: per setting and comparison, the paired differences that matter most."""
+    keys = ("mAP", "class_person_lift", "class_tag_lift", "sign_lift", "positive_distance", "head_auc")
+    q, _ = adjusted(records)
+    lines = ["| setting (seeds) | arm | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
+    for setting in dict.fromkeys(r["setting"] for r in records):
+        ide = [r for r in records if r["setting"] == setting and r["variant"] == "IDE"]
+        absolute = [_fmt(_mean([r.get(k, math.nan) for r in ide]), k in RETRIEVAL) for k in keys]
+        lines.append(f"| {setting} ({len({r['seed'] for r in ide})}) | IDE (absolute) | " + " | ".join(absolute) + " |")
+        for variant, control in COMPARISONS:
+            cells = [_cell(records, setting, variant, control, k, q) for k in keys]
+            lines.append(f"| | {_label(variant, control)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def primary_lines(records: list[dict]) -> list[str]:
+    """The pre-registered comparisons, with their verdicts."""
+    lines = ["| comparison | metric | seeds | difference [95 % t interval] | p | p (Holm) | verdict |",
+             "|---|---|---|---|---|---|---|"]
+    for (setting, variant, control, key), d, holm in primary(records):
+        if d.n == 0:
+            lines.append(f"| {setting}: {variant} - {control} | {key} | 0 | not run yet | | | |")
+            continue
+        verdict = ("an effect" if holm < ALPHA else "no effect shown") if d.n > 1 else "one seed: no test"
+        lines.append(f"| {setting}: {variant} - {control} | {key} | {d.n} | {_difference(d, key)} | "
+                     f"{d.p:.3g} | {holm:.3g} | {verdict} |")
+    return lines
+
+
+RULE = ("Each cell: the mean over seeds of the paired difference arm - IDE (or arm - its named control; "
+        "same seed, same start, same augmented batches, same test pairs), with its 95 % t interval over "
+        "seeds; mAP and rank-1 in points. The pre-registered primary comparisons (docs/positive_control.md) "
+        "are tested apart, Holm-adjusted. **Bold**: a secondary effect, i.e. a paired t-test (n - 1 degrees "
+        "of freedom) whose p-value, adjusted by Benjamini-Hochberg over every secondary comparison of this "
+        "report ({n} of them), is below 0.05.")
+
+
+def report(records: list[dict], command: str) -> str:
+    """The markdown report: the primary comparisons, then per setting the arms' means and the
+    paired differences."""
+    q, tested = adjusted(records)
+    rule = RULE.format(n=tested)
+    mismatched = same_pairs(records)
+    check = ("Every arm of a seed was measured on the same test pairs (the person's share of the "
+             "test images is identical across arms)." if not mismatched else
+             f"WARNING: arms measured on different test pairs in {', '.join(mismatched)}.")
+    lines = ["# Attention study: results", "", f"Command: `{command}`", "", check, "", rule, ""]
+    if any(r["setting"] == cell[0] for r in records for cell in PRIMARY):
+        lines += ["Primary comparisons (pre-registered):", "", *primary_lines(records), ""]
+    lines += ["Headline: paired differences against IDE (IDE's own values on its row).",
+              "", *compact_table(records), ""]
+    for setting in dict.fromkeys(r["setting"] for r in records):
+        rows = [r for r in records if r["setting"] == setting]
+        s = rows[0]
+        seeds = sorted({r["seed"] for r in rows})
+        lines += [f"## {setting}", "",
+                  f"{s['height']}x{s['width']}, {'positive-control' if s.get('control') else 'default'} data, "
+                  f"IDE start {s['ide_epochs']} epochs then {s['variant_epochs']}, "
+                  f"lambda_ia {s['lambda_ia']}, lambda_sa {s['lambda_sa']}, ramp {s['ramp_epochs']} epochs, "
+                  f"head warm-up {s['head_warmup']} steps, L_ia gradient: {s['ia_gradient']}; seeds {seeds}; "
+                  f"start p(c|I) = {np.mean([r['start_p_true'] for r in rows]):.2f}", ""]
+        keys = [*RETRIEVAL, *ATTENTION, "bce_after_warmup", "bce_last_epoch"]
+        keys = [k for k in keys if any(r.get(k, math.nan) == r.get(k, math.nan) for r in rows)]
+        lines += ["| arm | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+        for variant in VARIANTS:
+            vr = [r for r in rows if r["variant"] == variant]
+            if not vr:
+                continue
+            cells = [_fmt(_mean([r.get(k, math.nan) for r in vr]), k in RETRIEVAL) for k in keys]
+            lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+        compared = [k for k in COMPARED if k in keys]
+        lines += ["", "Paired differences (mean [95 % t interval] over seeds; **bold**: an effect "
+                  "after the Benjamini-Hochberg adjustment):", ""]
+        lines += ["| comparison | " + " | ".join(compared) + " |", "|---" * (len(compared) + 1) + "|"]
+        for variant, control in COMPARISONS:
+            cells = [_cell(records, setting, variant, control, key, q) for key in compared]
+            lines.append(f"| {_label(variant, control)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def read_records(path: str | Path, protocol: int) -> list[dict]:
+    """The records of ``protocol`` in a study's ``records.jsonl`` (one JSON object a line)."""
+    lines = Path(path).read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r.get("protocol", 1) == protocol]
+
+
+# --------------------------------------------------------------------------- what the study found, term by term
+# each term: the arm that adds it, the arm without it, and the quantities it is meant to move
+# (name, expected direction: +1 higher, -1 lower), on either data set where measured
+TERMS = (
+    ("IA (identification attention)", "IDE+IA", "IDE",
+     (("class_tag_lift", -1), ("class_person_lift", +1))),
+    ("SA's consistency term", "IDE+SA", "IDE+SA(0)",
+     (("sign_lift", -1), ("positive_distance", -1))),
+    ("SA's verification loss alone (L_bce)", "IDE+SA(0)", "IDE", (("head_auc", +1),)),
+    ("CASN (IA and SA together)", "CASN(IDE)", "IDE", (("class_person_lift", +1), ("positive_distance", -1))),
+)
+DATA_SETS = (("control", "positive control"), ("base", "default data"))
+
+
+def findings(records: list[dict]) -> list[dict]:
+    """For each CASN term and data set: whether it moved its own attention quantity and
+    whether retrieval (mAP) followed, each a paired difference over seeds with its adjusted
+    p-value (Holm for a primary comparison, Benjamini-Hochberg otherwise) and its verdict.
+    ``head_auc`` of the verification arm is its absolute value (IDE has no head)."""
+    q, _ = adjusted(records)
+    holm = {cell: h for cell, _, h in primary(records)}
+    settings = {r["setting"] for r in records}
+    rows = []
+    for setting, data_name in DATA_SETS:
+        if setting not in settings:
+            continue
+        for term, variant, control, quantities in TERMS:
+            for key, direction in (*quantities, ("mAP", +1)):
+                cell = (setting, variant, control, key)
+                d = paired(records, setting, variant, key, control)
+                if key == "head_auc" and control == "IDE":  # no head in IDE: the verifier's own AUC
+                    values = [r.get(key, math.nan) for r in records if r["setting"] == setting and r["variant"] == variant]
+                    values = [v for v in values if v == v]
+                    if values:
+                        rows.append({"data": data_name, "term": term, "quantity": key, "seeds": len(values),
+                                     "difference": float(np.mean(values)), "low": float(np.min(values)),
+                                     "high": float(np.max(values)), "adjusted_p": math.nan,
+                                     "verdict": "absolute value (0.5 is chance); range over seeds"})
+                    continue
+                if d.n == 0 or d.mean != d.mean:
+                    continue
+                is_primary = cell in holm
+                p_adj = holm[cell] if is_primary else q.get(cell, math.nan)
+                low, high = d.interval() if d.n > 1 else (math.nan, math.nan)
+                if d.n < 2 or p_adj != p_adj:
+                    verdict = "not tested"
+                elif p_adj < ALPHA:
+                    verdict = "moved as the paper expects" if d.mean * direction > 0 else "moved against the paper's expectation"
+                else:
+                    verdict = "no effect shown"
+                rows.append({"data": data_name, "term": term, "quantity": key, "seeds": d.n,
+                             "difference": d.mean, "low": low, "high": high, "adjusted_p": p_adj,
+                             "primary": is_primary, "verdict": verdict})
+    return rows
+
+
+def findings_table(rows: list[dict]) -> list[str]:
+    """``findings`` as a markdown table: mAP in points, the rest as measured."""
+    lines = ["| data | term | quantity | seeds | difference [95 % t interval] | adjusted p | verdict |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        scale = 100 if r["quantity"] in RETRIEVAL else 1
+        span = "" if r["low"] != r["low"] else f" [{scale * r['low']:+.2f}, {scale * r['high']:+.2f}]"
+        value = f"{scale * r['difference']:.2f}" if r["quantity"] == "head_auc" and r["adjusted_p"] != r["adjusted_p"] \
+            else f"{scale * r['difference']:+.2f}"
+        p = "" if r["adjusted_p"] != r["adjusted_p"] else f"{r['adjusted_p']:.3g}" + (" (primary, Holm)" if r.get("primary") else "")
+        lines.append(f"| {r['data']} | {r['term']} | {r['quantity']} | {r['seeds']} | {value}{span} | {p} | {r['verdict']} |")
+    return lines
