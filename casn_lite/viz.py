@@ -19,7 +19,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 from PIL import Image
 
 from .attention import crop_and_resize, horizontal_profile, profile_span, upsample
@@ -141,6 +141,14 @@ def sample_grid(data: ReIDData, num_ids: int = 6, split: str = "train", seed: in
     return fig
 
 
+def _readable_log_ticks(axis) -> None:
+    """Labels at 1, 2 and 5 of every decade, written as plain numbers (0.05, 0.2, 1, 2): a
+    loss that spans less than a decade still gets labelled ticks."""
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def plot_history(history: list[dict], losses: Sequence[str] = ("loss",),
                  metrics: Sequence[str] = ("rank1", "mAP")):
     """Loss terms (left, log scale: a term 100 x smaller than L_ide still shows its shape)
@@ -153,6 +161,7 @@ def plot_history(history: list[dict], losses: Sequence[str] = ("loss",),
         values = np.array([h.get(k, np.nan) for h in history], dtype=float)
         ax.plot(epochs, np.where(values > 0, values, np.nan), marker="o", label=k)  # log: zeros left out
     ax.set(xlabel="epoch", ylabel="loss (log scale)", title="training loss", yscale="log")
+    _readable_log_ticks(ax.yaxis)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3, which="both")
     _legend_outside(ax)
@@ -321,9 +330,14 @@ def show_masking(images: torch.Tensor, attention: torch.Tensor, mask: torch.Tens
 def show_indicator(indicators: dict[str, torch.Tensor], max_dims: int = 128):
     """Indicator vectors alpha as pictures: one row per pair, one column per feature dimension
     (white = 1: this dimension makes the pair look like the same person). Only the first
-    ``max_dims`` dimensions are drawn; the share of ones is over all of them."""
-    fig, axes = plt.subplots(len(indicators), 1, figsize=(8, 1.3 * len(indicators) + 0.5), squeeze=False)
-    for ax, (name, alpha) in zip(axes[:, 0], indicators.items(), strict=True):
+    ``max_dims`` dimensions are drawn; the share of ones is over all of them. Given two
+    readings, a third panel shows where they agree (white) and differ (black)."""
+    panels = dict(indicators)
+    if len(indicators) == 2:
+        first, second = (v.detach().cpu().float() for v in indicators.values())
+        panels["where the two agree (white) or differ (black)"] = (first == second).float()
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 1.3 * len(panels) + 0.5), squeeze=False)
+    for ax, (name, alpha) in zip(axes[:, 0], panels.items(), strict=True):
         full = alpha.detach().cpu().float()
         shown = min(max_dims, full.shape[1])
         ax.imshow(full[:, :shown].numpy(), cmap="gray", vmin=0, vmax=1, aspect="auto", interpolation="nearest",
