@@ -189,22 +189,31 @@ viz.jpeg(viz.plot_ranked(data.query, data.gallery, dist, query_indices=[0, 1, 2]
 # We count the queries whose rank-1 match is wrong, and show the ones the model ranks
 # *worst*: those whose first true match (from another camera) comes latest in the ranking.
 # On SynthPeople we can ask *who* took the top spot when it was wrong: a member of the
-# query's look-alike family, who differs only in a small cue, or anyone?
+# query's look-alike family, who differs only in a small cue, or anyone? And *where*: each
+# camera films one scene, so a wrong match from the query's own camera shares its
+# background, the whole-box colour that notebook 00's colour baseline matched on.
 
 # %%
-first_wrong, first_match_rank = [], {}
+first_wrong, first_match_rank, same_scene, same_scene_chance = [], {}, [], []
 for qi, q in enumerate(data.query):
     order = [g for g in torch.argsort(dist[qi]).tolist()
              if not (data.gallery[g].pid == q.pid and data.gallery[g].camid == q.camid)]  # as evaluation does
     top = data.gallery[order[0]]
     if top.pid != q.pid:
         first_wrong.append((qi, top.pid))
+        same_scene.append(top.camid == q.camid)  # an impostor filmed by the query's own camera
+        same_scene_chance.append(np.mean([data.gallery[g].camid == q.camid for g in order
+                                          if data.gallery[g].pid != q.pid]))
     match = next((r for r, g in enumerate(order) if data.gallery[g].pid == q.pid), None)
     if match is not None:
         first_match_rank[qi] = match + 1
 worst = sorted(first_match_rank, key=first_match_rank.get, reverse=True)[:3]
 print(f"{len(first_wrong)} of {len(data.query)} queries have a wrong rank-1 match")
 print("the three worst queries: first true match at rank", ", ".join(str(first_match_rank[qi]) for qi in worst))
+same_scene_share = float(np.mean(same_scene)) if same_scene else float("nan")
+if same_scene:
+    print(f"{100 * same_scene_share:.0f} % of the wrong rank-1 matches come from the query's own camera (its scene); "
+          f"{100 * np.mean(same_scene_chance):.0f} % of the other people's gallery images do")
 
 lookalike_share = float("nan")
 if data.name == "SynthPeople" and first_wrong:
@@ -226,7 +235,8 @@ viz.jpeg(viz.plot_ranked(data.query, data.gallery, dist, query_indices=worst, to
 #   feature, compared by cosine distance across cameras.
 # - On SynthPeople compare it with the colour baselines of notebook 00, and look at who
 #   takes the top spot when it is wrong (section 5 prints whether the mistakes concentrate
-#   on look-alikes, the people who differ only in the small cues).
+#   on look-alikes, the people who differ only in the small cues, and how many come from
+#   the query's own camera, its scene, against that camera's share of the gallery).
 # - Next (notebook 02): look at *where* the model looks with Grad-CAM, and ask it to look
 #   at the whole person.
 #
@@ -280,6 +290,7 @@ print(f"cosine_distance is correct; rank-1 with it: {100 * rank1:.1f} % (section
 # %% tags=["metrics"]
 metrics = {"rank1": final["rank1"], "rank5": final["rank5"], "mAP": final["mAP"], "mINP": final["mINP"],
            "chance_rank1": chance, "lookalike_share_of_rank1_errors": lookalike_share,
+           "same_scene_share_of_rank1_errors": same_scene_share,
            "epochs": epochs, "train_seconds": float(sum(h["seconds"] for h in history)),
            "device": str(device), "backbone": backbone, "dataset": data.name,
            "num_valid_queries": final["num_valid_queries"], "num_queries": final["num_queries"]}

@@ -388,6 +388,12 @@ for key, label, higher in (("on_person", "attention on the person", True), ("era
 # 4. Train IA from scratch (`ide_epochs = 0`, `ia_epochs = 9`). Why does the paper start
 #    the attention losses from a network that already classifies?
 # 5. Use `ia_score = "logit"`. Why might an unbounded score be harder to train with?
+# 6. **Write I\* and L_ia.** `my_ia_loss(classify, images, pids, T)` erases the soft mask's
+#    share of each image, $I^* = I - T(M) \odot I$, scores $I^*$ with `classify` (images to
+#    class scores) and returns $L_{ia}$, the mean over the images of the probability of each
+#    one's true class on $I^*$. The cell after it checks it against `casn_lite` on made-up
+#    images (it rejects keeping the attended part, $-\log p$, the best class instead of the
+#    true one, the raw score, a sum) and prints $L_{ia}$ of the six people.
 
 # %% tags=["exercise"]
 def my_soft_mask(M, sigma, omega):
@@ -408,6 +414,32 @@ with torch.no_grad():
 print("my_soft_mask is correct")
 print(f"p(true id) on I* lower than on I for {(p_mine <= p_before + 1e-6).sum().item()} of {len(p_mine)} people")
 
+# %% tags=["exercise"]
+def my_ia_loss(classify, images, pids, T):
+    """L_ia: the mean probability of the true class on I* = I - T * I (T the soft mask, at
+    the images' size); ``classify`` maps images to class scores [B, classes]."""
+    # BEGIN SOLUTION
+    erased = images - T * images  # I*
+    probabilities = classify(erased).softmax(dim=1)
+    return probabilities.gather(1, pids[:, None]).mean()
+    # END SOLUTION
+
+
+# %%
+torch.manual_seed(0)  # made-up images, masks and a made-up classifier: the check needs no training
+toy_classify = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 4, 5))
+toy_images, toy_T, toy_pids = torch.randn(6, 3, 8, 4), torch.rand(6, 1, 8, 4), torch.tensor([0, 1, 2, 3, 4, 0])
+expected = attention_mining_loss(toy_classify(erase_attended(toy_images, toy_T)), toy_pids)
+assert torch.allclose(my_ia_loss(toy_classify, toy_images, toy_pids, toy_T), expected, atol=1e-6), \
+    "my_ia_loss disagrees with casn_lite.losses.attention_mining_loss on I* = erase_attended(I, T)"
+print("my_ia_loss is correct")
+
+# %%
+with torch.no_grad():
+    T_six = my_soft_mask(upsample(attention, (height, width)), sigma, omega)
+    mine = my_ia_loss(lambda x: model.eval()(x).logits, images, pids, T_six)
+print(f"L_ia of the six people: {mine.item():.3f} (their mean p(true id) on I: {p_before.mean().item():.3f})")
+
 # %% [markdown] tags=["solution"]
 # <details><summary>Answers</summary>
 #
@@ -426,6 +458,9 @@ print(f"p(true id) on I* lower than on I for {(p_mine <= p_before + 1e-6).sum().
 # 5. Minimising a logit has no floor: the network can drive $s_c(I^*)$ towards minus
 #    infinity, for example by making all logits of masked-looking images very negative,
 #    instead of spreading its attention. The probability is bounded by 0.
+# 6. See the function above: erase, classify, softmax, pick each image's own class with
+#    `gather`, average. Erasing keeps $I - T \odot I$, the part the network did *not* attend
+#    to; the loss is small when that part no longer says who it is.
 # </details>
 
 # %% tags=["metrics"]

@@ -76,7 +76,7 @@ from IPython.display import display
 
 from casn_lite import viz
 from casn_lite.ablation import StartConfig, ide_start, start_loaders, train_from
-from casn_lite.attention import horizontal_profile, profile_span, upsample
+from casn_lite.attention import horizontal_profile, indicator_vector, profile_span, upsample
 from casn_lite.data import (
     SynthConfig,
     load_or_generate,
@@ -256,7 +256,59 @@ for i, kind in ((positive, "a positive pair"), (negative, "a negative pair")):
                                             profile_length, title=kind), quality=85))
 
 # %% [markdown]
-# ## 7 · The consistency loss, measured
+# ## 7 · SA written out, checked against `casn_lite`
+#
+# Sections 2-6 in plain torch, one equation per line, on the same test pairs; then each
+# step compared with what `siamese_attention` and `siamese_attention_loss` computed:
+#
+# $$\alpha = \mathbb{1}\Big[\frac{\partial (z_{same} - z_{diff})}{\partial f_-} > 0\Big], \qquad
+#   s_i = \langle \alpha, f_i \rangle, \qquad
+#   M_i = \mathrm{ReLU}\Big(\sum_k w_k A_i^k\Big), \quad w_k = \frac{1}{hw}\sum_{h,w} \frac{\partial s_i}{\partial A_i^k}$$
+#
+# $$M_m[h] = \max_w M_i[h, w], \qquad
+#   M^*_m = \mathrm{resize}_L\big(M_m[h_{first} .. h_{last}]\big), \qquad
+#   L_{sa} = L_{bce} + 0.2 \cdot \mathrm{mean}_{P} \big\| M^*_{m1} - M^*_{m2} \big\|_2$$
+#
+# ($M_i$ is scaled to [0, 1] per image; $h_{first}$ and $h_{last}$ are the first and last
+# rows above `profile_threshold` times the profile's maximum.)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+both = torch.cat([p1, p2])
+f = sa_model(both).embedding
+f_minus = f[:len(p1)] - f[len(p1):]  # f_- = f_1 - f_2
+z = sa_head(f_minus)  # z = (z_diff, z_same)
+(dz,) = torch.autograd.grad((z[:, 1] - z[:, 0]).sum(), f_minus)
+alpha = (dz > 0).float()  # the indicator
+out = sa_model(both)
+s_i = (torch.cat([alpha, alpha]) * out.embedding).sum(1)  # s_i = <alpha, f_i>
+(dA,) = torch.autograd.grad(s_i.sum(), out.feature_map)
+cam = torch.relu((dA.mean(dim=(2, 3), keepdim=True) * out.feature_map).sum(dim=1, keepdim=True))  # M_i
+low, high = cam.amin(dim=(2, 3), keepdim=True), cam.amax(dim=(2, 3), keepdim=True)
+cam = (cam - low) / (high - low).clamp_min(1e-8)  # each map to [0, 1]
+M_m = upsample(cam, (height, width)).amax(dim=-1).flatten(1)  # horizontal max pooling, [pairs x 2, H]
+M_star = []
+for row in M_m:  # crop to the rows above the threshold, then resize to profile_length values
+    kept = torch.nonzero(row > profile_threshold * row.max()).flatten()
+    first, last = (int(kept[0]), int(kept[-1])) if len(kept) else (0, len(row) - 1)
+    span = row[first:last + 1][None, None]
+    M_star.append(torch.nn.functional.interpolate(span, size=profile_length, mode="linear", align_corners=True)[0, 0])
+M_star1, M_star2 = torch.stack(M_star).chunk(2)
+ref = siamese_attention(sa_model, sa_head, p1, p2, "margin", threshold=profile_threshold, length=profile_length)
+positives = p_same.bool().to(device) & ref.valid  # same person, both maps non-empty
+bce = torch.nn.functional.cross_entropy(z, p_same.long().to(device))
+l_sa_by_hand = bce + consistency_weight * (M_star1 - M_star2).norm(dim=1)[positives].mean()
+l_sa_casn, _ = siamese_attention_loss(siamese_bce_loss(ref.pair_logits, p_same.to(device)),
+                                      attention_distance(ref.cropped1, ref.cropped2), p_same.to(device),
+                                      consistency_weight, valid=ref.valid)
+for name, mine, theirs in (("alpha", alpha, ref.indicator), ("M_i", cam, torch.cat([ref.attention1, ref.attention2])),
+                           ("M_m", M_m, torch.cat([ref.profile1, ref.profile2])),
+                           ("M*_m", torch.cat([M_star1, M_star2]), torch.cat([ref.cropped1, ref.cropped2])),
+                           ("L_sa", l_sa_by_hand, l_sa_casn)):
+    print(f"{name:<5} by hand == casn_lite: {torch.allclose(mine, theirs.detach(), atol=1e-5)}")
+
+# %% [markdown]
+# ## 8 · The consistency loss, measured
 #
 # On this batch of test pairs, the SA loss splits into its two terms:
 
@@ -290,6 +342,8 @@ for r in rows:
           f"{100 * r['rank1']:>7.1f}% {100 * r['mAP']:>6.1f}%")
 print(f"IDE+SA's own attention: same-person profile distance {rows[1]['sa_positive_distance']:.3f} "
       f"({100 * rows[1]['sa_empty']:.0f} % of those pairs with an empty map)")
+print(f"IDE+SA's Siamese head on these held-out cross-camera pairs: L_bce {rows[1]['head_bce']:.3f} "
+      f"(chance: ln 2 = 0.693), ROC AUC {rows[1]['head_auc']:.2f} (chance: 0.5)")
 
 # %% [markdown]
 # What these numbers support, computed from them (one seed: a single run never counts as
@@ -312,7 +366,7 @@ for key, label, higher, scale, unit in (("positive_distance", "same-person profi
 # - $L_{sa}$ asks the profiles of the same person to agree across cameras. Here its
 #   consistency term fell during training, but on test pairs the same-person profile
 #   distance of the retrieval attention came out higher for IDE+SA than for the control:
-#   one seed, which cannot show an effect either way (section 7). Notebook 04 trains all
+#   one seed, which cannot show an effect either way (section 8). Notebook 04 trains all
 #   of CASN, IA and SA together.
 #
 # ## Exercises
@@ -331,6 +385,16 @@ for key, label, higher, scale, unit in (("positive_distance", "same-person profi
 # 4. Turn on the negative hinge (`negative_margin = 1.0`). What should happen to the
 #    "different" column of the last table?
 # 5. Why does the consistency term use only positive pairs?
+# 6. **Write the indicator.** `my_indicator(pair_logits, f_minus)` returns $\alpha$, 1 for
+#    each dimension where the gradient of the margin $z_{same} - z_{diff}$ with respect to
+#    $f_-$ is positive, else 0 (use `torch.autograd.grad` with `retain_graph=True`). The
+#    check, on a made-up head, rejects the gradient of $z_{same}$ alone, the sign of
+#    $f_-$ and the margin turned round.
+# 7. **Write the consistency term.** `my_consistency(cropped1, cropped2, same, valid)`
+#    returns the mean, over the pairs that show one person and whose two maps are not
+#    empty, of $\| M^*_{m1} - M^*_{m2} \|_2$. The check rejects every pair counted, the
+#    negatives counted, empty maps counted, the squared distance and a sum; then
+#    $L_{sa}$ = L_bce + `consistency_weight` times your term is compared with section 8's.
 
 # %% tags=["exercise"]
 def kept_rows(profile, threshold):
@@ -360,6 +424,55 @@ print("kept_rows is correct")
 print(f"the positive pair's first image: rows {first_row}-{last_row} of {height} kept "
       f"({100 * (last_row - first_row + 1) / height:.0f} % of the height)")
 
+
+# %% tags=["exercise"]
+def my_indicator(pair_logits, f_minus):
+    """alpha [B, D]: 1 where d (z_same - z_diff) / d f_minus > 0, else 0; ``pair_logits`` are
+    (z_diff, z_same) [B, 2], computed from ``f_minus`` [B, D]."""
+    # BEGIN SOLUTION
+    margin = pair_logits[:, 1] - pair_logits[:, 0]
+    (gradient,) = torch.autograd.grad(margin.sum(), f_minus, retain_graph=True)
+    return (gradient > 0).float()
+    # END SOLUTION
+
+
+# %%
+torch.manual_seed(0)  # a made-up head and pair differences: the check needs no training
+toy_head, toy_f_minus = SiameseHead(16, 8), torch.randn(12, 16, requires_grad=True)
+toy_logits = toy_head(toy_f_minus)
+mine = my_indicator(toy_logits, toy_f_minus)
+assert mine.shape == toy_f_minus.shape and set(mine.unique().tolist()) <= {0.0, 1.0}, "alpha is 0 or 1 per dimension"
+assert torch.equal(mine.float(), indicator_vector(toy_logits, toy_f_minus, "margin").float()), \
+    "my_indicator disagrees with casn_lite.attention.indicator_vector (the margin z_same - z_diff)"
+print("my_indicator is correct")
+
+
+# %% tags=["exercise"]
+def my_consistency(cropped1, cropped2, same, valid):
+    """mean over the positive pairs whose two maps are not empty of ||M*_m1 - M*_m2||_2;
+    ``cropped1``, ``cropped2`` [B, L]; ``same``, ``valid`` [B] booleans."""
+    # BEGIN SOLUTION
+    keep = same.bool() & valid.bool()
+    return (cropped1 - cropped2).norm(dim=1)[keep].mean()
+    # END SOLUTION
+
+
+# %%
+torch.manual_seed(1)  # made-up profiles: the check needs no training
+toy1, toy2 = torch.rand(10, 8), torch.rand(10, 8)
+toy_same = torch.tensor([1, 1, 1, 0, 0, 1, 0, 1, 1, 0]).bool()
+toy_valid = torch.tensor([1, 0, 1, 1, 1, 1, 1, 1, 0, 1]).bool()
+_, toy_parts = siamese_attention_loss(torch.tensor(0.0), attention_distance(toy1, toy2), toy_same, valid=toy_valid)
+assert torch.allclose(my_consistency(toy1, toy2, toy_same, toy_valid), toy_parts["consistency"], atol=1e-6), \
+    "my_consistency disagrees with casn_lite.losses.siamese_attention_loss's consistency term"
+print("my_consistency is correct")
+
+# %%
+mine_sa = siamese_bce_loss(sa.pair_logits, p_same.to(device)) + consistency_weight * my_consistency(
+    sa.cropped1, sa.cropped2, p_same.to(device), sa.valid)
+assert torch.allclose(mine_sa, l_sa), "L_bce + consistency_weight x my_consistency should be section 8's L_sa"
+print(f"L_sa on section 8's test pairs: {mine_sa.item():.3f}")
+
 # %% [markdown] tags=["solution"]
 # <details><summary>Answers</summary>
 #
@@ -381,6 +494,10 @@ print(f"the positive pair's first image: rows {first_row}-{last_row} of {height}
 # 5. Two different people need not be attended in the same places (different cues sit in
 #    different parts), so asking them to agree would be wrong; asking them to *differ*
 #    is the optional hinge of exercise 4.
+# 6. See the function above, and section 7, which writes the same three lines out.
+# 7. See the function above: the distance per pair, then the mean over the pairs that are
+#    the same person *and* have two non-empty maps. An empty map has no profile to compare,
+#    and an L2 distance (not its square) is what the paper's $\| \cdot \|_2$ says.
 # </details>
 
 # %% tags=["metrics"]
