@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data.datasets import sample_keys
+from .data.datasets import load_or_generate, sample_keys
 from .data.loaders import Loaders, reid_loaders
+from .data.synth import SynthConfig
 from .engine import Runtime, TrainConfig, fit, seed_everything, set_epoch
 from .losses import VARIANTS, variant_loss, variant_names
 from .models import build_model, default_embed_dim
@@ -31,7 +32,7 @@ from .saving import save_torch, sweep_stale
 __all__ = ["VARIANTS", "PAPER_TABLE3", "variant_names", "variant_loss", "checkpoint_folder", "train_from",
            "aggregate",
            "markdown_table", "StartConfig", "start_loaders", "data_fingerprint", "ide_start", "START_CACHE",
-           "true_class_probability"]
+           "true_class_probability", "Pretraining", "PRETRAINING", "pretrained_trunk"]
 
 # where trained IDE starts are kept, keyed by everything that determines them
 START_CACHE = Path(os.environ.get("CASN_LITE_CACHE", Path(__file__).resolve().parents[1] / "runs" / "cache"))
@@ -142,6 +143,30 @@ class StartConfig:
     erase_p: float = 0.5  # random erasing of the training images
 
 
+@dataclass(frozen=True)
+class Pretraining:
+    """The project's stand-in for the paper's ImageNet start (``StartConfig(pretrained=
+    "synthpeople")``): an IDE trained on another SynthPeople world, more people drawn from
+    another seed (none of them the study's), whose trunk starts the IDE start."""
+
+    data: SynthConfig = SynthConfig(train_ids=384, test_ids=16, cameras=4, images_per_camera=4, seed=1)
+    epochs: int = 20
+
+
+PRETRAINING = Pretraining()
+
+
+def pretrained_trunk(cfg: StartConfig, device: torch.device, runtime: Runtime | None = None,
+                     cache_dir: str | Path | None = START_CACHE, progress: bool = True,
+                     pretraining: Pretraining = PRETRAINING) -> dict[str, torch.Tensor]:
+    """The trunk's weights (conv1 to conv5) of an IDE trained on ``pretraining.data`` for
+    ``pretraining.epochs`` at ``cfg``'s size, seed 0; cached like any start."""
+    data = load_or_generate(None, pretraining.data)
+    model, _ = ide_start(data, replace(cfg, pretrained=False, epochs=pretraining.epochs, seed=0), device, runtime,
+                         cache_dir, progress)
+    return {k: v for k, v in model.state_dict().items() if k.startswith("trunk.")}
+
+
 def data_fingerprint(data) -> str:
     """A short hash of a dataset's name and training split (``sample_keys``: file names,
     identities, cameras): two datasets with the same fingerprint train the same start."""
@@ -176,24 +201,34 @@ def start_loaders(data, cfg: StartConfig, device: torch.device, runtime: Runtime
 
 def ide_start(data, cfg: StartConfig, device: torch.device, runtime: Runtime | None = None,
               cache_dir: str | Path | None = START_CACHE, progress: bool = True,
-              num_workers: int = 0) -> tuple[nn.Module, dict]:
+              num_workers: int = 0, pretraining: Pretraining = PRETRAINING) -> tuple[nn.Module, dict]:
     """The IDE start every attention variant trains from: ``cfg.epochs`` of L_ide from
-    scratch (Adam or SGD, one warm-up epoch, cosine decay), on ``start_loaders(data, cfg)``.
-    Trained once per configuration and kept in ``cache_dir`` (None: no cache), so notebooks
-    02-05 and the study share it. Returns the model and ``{"history", "seconds", "cached", "key"}``."""
+    scratch (Adam or SGD, one warm-up epoch, cosine decay), on ``start_loaders(data, cfg)``;
+    with ``cfg.pretrained="synthpeople"``, from the trunk of ``pretraining``
+    (``pretrained_trunk``) instead of scratch. Trained once per configuration and kept in
+    ``cache_dir`` (None: no cache), so notebooks 02-05 and the study share it. Returns the
+    model and ``{"history", "seconds", "cached", "key"}``."""
     runtime = runtime or Runtime()
     cfg = replace(cfg, embed_dim=default_embed_dim(cfg.arch, cfg.embed_dim))  # None: the architecture's
     fingerprint = data_fingerprint(data)
-    key = _start_key(fingerprint, cfg, _runtime_changes(runtime, cfg, device))
+    synth_pretrained = cfg.pretrained == "synthpeople"
+    changes = _runtime_changes(runtime, cfg, device)
+    if synth_pretrained:  # which pretraining is part of what the start is
+        changes["pretraining"] = {**asdict(pretraining.data), "epochs": pretraining.epochs}
+    key = _start_key(fingerprint, cfg, changes)
     path = Path(cache_dir) / f"ide-start-{key}.pt" if cache_dir else None
     seed_everything(cfg.seed)
-    model = build_model(cfg.arch, cfg.backbone, num_classes=data.num_train_pids, pretrained=cfg.pretrained,
+    model = build_model(cfg.arch, cfg.backbone, num_classes=data.num_train_pids,
+                        pretrained=False if synth_pretrained else cfg.pretrained,
                         last_stride=cfg.last_stride, embed_dim=cfg.embed_dim)
     if path is not None and path.is_file():
         state = torch.load(path, map_location="cpu", weights_only=True)
         if state.get("config") == asdict(cfg) and state.get("data") == fingerprint:
             model.load_state_dict(state["model"])
             return model.to(device), {"history": state["history"], "seconds": 0.0, "cached": True, "key": key}
+    if synth_pretrained:
+        model.load_state_dict(pretrained_trunk(cfg, device, runtime, cache_dir, progress, pretraining), strict=False)
+        seed_everything(cfg.seed)  # the start's own batches, whatever the pretraining drew
     train = TrainConfig(epochs=cfg.epochs, optimizer=cfg.optimizer, lr=cfg.lr, schedule="cosine",
                         warmup_epochs=min(1.0, cfg.epochs / 2), runtime=runtime, progress=progress,
                         desc=f"IDE start, seed {cfg.seed}")

@@ -182,6 +182,9 @@ def build_model(arch: str = "ide", backbone: str = "resnet50", num_classes: int 
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
     if pretrained == "auto":
         pretrained, fallback_to_scratch = True, True
+    if isinstance(pretrained, str):
+        raise ValueError(f"pretrained={pretrained!r}: build_model loads ImageNet weights (True) or none (False); "
+                         "a SynthPeople-pretrained start is StartConfig(pretrained='synthpeople') in ablation.ide_start")
     embed_dim = default_embed_dim(arch, embed_dim)
     model = ARCHS[arch](num_classes, backbone, bool(pretrained), last_stride, embed_dim, dropout,
                         fallback_to_scratch)
