@@ -27,7 +27,13 @@ from pathlib import Path
 
 import torch
 
-from casn_lite.ablation import PRETRAINING, StartConfig, ide_start, start_loaders, true_class_probability
+from casn_lite.ablation import (
+    PRETRAINING,
+    StartConfig,
+    ide_start,
+    start_loaders,
+    true_class_probability,
+)
 from casn_lite.data import SynthConfig, load_or_generate, test_pair_loader
 from casn_lite.engine import evaluate, evaluate_attention
 from casn_lite.verdict import paired_difference
