@@ -104,3 +104,20 @@ def test_findings_say_whether_each_term_moved_its_quantity_and_which_way():
                for f in analysis.findings(flat) if f["quantity"] == "mAP")
     text = "\n".join(analysis.findings_table(analysis.findings(rows)))
     assert "(primary, Holm)" in text and "| positive control | IA (identification attention) | mAP | 5 |" in text
+
+
+def test_the_manipulation_check_asks_whether_ide_reads_the_tag():
+    """Made-up starts: on the control IDE knows its training people far better (it reads the
+    tag): the check says so; with equal starts it does not. Swapping the data sets' roles
+    (default - control) is caught by the sign."""
+    rows = records("control") + records("base")
+    for r in rows:
+        r["start_p_true"] = (0.9 if r["setting"] == "control" else 0.3) + 0.01 * r["seed"] ** 2
+        r["class_tag_lift"] = 2.0
+    check = {row["quantity"]: row for row in analysis.manipulation_check(rows)}
+    assert check["start_p_true"]["difference"] == pytest.approx(0.6)
+    assert check["start_p_true"]["verdict"].startswith("reads the tag")
+    assert check["class_tag_lift"]["difference"] == pytest.approx(2.0)
+    for r in rows:
+        r["start_p_true"] = 0.3 + 0.01 * r["seed"] ** 2 * (1 if r["setting"] == "control" else -1)
+    assert analysis.manipulation_check(rows)[0]["verdict"].startswith("no sign")

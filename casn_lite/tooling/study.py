@@ -20,7 +20,8 @@ import numpy as np
 from ..verdict import ALPHA, adjust, paired_difference
 
 __all__ = ["ARM_NAMES", "COMPARISONS", "PRIMARY", "read_records", "paired", "primary", "adjusted",
-           "same_pairs", "compact_table", "primary_lines", "report", "findings", "findings_table"]
+           "same_pairs", "compact_table", "primary_lines", "report", "findings", "findings_table",
+           "manipulation_check"]
 
 # the arms, in the order a table lists them (benchmarks/attention_study.py says how each trains)
 ARM_NAMES = ("IDE", "IDE+IA", "IDE+SA(0)", "IDE+SA", "CASN(IDE)")
@@ -276,13 +277,44 @@ def findings(records: list[dict]) -> list[dict]:
 
 def findings_table(rows: list[dict]) -> list[str]:
     """``findings`` as a markdown table: mAP in points, the rest as measured."""
-    lines = ["| data | term | quantity | seeds | difference [95 % t interval] | adjusted p | verdict |",
+    lines = ["| data | term | quantity | seeds | difference [95 % t interval], or value [range] | adjusted p | verdict |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         scale = 100 if r["quantity"] in RETRIEVAL else 1
-        span = "" if r["low"] != r["low"] else f" [{scale * r['low']:+.2f}, {scale * r['high']:+.2f}]"
-        value = f"{scale * r['difference']:.2f}" if r["quantity"] == "head_auc" and r["adjusted_p"] != r["adjusted_p"] \
-            else f"{scale * r['difference']:+.2f}"
+        span = "" if r["low"] != r["low"] else (f" [{scale * r['low']:.2f}, {scale * r['high']:.2f}]"
+                                                if r["verdict"].startswith("absolute")
+                                                else f" [{scale * r['low']:+.2f}, {scale * r['high']:+.2f}]")
+        absolute = r["verdict"].startswith("absolute")
+        value = f"{scale * r['difference']:.2f}" if absolute else f"{scale * r['difference']:+.2f}"
         p = "" if r["adjusted_p"] != r["adjusted_p"] else f"{r['adjusted_p']:.3g}" + (" (primary, Holm)" if r.get("primary") else "")
         lines.append(f"| {r['data']} | {r['term']} | {r['quantity']} | {r['seeds']} | {value}{span} | {p} | {r['verdict']} |")
     return lines
+
+
+def manipulation_check(records: list[dict]) -> list[dict]:
+    """Is the failure built into the positive control there at all? IDE on the control
+    against IDE on the default data, paired by seed: the start's mean p(true class | image)
+    (the name tag identifies every training person, so a start that reads it is near 1), and
+    IDE's class attention on the tag and on the camera sign as lift (above 1: attended more
+    than an even spread), absolute, over seeds. Rows in ``findings``' format."""
+    ide = {(r["setting"], r["seed"]): r for r in records if r["variant"] == "IDE"}
+    seeds = sorted(sd for (s, sd) in ide if s == "control" and ("base", sd) in ide)
+    rows = []
+    if seeds:
+        d = paired_difference([ide[("base", sd)]["start_p_true"] for sd in seeds],
+                              [ide[("control", sd)]["start_p_true"] for sd in seeds])
+        low, high = d.interval() if d.n > 1 else (math.nan, math.nan)
+        rows.append({"data": "positive control - default", "term": "the IDE start", "quantity": "start_p_true",
+                     "seeds": d.n, "difference": d.mean, "low": low, "high": high, "adjusted_p": d.p,
+                     "verdict": ("reads the tag (one check, p unadjusted)" if d.p < ALPHA and d.mean > 0 else
+                                 "no sign that it reads the tag (one check, p unadjusted)" if d.n > 1
+                                 else "not tested")})
+    for key in ("class_tag_lift", "class_sign_lift"):
+        values = [ide[("control", sd)].get(key, math.nan) for sd in sorted(sd for (s, sd) in ide if s == "control")]
+        values = [v for v in values if v == v]
+        if values:
+            rows.append({"data": "positive control", "term": "IDE", "quantity": key, "seeds": len(values),
+                         "difference": float(np.mean(values)), "low": float(np.min(values)),
+                         "high": float(np.max(values)), "adjusted_p": math.nan,
+                         "verdict": "absolute value (1.0: an even spread); range over seeds"})
+    return rows
