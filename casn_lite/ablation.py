@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data.datasets import load_or_generate, sample_keys
+from .data.datasets import is_positive_control, load_or_generate, sample_keys
 from .data.loaders import Loaders, reid_loaders
 from .data.synth import SynthConfig
 from .engine import Runtime, TrainConfig, fit, seed_everything, set_epoch
@@ -169,9 +169,13 @@ def pretrained_trunk(cfg: StartConfig, device: torch.device, runtime: Runtime | 
 
 def data_fingerprint(data) -> str:
     """A short hash of a dataset's name and training split (``sample_keys``: file names,
-    identities, cameras): two datasets with the same fingerprint train the same start."""
-    text = json.dumps([data.name, sample_keys(data.train)])
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    identities, cameras): two datasets with the same fingerprint train the same start. The
+    positive control has the default data's file names, identities and cameras, not its
+    images: its fingerprint says so (the default data's keeps the value it always had)."""
+    parts = [data.name, sample_keys(data.train)]
+    if data.name == "SynthPeople" and is_positive_control(data.root):
+        parts.append("positive control")
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
 def _start_key(fingerprint: str, cfg: StartConfig, runtime_changes: dict | None = None) -> str:

@@ -176,3 +176,19 @@ def test_the_heads_auc_and_bce_are_on_the_measured_pairs(control_pairs):
     assert report.head_bce == pytest.approx(siamese_bce_loss(sa.pair_logits, b["same"]).item(), rel=1e-5)
     assert 0 <= report.head_auc <= 1 and not math.isnan(report.head_bce)
     assert evaluate_attention(model, batches, torch.device("cpu")).head_auc is None, "no head, no AUC"
+
+
+def test_the_control_and_the_default_data_train_different_starts(sets):
+    """They share file names, identities and cameras; the start cache must still tell them
+    apart (it once returned the default data's start for the control), and the default
+    data's fingerprint keeps the value it always had (its cached starts stay valid)."""
+    import hashlib
+
+    from casn_lite.ablation import data_fingerprint
+    from casn_lite.data.datasets import sample_keys
+
+    control, default = (load_dataset("synthpeople", sets[k][0]) for k in ("control", "default"))
+    assert sample_keys(control.train) == sample_keys(default.train)
+    assert data_fingerprint(control) != data_fingerprint(default)
+    old = hashlib.sha256(json.dumps([default.name, sample_keys(default.train)]).encode()).hexdigest()[:16]
+    assert data_fingerprint(default) == old

@@ -40,6 +40,7 @@ __all__ = [
     "ReIDData",
     "load_dataset",
     "load_or_generate",
+    "is_positive_control",
     "check_evaluable",
     "detect_dataset",
     "ImageDataset",
@@ -182,13 +183,13 @@ class ReIDData:
             ids = len({s.pid for s in items})
             cams = len({s.camid for s in items})
             lines.append(f"  {split:<8}{len(items):>8}{ids:>7}{cams:>6}")
-        if self.name == "SynthPeople" and _is_positive_control(self.root):
+        if self.name == "SynthPeople" and is_positive_control(self.root):
             lines.append("  the positive control: a name tag per identity (mask 3) on every training image and a "
                          "quarter of the test images; per camera a vertical shift and scale and a sign (mask 4)")
         return "\n".join(lines)
 
 
-def _is_positive_control(root: Path) -> bool:
+def is_positive_control(root: Path) -> bool:
     """Whether the SynthPeople set in ``root`` was drawn with ``SynthConfig(control=True)``."""
     try:
         return bool(json.loads((root / "meta.json").read_text())["config"].get("control", False))
