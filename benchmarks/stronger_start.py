@@ -36,7 +36,7 @@ from casn_lite.ablation import (
 )
 from casn_lite.data import SynthConfig, load_or_generate, test_pair_loader
 from casn_lite.engine import evaluate, evaluate_attention
-from casn_lite.verdict import paired_difference
+from casn_lite.verdict import adjust, paired_difference
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = SynthConfig(train_ids=48, test_ids=48, cameras=4, images_per_camera=4, seed=0)  # the study's
@@ -66,17 +66,21 @@ def report(records: list[dict]) -> list[str]:
     """Per quantity: each start's mean, and the paired difference pretrained - scratch."""
     by = {(r["start"], r["seed"]): r for r in records}
     seeds = sorted(sd for (s, sd) in by if s == "synthpeople" and ("scratch", sd) in by)
-    lines = [f"seeds {seeds}: pretrained (synthpeople) - scratch, paired by seed",
-             "| quantity | scratch | pretrained | difference [95 % t interval] | p |", "|---|---|---|---|---|"]
+    lines = [f"seeds {seeds}: pretrained (synthpeople) - scratch, paired by seed; q: Benjamini-Hochberg "
+             f"over the {len(KEYS)} quantities",
+             "| quantity | scratch | pretrained | difference [95 % t interval] | p | q |", "|---|---|---|---|---|---|"]
+    tests = {key: paired_difference([by[("scratch", sd)][key] for sd in seeds],
+                                    [by[("synthpeople", sd)][key] for sd in seeds]) for key in KEYS}
+    q = dict(zip(KEYS, adjust([d.p for d in tests.values()]), strict=True))
     for key in KEYS:
         a = [by[("scratch", sd)][key] for sd in seeds]
         b = [by[("synthpeople", sd)][key] for sd in seeds]
-        d = paired_difference(a, b)
+        d = tests[key]
         scale = 100 if key in ("mAP", "rank1") else 1
         interval = "" if d.n < 2 else " [{:+.2f}, {:+.2f}]".format(*(scale * v for v in d.interval()))
         mean_a, mean_b = (scale * sum(v) / len(v) if v else math.nan for v in (a, b))
         lines.append(f"| {key} | {mean_a:.2f} | {mean_b:.2f} | {scale * d.mean:+.2f}{interval} | "
-                     f"{'' if d.p != d.p else f'{d.p:.3g}'} |")
+                     f"{'' if d.p != d.p else f'{d.p:.3g}'} | {'' if q[key] != q[key] else f'{q[key]:.3g}'} |")
     return lines
 
 

@@ -51,3 +51,27 @@ def test_the_start_grows_from_the_pretrained_trunk_and_is_cached_apart(tiny_synt
 def test_build_model_refuses_the_start_name():
     with pytest.raises(ValueError, match="synthpeople"):
         build_model("ide", "resnet18", num_classes=4, pretrained="synthpeople")
+
+
+def test_the_benchmarks_report_pairs_by_seed_and_adjusts_across_quantities():
+    """benchmarks/stronger_start.py's table on made-up records: the paired difference, its
+    p-value (scipy's paired t-test) and the Benjamini-Hochberg q over the quantities."""
+    import numpy as np
+    from scipy import stats
+
+    from .support import load_benchmark
+
+    bench = load_benchmark("stronger_start")
+    rng = np.random.default_rng(0)
+    records = [{"start": start, "seed": seed, **{k: float(rng.normal(0.5 if start == "scratch" else 0.7, 0.05))
+                                                for k in bench.KEYS}}
+               for seed in range(4) for start in bench.STARTS]
+    lines = bench.report(records)
+    row = next(line for line in lines if line.startswith("| p_true |"))
+    a = [r["p_true"] for r in records if r["start"] == "scratch"]
+    b = [r["p_true"] for r in records if r["start"] == "synthpeople"]
+    p = [stats.ttest_rel([r[k] for r in records if r["start"] == "synthpeople"],
+                         [r[k] for r in records if r["start"] == "scratch"]).pvalue for k in bench.KEYS]
+    q = stats.false_discovery_control(p)
+    assert f"{np.mean(np.subtract(b, a)):+.2f}" in row
+    assert row.rstrip(" |").endswith(f"{q[0]:.3g}") and f"{p[0]:.3g}" in row
