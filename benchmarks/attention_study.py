@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -48,6 +47,7 @@ from casn_lite.data import (
     test_pair_loader,
 )
 from casn_lite.engine import JointLoader, TrainConfig, evaluate, evaluate_attention
+from casn_lite.saving import append_record
 from casn_lite.tooling.study import ARM_NAMES, compact_table, report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,10 +194,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def write(record: dict) -> None:
         records.append(record)
-        with path.open("a") as f:  # one line per finished run: a resumed study skips it
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_record(path, record)  # one line per finished run: a resumed study skips it
 
     command = "python benchmarks/attention_study.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if not args.report_only:

@@ -27,6 +27,7 @@ import torch
 from casn_lite.ablation import StartConfig, ide_start, start_loaders, true_class_probability
 from casn_lite.data import SynthConfig, load_or_generate, test_pair_loader
 from casn_lite.engine import evaluate, evaluate_attention
+from casn_lite.saving import append_record
 from casn_lite.verdict import paired_difference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,9 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             record = measure(control, seed, args.height, args.width, device)
             records.append(record)
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            with args.out.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+            append_record(args.out, record)
             print(f"{args.height}x{args.width} seed {seed} {name:<8} p(true) {record['p_true']:.2f}  "
                   f"mAP {100 * record['mAP']:.1f}  tag lift {record.get('class_tag_lift', float('nan')):.2f}  "
                   f"({record['seconds']:.0f} s)", flush=True)

@@ -36,6 +36,7 @@ from casn_lite.ablation import (
 )
 from casn_lite.data import SynthConfig, load_or_generate, test_pair_loader
 from casn_lite.engine import evaluate, evaluate_attention
+from casn_lite.saving import append_record
 from casn_lite.verdict import adjust, paired_difference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             record = measure(name, seed, data, device, args.height, args.width, args.epochs)
             records.append(record)
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            with args.out.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+            append_record(args.out, record)
             print(f"seed {seed} {name:<12} p(true) {record['p_true']:.2f}  mAP {100 * record['mAP']:.1f}  "
                   f"class lift {record['class_person_lift']:.2f}  empty {record['class_empty']:.2f}  "
                   f"({record['seconds']:.0f} s)", flush=True)

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["CannotWrite", "temporary", "write_text", "save_torch", "sweep_stale"]
+__all__ = ["CannotWrite", "temporary", "write_text", "save_torch", "sweep_stale", "append_record"]
 
 _TEMPORARY = re.compile(r"^\..+\.(\d+)\.[0-9a-f]+\.tmp(\.\w+)?$")
 
@@ -113,3 +113,17 @@ def sweep_stale(folder: str | Path) -> list[Path]:
                 continue
             removed.append(entry)
     return removed
+
+
+def append_record(path: str | Path, record: dict) -> None:
+    """Append ``record`` as one line of JSON to ``path`` (its folder made if missing), flushed
+    to disk before returning: a resumable run writes one such line per finished piece of
+    work, and a run started again skips what the file already holds."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())

@@ -121,3 +121,17 @@ def test_the_manipulation_check_asks_whether_ide_reads_the_tag():
     for r in rows:
         r["start_p_true"] = 0.3 + 0.01 * r["seed"] ** 2 * (1 if r["setting"] == "control" else -1)
     assert analysis.manipulation_check(rows)[0]["verdict"].startswith("no sign")
+
+
+def test_records_are_appended_one_line_each_and_read_back(tmp_path):
+    """``saving.append_record``, which the study and the start benchmarks resume from: a
+    missing folder is made, each record is one line, earlier lines stay."""
+    import json
+
+    from casn_lite.saving import append_record
+
+    path = tmp_path / "new" / "records.jsonl"
+    append_record(path, {"seed": 0, "protocol": 3})
+    append_record(path, {"seed": 1, "protocol": 2})
+    assert [json.loads(line)["seed"] for line in path.read_text().splitlines()] == [0, 1]
+    assert analysis.read_records(path, 3) == [{"seed": 0, "protocol": 3}]
