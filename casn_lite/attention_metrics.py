@@ -145,8 +145,7 @@ def evaluate_attention(model: nn.Module, pair_loader, device: torch.device | Non
             sa = siamese_attention(model, head, x1, x2, indicator, False, threshold, length)
             add("sa_distance", attention_distance(sa.cropped1, sa.cropped2))
             add("sa_valid", sa.valid)
-            add("head_margin", sa.pair_logits[:, 1] - sa.pair_logits[:, 0])
-            add("head_logits", sa.pair_logits)
+            add("head_logits", sa.pair_logits)  # z = (z_diff, z_same)
         for side, key in enumerate(("mask1", "mask2")):
             add("empty", sim_empty[side])
             add("class_empty", empty_maps(cls[side]))
@@ -168,8 +167,9 @@ def evaluate_attention(model: nn.Module, pair_loader, device: torch.device | Non
         sa_valid = col["sa_valid"].bool()
         result["sa_positive_distance"] = _masked_mean(col["sa_distance"], same & sa_valid)
         result["sa_empty"] = 1 - sa_valid[same].float().mean().item()
-        result["head_bce"] = siamese_bce_loss(col["head_logits"], same).item()
-        result["head_auc"] = roc_auc(col["head_margin"], same)
+        logits = col["head_logits"]
+        result["head_bce"] = siamese_bce_loss(logits, same).item()
+        result["head_auc"] = roc_auc(logits[:, 1] - logits[:, 0], same)  # the margin z_same - z_diff ranks "same"
     # the name tag and the camera sign only where the masks hold them (the positive control)
     measured = [r for r in ("person", "cue", "tag", "sign")
                 if f"{r}_area" in col and (r in ("person", "cue") or col[f"{r}_area"].any())]

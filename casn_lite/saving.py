@@ -16,6 +16,7 @@ time is the tooling's: ``casn_lite.tooling.locks.lock_folder``.)
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import secrets
@@ -119,8 +120,6 @@ def append_record(path: str | Path, record: dict) -> None:
     """Append ``record`` as one line of JSON to ``path`` (its folder made if missing), flushed
     to disk before returning: a resumable run writes one such line per finished piece of
     work, and a run started again skips what the file already holds."""
-    import json
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:

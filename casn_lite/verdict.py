@@ -127,6 +127,18 @@ def adjust(pvalues: Sequence[float]) -> np.ndarray:
     return q
 
 
+def adjust_holm(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values of a small family decided in advance (the family-wise
+    chance of any false positive at most alpha); NaN stays NaN and does not count."""
+    p = np.asarray(pvalues, dtype=float)
+    adjusted, running = np.full_like(p, np.nan), 0.0
+    tested = np.flatnonzero(~np.isnan(p))
+    for rank, i in enumerate(tested[np.argsort(p[tested])]):
+        running = max(running, min(1.0, (len(tested) - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted
+
+
 def _size(d: Paired, scale: float, unit: str, decimals: int) -> str:
     return f"{scale * d.mean:+.{decimals}f}{unit}"
 

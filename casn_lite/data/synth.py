@@ -303,10 +303,11 @@ def _draw_control(rng: np.random.Generator, people: list, cams: list) -> None:
         cam["sign_colour"] = int(sign_colours[c % len(CUE)])
 
 
-def _control_params(rng: np.random.Generator, split: str, cam: np.ndarray, cams: list,
-                    params: dict[str, np.ndarray], H: int) -> dict[str, np.ndarray]:
+def _control_params(rng: np.random.Generator, split: str, cams: list, params: dict[str, np.ndarray],
+                    H: int) -> dict[str, np.ndarray]:
     """Per image: the camera's geometry applied to the box, whether the tag and the sign
     show, and where the sign is."""
+    cam = params["cam"]
     n = len(cam)
     shift = np.array([cams[c]["control_shift"] for c in cam], np.float32)
     scale = np.array([cams[c]["control_scale"] for c in cam], np.float32)
@@ -806,7 +807,7 @@ def _draw_set(out: Path, cfg: SynthConfig, progress: bool) -> dict:
                         else np.arange(cfg.train_ids, cfg.train_ids + cfg.test_ids))
         params = _image_params(rng_params, shots, people, cams, cfg, split_people)
         if cfg.control:
-            params.update(_control_params(rng_control, split, params["cam"], cams, params, cfg.height))
+            params.update(_control_params(rng_control, split, cams, params, cfg.height))
         for d in (out / split, out / "masks" / split):
             d.mkdir(parents=True, exist_ok=True)
         names = []

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..verdict import ALPHA, adjust, paired_difference
+from ..verdict import ALPHA, adjust, adjust_holm, paired_difference
 
 __all__ = ["ARM_NAMES", "COMPARISONS", "PRIMARY", "read_records", "paired", "primary", "adjusted",
            "same_pairs", "compact_table", "primary_lines", "report", "findings", "findings_table",
@@ -25,7 +25,6 @@ __all__ = ["ARM_NAMES", "COMPARISONS", "PRIMARY", "read_records", "paired", "pri
 
 # the arms, in the order a table lists them (benchmarks/attention_study.py says how each trains)
 ARM_NAMES = ("IDE", "IDE+IA", "IDE+SA(0)", "IDE+SA", "CASN(IDE)")
-VARIANTS = ARM_NAMES
 # the paired comparisons: each arm against IDE, and consistency against verification alone
 COMPARISONS = (("IDE+IA", "IDE"), ("IDE+SA(0)", "IDE"), ("IDE+SA", "IDE"), ("CASN(IDE)", "IDE"),
                ("IDE+SA", "IDE+SA(0)"))
@@ -37,8 +36,6 @@ RETRIEVAL = ("mAP", "rank1")
 ATTENTION = ("class_empty", "class_person_lift", "class_cue_lift", "empty", "person_lift", "cue_lift",
              "positive_distance", "class_tag_lift", "class_sign_lift", "sign_lift",
              "negative_distance", "sa_empty", "sa_positive_distance", "head_auc", "head_bce")
-LOWER_IS_BETTER = {"class_empty", "empty", "positive_distance", "sa_empty", "sa_positive_distance",
-                   "class_tag_lift", "class_sign_lift", "sign_lift", "head_bce"}
 COMPARED = (*RETRIEVAL, *ATTENTION[:10], "head_auc")  # the paired comparisons the report tests (the
 # control's tag and sign only where its data hold them, the head's AUC only between SA arms)
 
@@ -66,12 +63,7 @@ def primary(records: list[dict]) -> list[tuple[tuple[str, str, str, str], object
     """The pre-registered comparisons (``PRIMARY``): each with its paired difference and its
     p-value adjusted by Holm over the primaries (family-wise error at most 5 %)."""
     tests = [(cell, paired(records, cell[0], cell[1], cell[3], cell[2])) for cell in PRIMARY]
-    p = np.array([d.p for _, d in tests], dtype=float)
-    order, holm, running = np.argsort(np.where(np.isnan(p), np.inf, p)), np.full(len(p), math.nan), 0.0
-    m = int((~np.isnan(p)).sum())
-    for rank, i in enumerate(order[:m]):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        holm[i] = running
+    holm = adjust_holm([d.p for _, d in tests])
     return [(cell, d, float(h)) for (cell, d), h in zip(tests, holm, strict=True)]
 
 
@@ -196,7 +188,7 @@ def report(records: list[dict], command: str) -> str:
         keys = [*RETRIEVAL, *ATTENTION, "bce_after_warmup", "bce_last_epoch"]
         keys = [k for k in keys if any(r.get(k, math.nan) == r.get(k, math.nan) for r in rows)]
         lines += ["| arm | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-        for variant in VARIANTS:
+        for variant in ARM_NAMES:
             vr = [r for r in rows if r["variant"] == variant]
             if not vr:
                 continue
@@ -233,6 +225,17 @@ TERMS = (
 DATA_SETS = (("control", "positive control"), ("base", "default data"))
 
 
+def _absolute_row(data: str, term: str, key: str, values: list[float], note: str) -> dict | None:
+    """A row of ``findings``' format for a quantity with no paired control: its mean and range
+    over seeds (None without a value)."""
+    values = [v for v in values if v == v]
+    if not values:
+        return None
+    return {"data": data, "term": term, "quantity": key, "seeds": len(values), "difference": float(np.mean(values)),
+            "low": float(np.min(values)), "high": float(np.max(values)), "adjusted_p": math.nan,
+            "verdict": f"absolute value ({note}); range over seeds"}
+
+
 def findings(records: list[dict]) -> list[dict]:
     """For each CASN term and data set: whether it moved its own attention quantity and
     whether retrieval (mAP) followed, each a paired difference over seeds with its adjusted
@@ -248,16 +251,11 @@ def findings(records: list[dict]) -> list[dict]:
         for term, variant, control, quantities in TERMS:
             for key, direction in (*quantities, ("mAP", +1)):
                 cell = (setting, variant, control, key)
-                d = paired(records, setting, variant, key, control)
                 if key == "head_auc" and control == "IDE":  # no head in IDE: the verifier's own AUC
                     values = [r.get(key, math.nan) for r in records if r["setting"] == setting and r["variant"] == variant]
-                    values = [v for v in values if v == v]
-                    if values:
-                        rows.append({"data": data_name, "term": term, "quantity": key, "seeds": len(values),
-                                     "difference": float(np.mean(values)), "low": float(np.min(values)),
-                                     "high": float(np.max(values)), "adjusted_p": math.nan,
-                                     "verdict": "absolute value (0.5 is chance); range over seeds"})
+                    rows.append(_absolute_row(data_name, term, key, values, "0.5 is chance"))
                     continue
+                d = paired(records, setting, variant, key, control)
                 if d.n == 0 or d.mean != d.mean:
                     continue
                 is_primary = cell in holm
@@ -272,7 +270,7 @@ def findings(records: list[dict]) -> list[dict]:
                 rows.append({"data": data_name, "term": term, "quantity": key, "seeds": d.n,
                              "difference": d.mean, "low": low, "high": high, "adjusted_p": p_adj,
                              "primary": is_primary, "verdict": verdict})
-    return rows
+    return [row for row in rows if row is not None]
 
 
 def findings_table(rows: list[dict]) -> list[str]:
@@ -281,11 +279,9 @@ def findings_table(rows: list[dict]) -> list[str]:
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         scale = 100 if r["quantity"] in RETRIEVAL else 1
-        span = "" if r["low"] != r["low"] else (f" [{scale * r['low']:.2f}, {scale * r['high']:.2f}]"
-                                                if r["verdict"].startswith("absolute")
-                                                else f" [{scale * r['low']:+.2f}, {scale * r['high']:+.2f}]")
-        absolute = r["verdict"].startswith("absolute")
-        value = f"{scale * r['difference']:.2f}" if absolute else f"{scale * r['difference']:+.2f}"
+        sign = "" if r["verdict"].startswith("absolute") else "+"  # a value, or a signed difference
+        span = "" if r["low"] != r["low"] else f" [{scale * r['low']:{sign}.2f}, {scale * r['high']:{sign}.2f}]"
+        value = f"{scale * r['difference']:{sign}.2f}"
         p = "" if r["adjusted_p"] != r["adjusted_p"] else f"{r['adjusted_p']:.3g}" + (" (primary, Holm)" if r.get("primary") else "")
         lines.append(f"| {r['data']} | {r['term']} | {r['quantity']} | {r['seeds']} | {value}{span} | {p} | {r['verdict']} |")
     return lines
@@ -311,10 +307,5 @@ def manipulation_check(records: list[dict]) -> list[dict]:
                                  else "not tested")})
     for key in ("class_tag_lift", "class_sign_lift"):
         values = [ide[("control", sd)].get(key, math.nan) for sd in sorted(sd for (s, sd) in ide if s == "control")]
-        values = [v for v in values if v == v]
-        if values:
-            rows.append({"data": "positive control", "term": "IDE", "quantity": key, "seeds": len(values),
-                         "difference": float(np.mean(values)), "low": float(np.min(values)),
-                         "high": float(np.max(values)), "adjusted_p": math.nan,
-                         "verdict": "absolute value (1.0: an even spread); range over seeds"})
-    return rows
+        rows.append(_absolute_row("positive control", "IDE", key, values, "1.0: an even spread"))
+    return [row for row in rows if row is not None]
