@@ -18,11 +18,9 @@
 # that each attention term adds accuracy and both together add most. Here we run the same
 # study on SynthPeople, over the seeds in `seeds`, and measure what the paper could only
 # show: where the attention falls and how consistent it is across cameras. These fast
-# defaults run one seed (`seeds = [0]`): enough to run every step, not to tell an effect
-# from noise, which takes a paired comparison over several seeds. For that, list more in
-# the parameters cell (`seeds = [0, 1, 2]`), or run
-# `python -m casn_lite reproduce --profile cpu --only 05` (two seeds; the `gpu` profile runs
-# three).
+# defaults run three seeds (`seeds = [0, 1, 2]`), so that the table shows a spread and every
+# difference is a paired comparison over seeds; three seeds find only large effects (see
+# the verdict lines), so list more in the parameters cell to find smaller ones.
 #
 # You will learn:
 # 1. a fair ablation protocol (same start, same batches, same length; several seeds to tell
@@ -30,14 +28,14 @@
 # 2. how to read mean and spread across seeds, and when a difference is noise;
 # 3. how our numbers sit beside the paper's, and why they need not match.
 #
-# **Time:** about 70 s on a 2-core laptop at these defaults (one seed, one epoch per
-# variant, the IDE start loaded from `runs/cache/`); each more seed adds about as much, plus
-# its own start. About
+# **Time:** about 290 s on a 2-core laptop at these defaults (three seeds of about 70 s, one
+# epoch per variant; seed 0's IDE start loaded from `runs/cache/`, seeds 1 and 2 trained, about
+# 35 s each, the first time). About
 # 14 min at the `cpu` profile (two seeds, one more start); on one GPU at the `gpu` profile (three seeds): not
 # measured yet (no GPU has run it).
 
 # %% tags=["parameters"]
-seeds = [0]  # several seeds give a spread; the gpu profile uses three
+seeds = [0, 1, 2]  # several seeds give a spread; one seed cannot tell an effect from noise
 arch = "ide"  # ide or pcb; PCB cuts conv5 into 6 stripes, so it needs an input at least 96 pixels tall
 variants = None  # None: the four variants of arch, e.g. IDE, IDE+IA, IDE+SA, CASN(IDE)
 data_root = None  # a Market-1501 / DukeMTMC-reID / CUHK03-NP folder; None: generate SynthPeople
@@ -412,7 +410,7 @@ for data_name in dict.fromkeys(r["data"] for r in found):
 #    deviation, the normal distribution instead of Student's t, a one-sided p-value, the
 #    old "same sign and 2 SE" rule) give wrong answers, then compares it with
 #    `casn_lite.verdict` on this run's mAP.
-# 2. Run with `seeds = [0, 1, 2]`. Which differences survive the spread? (The verdict
+# 2. Run with `seeds = [0, 1, 2, 3, 4]`. Which differences survive the spread? (The verdict
 #    lines say so; expect few at this size. How many seeds would they need?)
 # 3. Which attention column moves most with IA, and which with SA? Compare with what each
 #    loss optimises, and with the verdict lines: is the movement beyond the noise?
