@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
+
+from casn_lite.progress import progress_bar
 
 from .attention_metrics import evaluate_attention  # re-exported: the notebooks import it from here
 from .data.datasets import sample_keys
@@ -514,7 +515,7 @@ def fit(model: nn.Module, loader, cfg: TrainConfig, loss_fn: LossFn | None = Non
         check_resumable(state, identity, ckpt_dir)
         history = _restore(state, step, optimizer, scheduler)
 
-    bar = tqdm(total=(epochs - len(history)) * len(loader), desc=cfg.desc, unit="batch",
+    bar = progress_bar(total=(epochs - len(history)) * len(loader), desc=cfg.desc, unit="batch",
                disable=not (cfg.progress and is_main_process()))
     tic = time.perf_counter()
     try:

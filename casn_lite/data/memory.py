@@ -16,8 +16,8 @@ import math
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
+from ..progress import progress_bar
 from .datasets import Sample, read_image
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, default_pad
 
@@ -34,7 +34,7 @@ def decode_all(samples: list[Sample], height: int, width: int, device: torch.dev
     """Every sample's image, resized to (height, width) as ``build_transforms`` does, as one
     uint8 tensor [N, 3, H, W] on ``device``."""
     out = torch.empty(len(samples), 3, height, width, dtype=torch.uint8)
-    for i, s in enumerate(tqdm(samples, desc="decoding", unit="img", disable=not progress, leave=False)):
+    for i, s in enumerate(progress_bar(samples, desc="decoding", unit="img", disable=not progress, leave=False)):
         image = read_image(s.path).resize((width, height), Image.BILINEAR)
         out[i] = torch.from_numpy(np.array(image)).permute(2, 0, 1)
     return out.to(device)

@@ -58,7 +58,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
+
+from ..progress import progress_bar
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -800,7 +801,7 @@ def _draw_set(out: Path, cfg: SynthConfig, progress: bool) -> dict:
     frame_counter = np.zeros(cfg.cameras, np.int64)
     images_meta: dict[str, dict] = {}
     total = sum(len(v) for v in plan.values())
-    bar = tqdm(total=total, desc="SynthPeople", unit="img", disable=not progress)
+    bar = progress_bar(total=total, desc="SynthPeople", unit="img", disable=not progress)
     for split in SPLITS:
         shots = plan[split]
         split_people = (np.arange(cfg.train_ids) if split == "bounding_box_train"
