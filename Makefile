@@ -52,18 +52,23 @@ lint: $(STAMP)
 	$(BIN)/ruff check casn_lite tests benchmarks notebooks examples
 
 # unit tests (one pytest-xdist worker per core), then every committed notebook re-executed
-# by nbval; cells marked NBVAL_CHECK_OUTPUT must print what the committed notebook shows
+# by nbval at its parameters cell's fast defaults (the cell of the cpu profile's parameters is
+# skipped); cells marked NBVAL_CHECK_OUTPUT must print what the committed notebook shows, so
+# they print only what does not depend on the settings
 test: lint
 	$(BIN)/python -m pytest -p no:nbval -n auto
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		notebooks/[0-9]*.ipynb
 
-# re-execute the .py sources of truth into their paired, committed .ipynb (in the casn-lite
-# kernel that install registers), then drop what only this run needs (timestamps, widgets);
-# first refuse a pair whose .ipynb holds changes its .py lacks (they would be deleted)
-notebooks: kernel
+# the committed .ipynb: each .py source of truth run by papermill with the cpu profile, the
+# reader's regime (what `make reproduce` runs, into runs/cpu/), copied beside its .py, then
+# tidied (no timestamps, widgets or machine paths). It differs from its .py by one cell,
+# papermill's injected parameters, tagged nbval-skip: `make test` re-executes the notebooks at
+# their fast defaults. First refuse a pair whose .ipynb holds changes its .py lacks.
+notebooks: data kernel
 	$(BIN)/python -m casn_lite.tooling.pairs notebooks/[0-9]*.py
-	cd notebooks && for nb in [0-9]*.py; do ../$(BIN)/jupytext --to ipynb --execute $$nb || exit 1; done
+	$(BIN)/python -m casn_lite reproduce --profile cpu
+	for nb in notebooks/[0-9]*.py; do cp runs/cpu/$$(basename $$nb .py).ipynb notebooks/ || exit 1; done
 	$(BIN)/python -m casn_lite.tooling.tidy notebooks/[0-9]*.ipynb
 
 # JupyterLab on the project's environment, opened at notebooks/. jupytext's contents manager

@@ -25,11 +25,11 @@ from .data.datasets import is_positive_control, load_or_generate, sample_keys
 from .data.loaders import Loaders, reid_loaders
 from .data.synth import SynthConfig
 from .engine import Runtime, TrainConfig, fit, seed_everything, set_epoch
-from .losses import VARIANTS, variant_loss, variant_names
+from .losses import VARIANTS, arm, arm_names, variant_loss, variant_names
 from .models import build_model, default_embed_dim
 from .saving import save_torch, sweep_stale
 
-__all__ = ["VARIANTS", "PAPER_TABLE3", "variant_names", "variant_loss", "checkpoint_folder", "train_from",
+__all__ = ["VARIANTS", "PAPER_TABLE3", "variant_names", "arm_names", "arm", "variant_loss", "checkpoint_folder", "train_from",
            "aggregate",
            "markdown_table", "StartConfig", "start_loaders", "data_fingerprint", "ide_start", "START_CACHE",
            "true_class_probability", "Pretraining", "PRETRAINING", "pretrained_trunk"]

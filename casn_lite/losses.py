@@ -49,7 +49,7 @@ __all__ = [
     "identification_loss", "attention_mining_loss", "siamese_bce_loss", "attention_distance",
     "siamese_attention_loss", "IAResult", "SAResult", "identification_attention", "SiameseHead",
     "siamese_attention", "warm_up_siamese_head", "CASNLoss", "CASNSettings", "IA_GRADIENTS",
-    "Variant", "VARIANTS", "variant_name", "variant_names", "variant_loss",
+    "Variant", "VARIANTS", "VERIFICATION_ARMS", "variant_name", "variant_names", "arm_names", "arm", "variant_loss",
 ]
 
 
@@ -426,15 +426,38 @@ def variant_name(arch: str, ia: bool, sa: bool) -> str:
     return next(name for name, variant in VARIANTS.items() if variant == (arch, ia, sa))
 
 
+# The verification arms: the SA variant with L_sa's consistency term off (consistency weight
+# 0: the Siamese head's L_bce alone, the same head and warm-up). Against the SA variant, they
+# tell a gain of the verification loss from one of attention consistency.
+VERIFICATION_ARMS = {"IDE+SA(0)": "IDE+SA", "PCB+SA(0)": "PCB+SA"}
+
+
 def variant_names(arch: str = "ide") -> list[str]:
     """The four variants of one architecture, in the paper's order."""
     return [name for name, variant in VARIANTS.items() if variant.arch == arch]
 
 
+def arm_names(arch: str = "ide") -> list[str]:
+    """What notebook 05 and the attention study compare: the paper's four variants of
+    ``arch`` with the verification arm before the SA variant, e.g. IDE, IDE+IA, IDE+SA(0),
+    IDE+SA, CASN(IDE)."""
+    names = variant_names(arch)
+    sa = names.index(variant_name(arch, False, True))
+    return [*names[:sa], f"{names[sa]}(0)", *names[sa:]]
+
+
+def arm(name: str) -> Variant:
+    """The architecture and terms of a variant or verification arm."""
+    return VARIANTS[VERIFICATION_ARMS.get(name, name)]
+
+
 def variant_loss(name: str, **options) -> CASNLoss:
-    """The ``CASNLoss`` of a variant by its paper name; ``options`` are CASNLoss's keywords
-    (``feature_dim``, ``hidden_dim``, ``settings=CASNSettings(...)``, or a setting by name)."""
+    """The ``CASNLoss`` of a variant by its paper name, or of a verification arm (its SA
+    variant with consistency weight 0); ``options`` are CASNLoss's keywords (``feature_dim``,
+    ``hidden_dim``, ``settings=CASNSettings(...)``, or a setting by name)."""
+    if name in VERIFICATION_ARMS:
+        return variant_loss(VERIFICATION_ARMS[name], **{**options, "consistency_weight": 0.0})
     if name not in VARIANTS:
-        raise ValueError(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
+        raise ValueError(f"unknown variant {name!r}; choose from {', '.join([*VARIANTS, *VERIFICATION_ARMS])}")
     arch, ia, sa = VARIANTS[name]
     return CASNLoss(ia=ia, sa=sa, arch=arch, **options)

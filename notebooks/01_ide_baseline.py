@@ -118,11 +118,13 @@ gallery_loader = DataLoader(ImageDataset(data.gallery, test_tf), batch_size=128,
 # matters later for attention.
 
 # %%
-# NBVAL_CHECK_OUTPUT
 model = build_model("ide", backbone, num_classes=data.num_train_pids, pretrained=pretrained,
                     last_stride=last_stride, embed_dim=embed_dim)
 with torch.no_grad():
     out = model.eval()(torch.zeros(2, 3, height, width))
+stride = 16 if last_stride == 1 else 32  # conv5 at 1/16 or 1/32 of the input
+assert out.feature_map.shape[2:] == (height // stride, width // stride), "conv5 map size"
+assert out.logits.shape == (2, data.num_train_pids), "one logit per training identity"
 print(f"feature map A {tuple(out.feature_map.shape)}, embedding f {tuple(out.embedding.shape)}, "
       f"logits s {tuple(out.logits.shape)}")
 print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters")

@@ -101,7 +101,6 @@ print("device:", device)
 # so we can measure where attention falls.
 
 # %%
-# NBVAL_CHECK_OUTPUT
 config = SynthConfig(train_ids=train_ids, test_ids=test_ids, cameras=cameras,
                      images_per_camera=images_per_camera, seed=seed)
 data = load_or_generate(data_root, config)
@@ -122,6 +121,7 @@ shown = list(range(0, len(first_of), 3))[:6]  # six people from six families
 probe = {k: v[shown] for k, v in probe_all.items()}
 images, pids = probe["image"].to(device), probe["pid"].to(device)
 print(f"{len(data.train)} training images of {data.num_train_pids} people; shown: {tuple(images.shape)}")
+assert images.shape == (6, 3, height, width), "six people, one image each, at the input size"
 
 # %% [markdown]
 # ## 2 · An IDE model to look into
@@ -165,10 +165,10 @@ low, high = M.amin(dim=(2, 3), keepdim=True), M.amax(dim=(2, 3), keepdim=True)
 M = (M - low) / (high - low).clamp_min(1e-8)  # per image to [0, 1]
 
 # %%
-# NBVAL_CHECK_OUTPUT
 attention = grad_cam(s_c, A)
 print("map shape:", tuple(attention.shape))
 print("by hand == casn_lite.attention.grad_cam:", torch.allclose(M, attention, atol=1e-6))
+assert torch.allclose(M, attention, atol=1e-6), "Grad-CAM by hand disagrees with casn_lite"
 
 # %% [markdown]
 # What the IDE model looks at, for each of the six people (bright is where the score of the

@@ -149,7 +149,6 @@ viz.jpeg(viz.show_pairs(first["image1"][:6], first["image2"][:6], first["same"][
 # Untrained, it cannot tell: the loss is near $\ln 2 \approx 0.69$.
 
 # %%
-# NBVAL_CHECK_OUTPUT
 model = build_model("ide", backbone, num_classes=data.num_train_pids, pretrained=pretrained,
                     last_stride=last_stride, embed_dim=embed_dim)
 head = SiameseHead(embed_dim)

@@ -140,7 +140,6 @@ print("device:", device)
 # so the identity images pass three times and the pairs twice; IDE makes pass 1 only.
 
 # %%
-# NBVAL_CHECK_OUTPUT
 config = SynthConfig(train_ids=train_ids, test_ids=test_ids, cameras=cameras,
                      images_per_camera=images_per_camera, seed=seed)
 data = load_or_generate(data_root, config)
@@ -154,6 +153,8 @@ joint = JointLoader(loaders.train, pair_loader(data, height, width, pairs_per_ba
                                                erase_p=erase_p))
 step = next(iter(joint))
 print({k: tuple(v.shape) for k, v in step.items() if torch.is_tensor(v) and v.ndim == 4})
+assert step["image"].shape == (batch_size, 3, height, width), "the identity batch"
+assert step["image1"].shape == step["image2"].shape == (pairs_per_batch, 3, height, width), "the pairs"
 
 # %% [markdown]
 # What those passes cost, measured once on this project's 2-core machine at 128 x 64 with

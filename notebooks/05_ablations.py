@@ -16,7 +16,9 @@
 #
 # The paper's Table 3 trains four variants, IDE, IDE+IA, IDE+SA and CASN(IDE), and shows
 # that each attention term adds accuracy and both together add most. Here we run the same
-# study on SynthPeople, over the seeds in `seeds`, and measure what the paper could only
+# study, with one more arm, IDE+SA(0): IDE+SA with the consistency term of $L_{sa}$ off, so
+# that only the Siamese head's verification loss trains. If IDE+SA beats IDE, this arm tells
+# whether the gain comes from verification or from consistent attention. We run it on SynthPeople, over the seeds in `seeds`, and measure what the paper could only
 # show: where the attention falls and how consistent it is across cameras. These fast
 # defaults run three seeds (`seeds = [0, 1, 2]`), so that the table shows a spread and every
 # difference is a paired comparison over seeds; three seeds find only large effects (see
@@ -37,7 +39,7 @@
 # %% tags=["parameters"]
 seeds = [0, 1, 2]  # several seeds give a spread; one seed cannot tell an effect from noise
 arch = "ide"  # ide or pcb; PCB cuts conv5 into 6 stripes, so it needs an input at least 96 pixels tall
-variants = None  # None: the four variants of arch, e.g. IDE, IDE+IA, IDE+SA, CASN(IDE)
+variants = None  # None: arch's four variants and the verification arm, e.g. IDE, IDE+IA, IDE+SA(0), IDE+SA, CASN(IDE)
 data_root = None  # a Market-1501 / DukeMTMC-reID / CUHK03-NP folder; None: generate SynthPeople
 data_seed = 0  # the dataset stays the same across training seeds
 train_ids = 48  # the same data and IDE start as notebooks 02-04, so the start is trained once
@@ -95,13 +97,13 @@ from casn_lite.ablation import (
     PAPER_TABLE3,
     StartConfig,
     aggregate,
+    arm_names,
     checkpoint_folder,
     ide_start,
     markdown_table,
     start_loaders,
     train_from,
     variant_loss,
-    variant_names,
 )
 from casn_lite.attention import similarity_attention
 from casn_lite.data import (
@@ -119,11 +121,11 @@ from casn_lite.engine import (
     evaluate,
     evaluate_attention,
 )
-from casn_lite.losses import CASNSettings
+from casn_lite.losses import VERIFICATION_ARMS, CASNSettings
 from casn_lite.tooling.study import findings, findings_table, manipulation_check, read_records
 from casn_lite.verdict import paired_difference, verdict_lines
 
-variants = variants or variant_names(arch)
+variants = variants or arm_names(arch)
 device = default_device()
 machine = Runtime.from_parameters(runtime)  # the profile's machine settings (GPU branches; an epoch cap in smoke runs)
 device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
@@ -159,6 +161,7 @@ test_pairs = test_pair_loader(data, height, width, num_pairs=attention_pairs, se
 # |---|---|
 # | IDE / PCB | $L_{ide}$ |
 # | IDE+IA / PCB+IA | $L_{ide} + \lambda_1 L_{ia}$ |
+# | IDE+SA(0) / PCB+SA(0) | $L_{ide} + \lambda_2 L_{sa}$ with consistency weight 0: $L_{ide} + \lambda_2 L_{bce}$ |
 # | IDE+SA / PCB+SA | $L_{ide} + \lambda_2 L_{sa}$ |
 # | CASN(IDE) / CASN(PCB) | $L_{ide} + \lambda_1 L_{ia} + \lambda_2 L_{sa}$ |
 #
@@ -221,7 +224,8 @@ display(Markdown(table))
 fig = viz.plot_ablation(summary, ("rank1", "mAP"), PAPER_TABLE3)
 
 # %% [markdown]
-# How big is each variant's change against IDE, and is it beyond the noise? Each
+# How big is each variant's change against IDE (and IDE+SA's against IDE+SA(0)), and is it
+# beyond the noise? Each
 # difference is *paired*: the same seed, start, augmented batches and test pairs, so one
 # difference $d_s$ per seed. A paired t-test asks how far their mean is from zero in units
 # of its standard error:
@@ -231,23 +235,26 @@ fig = viz.plot_ablation(summary, ("rank1", "mAP"), PAPER_TABLE3)
 #
 # with $T_{n-1}$ Student's t with $n - 1$ degrees of freedom. With few seeds the t
 # distribution has heavy tails, so a large $t$ is needed: 12.7 for two seeds, 4.3 for
-# three, 2.8 for five. One seed has no spread and cannot show anything. The table below
-# tests 4 metrics for 3 variants, 12 comparisons, and some would fall under $p < 0.05$ by
-# chance alone; the lines therefore judge each by its Benjamini-Hochberg adjusted p-value
-# $q$, which keeps the expected share of false discoveries at 5 %.
+# three, 2.8 for five. One seed has no spread and cannot show anything. The lines below
+# test four metrics for every comparison (the code prints how many in all), and some would
+# fall under $p < 0.05$ by chance alone; they therefore judge each by its Benjamini-Hochberg
+# adjusted p-value $q$, which keeps the expected share of false discoveries at 5 %.
 
 # %%
 def per_seed(name, key):
     return [next(r[key] for r in records if r["variant"] == name and r["seed"] == s) for s in seeds]
 
 
-comparisons = [dict(metric=label, control_name=variants[0], variant_name=name, control=per_seed(variants[0], key),
+pairs = [(variants[0], name) for name in variants[1:]]  # every variant against IDE
+pairs += [(arm, sa) for arm, sa in VERIFICATION_ARMS.items() if arm in variants and sa in variants]  # consistency
+comparisons = [dict(metric=label, control_name=control, variant_name=name, control=per_seed(control, key),
                     variant=per_seed(name, key), higher_is_better=higher, scale=scale, unit=unit)
-               for name in variants[1:]
+               for control, name in pairs
                for key, label, higher, scale, unit in (
                    ("mAP", "mAP", True, 100, " points"), ("rank1", "rank-1", True, 100, " points"),
                    ("class_person_lift", "attention on the person (lift)", True, 1, ""),
                    ("positive_distance", "same-person profile distance", False, 1, ""))]
+print(f"{len(comparisons)} comparisons ({len(pairs)} pairs of arms, 4 metrics each):")
 for line in verdict_lines(comparisons):
     print(line)
 for name in variants:

@@ -9,6 +9,7 @@ from casn_lite.ablation import (
     PAPER_TABLE3,
     VARIANTS,
     aggregate,
+    arm_names,
     markdown_table,
     train_from,
     variant_loss,
@@ -24,7 +25,7 @@ from casn_lite.attention import (
 from casn_lite.attention_metrics import evaluate_attention
 from casn_lite.data import ImageDataset, PairDataset, PairSampler, build_transforms, load_dataset
 from casn_lite.engine import TrainConfig
-from casn_lite.losses import attention_distance
+from casn_lite.losses import CASNSettings, attention_distance
 from casn_lite.models import build_model
 
 
@@ -42,6 +43,17 @@ def test_variants_are_flags_of_one_loss():
     assert variant_names("ide") == list(expected)[:4] and variant_names("pcb") == list(expected)[4:]
     with pytest.raises(ValueError, match="unknown variant"):
         variant_loss("IDE+XY")
+
+
+def test_the_verification_arm_is_its_sa_variant_without_consistency():
+    assert arm_names("ide") == ["IDE", "IDE+IA", "IDE+SA(0)", "IDE+SA", "CASN(IDE)"]
+    assert arm_names("pcb") == ["PCB", "PCB+IA", "PCB+SA(0)", "PCB+SA", "CASN(PCB)"]
+    settings = CASNSettings(consistency_weight=0.3, lambda_sa=0.7)
+    verification = variant_loss("IDE+SA(0)", feature_dim=16, settings=settings)
+    full = variant_loss("IDE+SA", feature_dim=16, settings=settings)
+    assert (verification.ia, verification.sa, verification.arch) == (False, True, "ide")
+    assert verification.settings.consistency_weight == 0.0 and full.settings.consistency_weight == 0.3
+    assert verification.settings.lambda_sa == 0.7, "every other setting is the SA variant's"
 
 
 def test_aggregate_and_table():

@@ -42,8 +42,8 @@ def test_a_start_is_paid_once_and_attention_steps_at_their_measured_speed():
     second = budget.notebook_budget("04", "04", parameters(), b)
     assert second.training == pytest.approx(2 * EPOCH + 2 * ATTENTION_EPOCH), "04 loads 02's start"
     ablation = budget.notebook_budget("05", "05", parameters(), b)
-    # seed 0's start is 02's; seed 1 trains its own; per seed IDE and three attention variants
-    assert ablation.training == pytest.approx(30 * EPOCH + 2 * (2 * EPOCH + 3 * 2 * ATTENTION_EPOCH))
+    # seed 0's start is 02's; seed 1 trains its own; per seed IDE and four attention arms (IDE+SA(0) one)
+    assert ablation.training == pytest.approx(30 * EPOCH + 2 * (2 * EPOCH + 4 * 2 * ATTENTION_EPOCH))
     pcb = budget.notebook_budget("04", "04 pcb", parameters(arch="pcb", height=384), b)
     assert pcb.training == pytest.approx(1.5 * (30 * EPOCH + 2 * EPOCH + 2 * ATTENTION_EPOCH)), \
         "PCB trains its own start, at 1.5 x the pixels"

@@ -129,6 +129,17 @@ def test_a_second_run_skips_finished_notebooks_and_retries_the_rest(project, cap
     assert (out / "00_ok.ipynb").stat().st_mtime_ns != stamp
 
 
+def test_an_edited_notebook_runs_again(project, capsys):
+    out = project / "runs"
+    runner.run("good", out=out, only=["00"])
+    source = project / "notebooks" / "00_ok.py"
+    source.write_text(source.read_text().replace("y = x * 2", "y = x * 3"))
+    capsys.readouterr()
+    again = runner.run("good", out=out, only=["00"])
+    assert "skipped" not in capsys.readouterr().out, "the .py changed since its finished run"
+    assert again[0]["metrics"] == {"y": 15}
+
+
 MEETS = HEADER + """# %% tags=["parameters"]
 x = 1
 meeting = ""

@@ -111,7 +111,7 @@ def _test_images(p: dict) -> float:
 def trainings(number: str, p: dict) -> list[Training]:
     """What notebook ``number`` trains with parameters ``p`` (every parameter of its cell,
     the profile's values applied), in order, IDE starts included."""
-    from ..ablation import VARIANTS, variant_names
+    from ..ablation import arm, arm_names, variant_names
     from ..models import default_embed_dim
 
     if number == "00":
@@ -131,14 +131,14 @@ def trainings(number: str, p: dict) -> list[Training]:
     more = {"02": "ia_epochs", "03": "sa_epochs", "04": "casn_epochs", "05": "variant_epochs"}[number]
     variants = variant_names(arch)
     names = {"02": ["IDE", "IDE+IA"], "03": ["IDE", "IDE+SA"], "04": [variants[0], variants[-1]],
-             "05": p.get("variants") or variants}[number]
+             "05": p.get("variants") or arm_names(arch)}[number]
     out = []
     for seed in seeds:
         key = (data, seed, embed_dim, *(p.get(k, "ide" if k == "arch" else None) for k in start))
         out.append(Training(name=f"{arch.upper()} start, seed {seed}", epochs=p["ide_epochs"], start=key,
                             evaluations=0, **common))
         for name in names:
-            ia, sa = VARIANTS[name].ia, VARIANTS[name].sa
+            ia, sa = arm(name).ia, arm(name).sa
             out.append(Training(name=f"{name}, seed {seed}", epochs=p[more], ia=ia, sa=sa,
                                 checkpoints=checkpoints and number in ("04", "05"),
                                 warmup_images=warmup if sa else 0.0, **common))

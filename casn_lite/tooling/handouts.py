@@ -23,6 +23,7 @@ import nbformat
 from .. import saving
 from . import notebooks
 from .kernels import KERNEL
+from .notebooks import INJECTED
 from .pairs import check_pair
 
 __all__ = ["HandoutError", "student_copy", "student_copies", "stub_solution", "handout_readme"]
@@ -69,6 +70,8 @@ def student_copy(source: Path, keep_outputs: bool = False) -> nbformat.NotebookN
     for cell in nb.cells:
         tags = cell.metadata.get("tags", [])
         in_exercises = in_exercises or "exercise" in tags
+        if INJECTED in tags:  # the profile's parameters the committed run had: students run the defaults
+            continue
         if "solution" in tags:
             cells.append(nbformat.v4.new_markdown_cell(PLACEHOLDER))
             continue
@@ -101,7 +104,10 @@ def handout_readme(copies: dict[str, tuple[Path, nbformat.NotebookNode]], keep_o
     rows = "\n".join(f"| {number} | `{path.name}` | {title} | {time} |"
                      for number, (path, nb) in copies.items() for title, time in [_title_and_time(nb, path.stem)])
     outputs = ("The cells before each notebook's exercises keep their outputs, so you can read a "
-               "notebook before you run it." if keep_outputs else
+               "notebook before you run it. Those outputs come from the course's `cpu` profile (a "
+               "larger input and a longer start; the README says how long it takes); run at the "
+               "defaults, as the notebooks are set, each takes a minute or a few and gives other "
+               "numbers." if keep_outputs else
                "The notebooks have no outputs: run them from the top, in order.")
     return f"""# casn-lite: the notebooks
 

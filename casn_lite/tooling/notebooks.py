@@ -19,11 +19,12 @@ from .. import saving
 if TYPE_CHECKING:
     import nbformat
 
-__all__ = ["ROOT", "NOTEBOOK_DIR", "notebooks", "parameter_names", "parameter_defaults", "declared_parameters",
+__all__ = ["ROOT", "NOTEBOOK_DIR", "INJECTED", "notebooks", "parameter_names", "parameter_defaults", "declared_parameters",
            "write_notebook"]
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: notebooks/, profiles/, runs/
 NOTEBOOK_DIR = ROOT / "notebooks"
+INJECTED = "injected-parameters"  # papermill's tag on the cell it adds after the one tagged "parameters"
 
 
 def notebooks() -> dict[str, Path]:

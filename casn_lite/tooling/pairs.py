@@ -14,6 +14,10 @@ command that brings the two together:
   (jupytext updates the older file of a pair from the newer);
 * the ``.py`` is newer: the ``.ipynb`` has not been rebuilt; ``make notebooks`` does so.
   ``reproduce`` and ``make notebooks`` (which run the ``.py``) accept this case.
+
+The committed ``.ipynb`` is the ``.py`` run by papermill with the ``cpu`` profile's
+parameters: it holds one more cell, tagged ``injected-parameters``, which sets them. That
+cell is the one difference allowed.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from pathlib import Path
 import jupytext
 import nbformat
 
+from .notebooks import INJECTED
+
 __all__ = ["PairDrift", "cells", "differences", "check_pair", "main"]
 
 
@@ -32,8 +38,11 @@ class PairDrift(ValueError):
 
 
 def cells(nb: nbformat.NotebookNode) -> list[tuple[str, str, tuple[str, ...]]]:
-    """What must agree: each cell's type, source and tags, in order."""
-    return [(c.cell_type, c.source.strip(), tuple(sorted(c.metadata.get("tags", [])))) for c in nb.cells]
+    """What must agree: each cell's type, source and tags, in order. The cell papermill adds
+    to a committed ``.ipynb`` (it was run with the ``cpu`` profile's parameters, which that
+    cell sets) is not part of the source."""
+    return [(c.cell_type, c.source.strip(), tuple(sorted(c.metadata.get("tags", [])))) for c in nb.cells
+            if INJECTED not in c.metadata.get("tags", [])]
 
 
 def differences(source: Path) -> str | None:

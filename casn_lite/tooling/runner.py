@@ -69,22 +69,27 @@ def runner_parameters(job: Job, names: set[str], profile: str, out: Path) -> dic
     run resumes), and the profile's name (recorded with results)."""
     extra = {}
     if "checkpoint_dir" in names and "checkpoint_dir" not in job.parameters:
-        extra["checkpoint_dir"] = str((out / "checkpoints" / job.source.stem).resolve())
+        folder = (out / "checkpoints" / job.source.stem).resolve()
+        # a folder of the project is named from notebooks/, where the kernel runs, so that an
+        # executed notebook (a committed one too) names no machine's folders
+        inside = folder.is_relative_to(ROOT) and notebooks.NOTEBOOK_DIR.resolve().is_relative_to(ROOT)
+        extra["checkpoint_dir"] = os.path.relpath(folder, notebooks.NOTEBOOK_DIR) if inside else str(folder)
     if "profile" in names and "profile" not in job.parameters:
         extra["profile"] = profile
     return extra
 
 
-def _finished(record: Path, parameters: dict) -> dict | None:
-    """The earlier result of this notebook, if it ran to the end with the same parameters and
-    its executed notebook is the one the record describes (a notebook replaced since, or left
-    half-run by a killed run, is not)."""
+def _finished(record: Path, parameters: dict, source: Path) -> dict | None:
+    """The earlier result of this notebook, if it ran to the end from the same ``.py`` with the
+    same parameters and its executed notebook is the one the record describes (a notebook
+    replaced since, or left half-run by a killed run, is not)."""
     try:
         earlier = json.loads(record.read_text())
     except (OSError, ValueError):  # none yet, or left damaged by an older version: run it again
         return None
     same = json.dumps(earlier.get("parameters"), sort_keys=True) == json.dumps(parameters, sort_keys=True, default=str)
     executed = record.with_name(record.name.replace(".metrics.json", ".ipynb"))
+    same = same and earlier.get("source_sha256") == _digest(source)  # an edited notebook runs again
     return earlier if earlier.get("status") == "ok" and same and _matches(executed, earlier) else None
 
 
@@ -131,7 +136,8 @@ def _execute(job: Job, out: Path, kernel: str, cwd: str) -> dict:
 def _execute_now(job: Job, out: Path, kernel: str, cwd: str) -> dict:
     print(f"[{job.number}] {job.source.stem} {job.parameters or '(defaults)'}", flush=True)
     start = time.perf_counter()
-    result = {"notebook": job.source.stem, "parameters": job.parameters, "status": "ok"}
+    result = {"notebook": job.source.stem, "parameters": job.parameters, "status": "ok",
+              "source_sha256": _digest(job.source)}
     stop: KeyboardInterrupt | None = None
     executed = out / f"{job.source.stem}.ipynb"
     with saving.temporary(out / f"{job.source.stem}.source.ipynb", ".ipynb") as source_nb, \
@@ -361,7 +367,7 @@ def _run_planned(planned: list[Job], profile: str, out: Path, kernel: str, resta
     for job in planned:
         job.parameters.update(runner_parameters(job, parameter_names(job.source), profile, out))
         record = out / f"{job.source.stem}.metrics.json"
-        if not restart and (earlier := _finished(record, job.parameters)) is not None:
+        if not restart and (earlier := _finished(record, job.parameters, job.source)) is not None:
             print(f"[{job.number}] {job.source.stem}: finished earlier, skipped (--restart runs it again)", flush=True)
             results[job.number] = earlier
         else:
