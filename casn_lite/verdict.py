@@ -42,7 +42,7 @@ class Paired:
     mean: float
     se: float  # standard error of the mean, s / sqrt(n); NaN with one seed
     t: float  # mean / se
-    p: float  # two-sided p-value of the paired t-test (n - 1 degrees of freedom); NaN with one seed
+    p: float  # two-sided p-value of the paired t-test (n - 1 degrees of freedom); NaN with one seed or no spread
 
     @property
     def n(self) -> int:
@@ -79,12 +79,13 @@ def paired_difference(control: Sequence[float], variant: Sequence[float]) -> Pai
     if n == 1:
         return Paired(diffs, mean, math.nan, math.nan, math.nan)
     se = float(diffs.std(ddof=1)) / math.sqrt(n)  # the sample standard deviation, n - 1
-    if se == 0:  # every seed moved by exactly the same amount
-        t = math.copysign(math.inf, mean) if mean else 0.0
-        p = 0.0 if mean else 1.0
-    else:
-        t = mean / se
-        p = float(2 * stats.t.sf(abs(t), n - 1))  # two-sided, Student's t with n - 1 df
+    if np.allclose(diffs, diffs[0], rtol=1e-9, atol=1e-12):  # every seed moved by the same amount
+        # (up to rounding): the t-test cannot judge it
+        # (on a discrete metric such as rank-1 over 48 queries, two or three seeds tie by
+        # chance often enough that calling every tie an effect fires on noise)
+        return Paired(diffs, mean, se, math.nan, math.nan)
+    t = mean / se
+    p = float(2 * stats.t.sf(abs(t), n - 1))  # two-sided, Student's t with n - 1 df
     return Paired(diffs, mean, se, t, p)
 
 
@@ -168,6 +169,10 @@ def verdict(metric: str, control_name: str, variant_name: str, control: Sequence
         needed = seeds_needed(2.4)
         judged = (f"one seed cannot show an effect (no spread to compare it with); a difference of "
                   f"2.4 seed-to-seed standard deviations needs {needed} seeds to be found 80 % of the time")
+        return f"{metric}: {variant_name} vs {control_name}: {size} ({direction}), {seeds}; {judged}"
+    if math.isnan(d.p):
+        judged = ("every seed moved by exactly the same amount, so there is no spread to test it against: "
+                  "not an effect by this rule (more seeds can tell)")
         return f"{metric}: {variant_name} vs {control_name}: {size} ({direction}), {seeds}; {judged}"
     test = f"p = {d.p:.3f}" + ("" if q is None else f", q = {q:.3f}")
     if effect:

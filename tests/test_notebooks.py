@@ -51,3 +51,28 @@ def test_papermill_reads_every_parameter(source):
     cell = next(c for c in jupytext.read(source).cells if "parameters" in c.metadata.get("tags", []))
     assigned = {t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign) for t in node.targets}
     assert parameter_names(source) == assigned
+
+
+@pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_notebook_is_the_cpu_profile_run(source):
+    """The committed .ipynb shows the reader's regime: papermill ran the .py with the cpu
+    profile's parameters (its injected cell sets exactly them, and the runner's), and that
+    cell is skipped by nbval, which re-executes the notebook at its fast defaults."""
+    import ast
+
+    from casn_lite.tooling.notebooks import INJECTED
+    from casn_lite.tooling.profiles import plan
+    from casn_lite.tooling.runner import default_out, runner_parameters
+
+    nb = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
+    tags = [c.metadata.get("tags", []) for c in nb.cells]
+    injected = [i for i, t in enumerate(tags) if INJECTED in t]
+    assert len(injected) == 1, "one cell of papermill's injected parameters: run `make notebooks`"
+    (at,) = injected
+    assert "parameters" in tags[at - 1], "right after the parameters cell"
+    assert "nbval-skip" in tags[at], "make test runs the defaults: `python -m casn_lite.tooling.tidy` tags it"
+    cell = ast.parse(nb.cells[at].source)
+    injected_values = {node.targets[0].id: ast.literal_eval(node.value) for node in cell.body}
+    job = next(j for j in plan("cpu") if j.source.stem == source.stem)
+    expected = {**job.parameters, **runner_parameters(job, set(injected_values), "cpu", default_out("cpu"))}
+    assert injected_values == expected, "the committed run had the cpu profile's parameters"
