@@ -37,7 +37,7 @@ from .attention_metrics import evaluate_attention  # re-exported: the notebooks 
 from .data.datasets import sample_keys
 from .devices import default_device
 from .distributed import is_distributed, is_main_process
-from .evaluation import evaluate_ranking, pairwise_distance, warn_if_few_valid
+from .evaluation import evaluate_ranking, pairwise_distance, same_camera_errors, warn_if_few_valid
 from .losses import CASNLoss
 from .models import plain_values
 from .saving import save_torch, sweep_stale
@@ -624,13 +624,16 @@ def extract_features(model: nn.Module, loader, device: torch.device | None = Non
 def evaluate(model: nn.Module, query_loader, gallery_loader, device: torch.device | None = None,
              metric: str = "cosine", flip: bool = False) -> dict:
     """Rank the gallery for every query; CMC, mAP and mINP as fractions (Market-1501 protocol),
+    the share of wrong rank-1 matches filmed by the query's own camera (``same_scene_errors``),
     and how many queries they rest on (``num_valid_queries`` of ``num_queries``; a warning
     when fewer than half)."""
     qf, qp, qc = extract_features(model, query_loader, device, flip)
     gf, gp, gc = extract_features(model, gallery_loader, device, flip)
-    res = evaluate_ranking(pairwise_distance(qf, gf, metric), qp, gp, qc, gc)
+    dist = pairwise_distance(qf, gf, metric)
+    res = evaluate_ranking(dist, qp, gp, qc, gc)
     warn_if_few_valid(res["num_valid_queries"], res["num_queries"])
     cmc = res["cmc"]
     return {"rank1": float(cmc[0]), "rank5": float(cmc[min(4, len(cmc) - 1)]),
             "rank10": float(cmc[min(9, len(cmc) - 1)]), "mAP": res["mAP"], "mINP": res["mINP"],
+            "same_scene_errors": same_camera_errors(dist, qp, gp, qc, gc),
             "cmc": cmc, "num_valid_queries": res["num_valid_queries"], "num_queries": res["num_queries"]}

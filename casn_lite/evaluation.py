@@ -35,7 +35,7 @@ import torch
 from scipy.stats import rankdata
 
 __all__ = ["pairwise_distance", "evaluate_ranking", "evaluate_ranking_reference", "count_valid_queries",
-           "FewValidQueries", "warn_if_few_valid", "roc_auc"]
+           "FewValidQueries", "warn_if_few_valid", "same_camera_errors", "roc_auc"]
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -273,6 +273,31 @@ def evaluate_ranking_reference(
         raise ValueError("no query has a true match in the gallery from another camera; check the split")
     return {"cmc": np.mean(all_cmc, axis=0), "mAP": float(np.mean(all_ap)),
             "mINP": float(np.mean(all_inp)), "num_valid_queries": len(all_ap)}
+
+
+def same_camera_errors(distmat: ArrayLike, q_pids: ArrayLike, g_pids: ArrayLike, q_camids: ArrayLike,
+                       g_camids: ArrayLike) -> float:
+    """Of the queries whose rank-1 match is another person, the share whose wrong match was
+    filmed by the query's own camera. On SynthPeople each camera films one scene, so such a
+    match shares the query's background: a same-scene impostor. The gallery is ranked as the
+    Market-1501 protocol ranks it (the query's identity in its own camera removed; at equal
+    distance the impostor first). NaN when no rank-1 match is wrong."""
+    dist = _distances(distmat)
+    device = dist.device
+    qp, qc = _labels(q_pids, "q_pids", device), _labels(q_camids, "q_camids", device)
+    gp, gc = _labels(g_pids, "g_pids", device), _labels(g_camids, "g_camids", device)
+    removed = (gp[None, :] == qp[:, None]) & (gc[None, :] == qc[:, None])
+    impostor = gp[None, :] != qp[:, None]
+    # rank-1: the smallest distance; among equals, an impostor before a true match
+    key = dist.double().masked_fill(removed, math.inf)
+    best = key.amin(dim=1, keepdim=True)
+    tied_impostor = (key == best) & impostor
+    top = torch.where(tied_impostor.any(1), tied_impostor.double().argmax(1), key.argmin(1))
+    wrong = impostor.gather(1, top[:, None]).squeeze(1)
+    if not wrong.any():
+        return math.nan
+    same_camera = gc[top] == qc
+    return float((same_camera & wrong).sum() / wrong.sum())
 
 
 def roc_auc(scores: ArrayLike, labels: ArrayLike) -> float:

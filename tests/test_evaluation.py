@@ -118,3 +118,37 @@ def test_distances_match_direct_computation():
     np.testing.assert_allclose(cos, 1 - qn @ gn.T, atol=1e-5)
     with pytest.raises(ValueError, match="unknown metric"):
         pairwise_distance(q, g, "manhattan")
+
+
+def _same_camera_errors_by_hand(dist, q_pids, g_pids, q_cams, g_cams):
+    """One query at a time, as notebook 01 counts them."""
+    wrong = same = 0
+    for i in range(len(q_pids)):
+        kept = [g for g in range(len(g_pids)) if not (g_pids[g] == q_pids[i] and g_cams[g] == q_cams[i])]
+        # ascending distance, at equal distance the impostor first
+        top = min(kept, key=lambda g: (dist[i][g], g_pids[g] == q_pids[i]))
+        if g_pids[top] != q_pids[i]:
+            wrong += 1
+            same += g_cams[top] == q_cams[i]
+    return same / wrong if wrong else float("nan")
+
+
+def test_same_camera_errors_counts_wrong_rank1_matches_from_the_querys_camera():
+    from casn_lite.evaluation import same_camera_errors
+
+    q_pids, q_cams = [1, 2, 3, 4], [0, 0, 1, 1]
+    g_pids, g_cams = [1, 1, 2, 3, 5, 4], [0, 1, 1, 0, 1, 0]
+    dist = np.array([[0.0, 0.5, 0.3, 0.9, 0.8, 0.9],   # own-camera match removed; person 2 (camera 1) wins: other camera
+                     [0.9, 0.2, 0.9, 0.9, 0.9, 0.1],   # person 4 from camera 0, the query's: same camera
+                     [0.9, 0.9, 0.9, 0.5, 0.5, 0.9],   # a tie: the impostor (person 5, camera 1: same) counts
+                     [0.9, 0.9, 0.9, 0.9, 0.9, 0.1]])  # right
+    assert same_camera_errors(dist, q_pids, g_pids, q_cams, g_cams) == pytest.approx(2 / 3)
+    assert _same_camera_errors_by_hand(dist, q_pids, g_pids, q_cams, g_cams) == pytest.approx(2 / 3)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        q_pids, q_cams = rng.integers(1, 6, 12), rng.integers(0, 3, 12)
+        g_pids, g_cams = rng.integers(0, 6, 30), rng.integers(0, 3, 30)
+        dist = rng.integers(0, 4, (12, 30)).astype(float)  # many ties
+        mine = same_camera_errors(dist, q_pids, g_pids, q_cams, g_cams)
+        assert mine == pytest.approx(_same_camera_errors_by_hand(dist, q_pids, g_pids, q_cams, g_cams), nan_ok=True)
+    assert np.isnan(same_camera_errors(1 - np.eye(2), [1, 2], [1, 2], [0, 0], [1, 1])), "no wrong rank-1 match"

@@ -100,5 +100,5 @@ def test_a_discrete_metric_fires_on_noise_at_most_five_percent_of_the_time(seeds
     rng = np.random.default_rng(100 + seeds)
     correct = rng.integers(10, 30, size=(4000, seeds))  # the control's correct queries per seed
     gained = np.rint(rng.normal(size=(4000, seeds)))  # the variant's, gained or lost: no true difference
-    fired = np.mean([paired_difference(c / 48, (c + g) / 48).effect for c, g in zip(correct, gained)])
+    fired = np.mean([paired_difference(c / 48, (c + g) / 48).effect for c, g in zip(correct, gained, strict=True)])
     assert fired <= 0.05 + 3 * 0.0035, f"{seeds} seeds: {100 * fired:.1f} % of noise comparisons called effects"
