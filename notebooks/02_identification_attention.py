@@ -248,6 +248,13 @@ with torch.no_grad():
     p_after = model(masked).logits.softmax(1).gather(1, pids[:, None]).squeeze(1)
 viz.jpeg(viz.show_masking(images[:4], attention[:4], mask[:4], masked[:4], p_before[:4].tolist(),
                           p_after[:4].tolist()))
+if has_masks:  # where the erased region lies: on the person, or on the background?
+    erased_on_person = mass_share(mask, probe["mask"] >= 1)  # the share of T(M)'s weight on the person
+    person_share = (probe["mask"] >= 1).float().flatten(1).mean(1)  # the person's share of the picture
+    for k in range(4):
+        where = "mostly the person" if erased_on_person[k] > 0.5 else "mostly background"
+        print(f"{people[k]}: {100 * erased_on_person[k]:.0f} % of the erased weight is on the person "
+              f"(who covers {100 * person_share[k]:.0f} % of the picture): {where}")
 
 # %% [markdown]
 # ## 5 · The attention mining loss
