@@ -76,7 +76,13 @@ from IPython.display import display
 
 from casn_lite import viz
 from casn_lite.ablation import StartConfig, ide_start, start_loaders, train_from
-from casn_lite.attention import horizontal_profile, indicator_vector, profile_span, upsample
+from casn_lite.attention import (
+    horizontal_profile,
+    indicator_vector,
+    mass_share,
+    profile_span,
+    upsample,
+)
 from casn_lite.data import (
     SynthConfig,
     load_or_generate,
@@ -234,6 +240,19 @@ print(f"the two readings agree on {100 * agreement:.0f} % of the dimensions")
 # %%
 order = sorted(range(len(p_same)), key=lambda i: -int(p_same[i]))[:3] + [i for i in range(len(p_same)) if not p_same[i]][:3]
 viz.jpeg(viz.show_pairs(p1[order], p2[order], p_same[order].tolist(), sa.attention1[order], sa.attention2[order]))
+if "mask1" in probe:  # where each map lies: the share of its attention mass on the person
+    def on_person(maps, masks):
+        return mass_share(upsample(maps.detach().cpu(), (height, width)), masks >= 1)
+
+    share1, share2 = on_person(sa.attention1, probe["mask1"]), on_person(sa.attention2, probe["mask2"])
+    person_area = 100 * (torch.cat([probe["mask1"], probe["mask2"]]) >= 1).float().mean()
+    print(f"the person covers about {person_area:.0f} % of a picture; the share of each map's mass on the person:")
+    for i in order:
+        shares = [("empty" if torch.isnan(x) else f"{100 * x:.0f} %") for x in (share1[i], share2[i])]
+        lies = ("both mostly on the background" if max(share1[i], share2[i]) < 0.5 else
+                "both mostly on the person" if min(share1[i], share2[i]) >= 0.5 else "")
+        print(f"  {'same person' if p_same[i] else 'two people '}: {shares[0]:>6} and {shares[1]:>6}"
+              + (f"  ({lies})" if lies else ""))
 
 # %% [markdown]
 # ## 6 · Profiles, crop and resize (the paper's Fig. 5)
