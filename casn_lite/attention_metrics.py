@@ -26,7 +26,7 @@ from .devices import default_device
 from .evaluation import roc_auc
 from .losses import attention_distance, siamese_attention, siamese_bce_loss
 
-__all__ = ["evaluate_attention", "attention_lift", "AttentionReport"]
+__all__ = ["evaluate_attention", "attention_lift", "person_lift", "AttentionReport"]
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,15 @@ def attention_lift(share: torch.Tensor, area: torch.Tensor) -> float:
     than spreading attention evenly. NaN when every map is empty."""
     keep = ~share.isnan()  # empty maps attend nowhere
     return _masked_mean(share, keep) / _masked_mean(area, keep) if keep.any() else float("nan")
+
+
+def person_lift(maps: torch.Tensor, masks: torch.Tensor) -> float:
+    """Attention on the person as lift (``attention_lift``) for maps [B, 1, h, w] of the
+    pictures whose SynthPeople masks are ``masks`` [B, H, W]: what a figure of attention
+    maps shows, in the unit every notebook uses (1.0: an even spread)."""
+    person = regions(masks)["person"]
+    share = mass_share(upsample(maps.detach().float().cpu(), masks.shape[-2:]), person.cpu())
+    return attention_lift(share, person.flatten(1).float().mean(1).cpu())
 
 
 def evaluate_attention(model: nn.Module, pair_loader, device: torch.device | None = None,

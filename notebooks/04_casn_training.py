@@ -90,6 +90,7 @@ from casn_lite.ablation import (
     variant_names,
 )
 from casn_lite.attention import similarity_attention
+from casn_lite.attention_metrics import person_lift
 from casn_lite.data import (
     SynthConfig,
     cross_camera_matches,
@@ -298,6 +299,10 @@ for name, run in runs.items():
     fig = viz.show_pairs(q_images, g_images, [1] * len(q_images), a1.detach(), a2.detach())
     fig.suptitle(name)
     display(viz.jpeg(fig))
+    if "query_mask" in matches:  # what the figure shows, in notebook 02's unit
+        lift = person_lift(torch.cat([a1, a2]), torch.cat([matches["query_mask"], matches["match_mask"]]))
+        print(f"{name}: attention on the person in these eight pictures {lift:.2f}x an even spread"
+              + (" (below 1: more of it on the background than an even spread would put there)" if lift < 1 else ""))
 
 # %% [markdown]
 # ## 6 · Ranked results of CASN(IDE)

@@ -130,6 +130,21 @@ def test_test_pairs_and_cross_camera_matches(tiny_synth):
     matches = cross_camera_matches(data, 64, 32, count=3)
     assert matches["query"].shape == matches["match"].shape == (3, 3, 64, 32)
     assert len(set(matches["pid"].tolist())) == 3, "three different people"
+    assert matches["query_mask"].shape == matches["match_mask"].shape == (3, 64, 32)
+
+
+def test_person_lift_is_one_for_an_even_spread_and_higher_on_the_person():
+    from casn_lite.attention_metrics import person_lift
+
+    masks = torch.zeros(2, 8, 4, dtype=torch.long)
+    masks[:, 2:6, 1:3] = 1  # the person: a quarter of each picture
+    masks[0, 3, 1] = 2  # its cue counts as the person
+    even = torch.ones(2, 1, 8, 4)
+    assert person_lift(even, masks) == pytest.approx(1.0)
+    on_person = (masks >= 1).float()[:, None]
+    assert person_lift(on_person, masks) == pytest.approx(4.0), "all the mass on a quarter of the picture"
+    background = 1 - on_person
+    assert person_lift(background, masks) == pytest.approx(0.0)
 
 
 class RecordingLoader:

@@ -150,15 +150,22 @@ def test_pair_loader(data: ReIDData, height: int, width: int, num_pairs: int, ba
 
 def cross_camera_matches(data: ReIDData, height: int, width: int, count: int = 4) -> dict:
     """The first ``count`` test people with a query image and a gallery image of them from
-    another camera: {"query": [count, 3, H, W], "match": same, "pid": [count]}."""
+    another camera: {"query": [count, 3, H, W], "match": same, "pid": [count]}, and on
+    SynthPeople their masks, "query_mask" and "match_mask" [count, H, W]."""
     tf = build_transforms(height, width)
-    queries, galleries, seen = ImageDataset(data.query, tf), ImageDataset(data.gallery, tf), set()
+    mask_of = data.mask_path if data.name == "SynthPeople" else None
+    queries, galleries = ImageDataset(data.query, tf, mask_of=mask_of), ImageDataset(data.gallery, tf, mask_of=mask_of)
+    seen = set()
     picked = []
     for qi, q in enumerate(data.query):
         gi = next((i for i, s in enumerate(data.gallery) if s.pid == q.pid and s.camid != q.camid), None)
         if gi is not None and q.pid not in seen and len(picked) < count:
             picked.append((qi, gi))
             seen.add(q.pid)
-    return {"query": torch.stack([queries[qi]["image"] for qi, _ in picked]),
-            "match": torch.stack([galleries[gi]["image"] for _, gi in picked]),
-            "pid": torch.tensor([data.query[qi].pid for qi, _ in picked])}
+    out = {"query": torch.stack([queries[qi]["image"] for qi, _ in picked]),
+           "match": torch.stack([galleries[gi]["image"] for _, gi in picked]),
+           "pid": torch.tensor([data.query[qi].pid for qi, _ in picked])}
+    if mask_of is not None:
+        out["query_mask"] = torch.stack([queries[qi]["mask"] for qi, _ in picked])
+        out["match_mask"] = torch.stack([galleries[gi]["mask"] for _, gi in picked])
+    return out
