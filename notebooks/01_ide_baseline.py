@@ -90,7 +90,8 @@ print("device:", device)
 # ## 1 · Data and loaders
 #
 # Training batches hold $P$ identities $\times$ $K$ images each (`IdentitySampler`), with
-# flips, pad-and-crop and random erasing. Query and gallery images are only resized.
+# flips, pad-and-crop and, with `erase_p > 0`, random erasing (the `cpu` profile turns it
+# off: it spreads attention, notebook 02). Query and gallery images are only resized.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -254,7 +255,7 @@ viz.jpeg(viz.plot_ranked(data.query, data.gallery, dist, query_indices=worst, to
 #    Expect a change of a point or two at most, in either direction, at this size.
 # 4. Set `schedule = "step"` with `optimizer = "sgd"` and `lr = 0.03` (the paper's recipe,
 #    which assumes ImageNet weights). You should see the loss fall later and rank-1 stay
-#    well below Adam's after 10 epochs. What do the curves tell you about training from
+#    well below Adam's after the same number of epochs. What do the curves tell you about training from
 #    scratch?
 
 # %% tags=["exercise"]
@@ -280,8 +281,8 @@ print(f"cosine_distance is correct; rank-1 with it: {100 * rank1:.1f} % (section
 # <details><summary>Answers</summary>
 #
 # 1. See the function above: normalise both sides to unit length, then one matrix product.
-# 2. With stride 2, conv5 is half as tall and wide (2 x 1 for a 64 x 32 input instead of
-#    4 x 2): training is a little faster, and the coarser map usually costs accuracy; it
+# 2. With stride 2, conv5 is half as tall and wide (4 x 2 instead of 8 x 4 for a 128 x 64
+#    input, 2 x 1 instead of 4 x 2 for 64 x 32): training is a little faster, and the coarser map usually costs accuracy; it
 #    also leaves Grad-CAM (notebook 02) almost nothing to localise with.
 # 3. A person's identity does not change in a mirror, but the network's feature does a
 #    little; the average is a cheap ensemble that removes part of that noise.
