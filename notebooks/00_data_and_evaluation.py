@@ -219,10 +219,9 @@ fig = viz.plot_cmc({name: r["cmc"] for name, r in results.items()})
 #
 # ## Exercises
 #
-# Exercise 1 asks for code: fill in the function between `BEGIN SOLUTION` and
-# `END SOLUTION` (in a student copy that part raises `NotImplementedError`); the two cells
-# after it check your function on made-up rankings, and the next one uses it. The others
-# say what you should see.
+# Exercise 1 asks for code: write the body of the function (in a student copy it is a stub
+# that raises `NotImplementedError`); the two cells after it check your function on made-up
+# rankings, and the next one uses it. The others say what you should see.
 #
 # 1. **Write average precision.** `average_precision(is_match)` takes one query's ranked
 #    gallery as a list of booleans (True where the person is the query's, same-camera
