@@ -101,4 +101,4 @@ gpu-wheels: | $(STAMP)
 		--platform manylinux2014_x86_64 papermill jupytext nbval ipykernel ipywidgets pyyaml -d .whl
 
 clean:
-	rm -rf $(VENV) $(SYNTH) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(SYNTH) book/_build .pytest_cache .ruff_cache

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from .notebooks import ROOT, notebooks
 
-__all__ = ["BookError", "BOOK_DIR", "BUILD_DIR", "MATHJAX_CONFIG", "stage", "build", "copy_mathjax", "main"]
+__all__ = ["BookError", "BOOK_DIR", "BUILD_DIR", "MATHJAX_CONFIG", "missing_notebooks", "check_builder", "stage",
+           "build", "copy_mathjax", "main"]
 
 BOOK_DIR = ROOT / "book"
 BUILD_DIR = BOOK_DIR / "_build"
@@ -35,9 +36,9 @@ def missing_notebooks() -> list[str]:
 
 def stage(source: Path) -> Path:
     """Lay out the book's sources in ``source``: ``index.md``, a copy of ``docs/`` and the
-    executed notebooks in ``notebooks/`` (copies keep their times, so Sphinx rebuilds only the
-    pages that changed; links, as a page's real path, would break relative links). Returns
-    ``source``."""
+    executed notebooks in ``notebooks/``. Copies, not symbolic links: myst resolves a page's
+    relative links from its real path. They keep their times, so Sphinx rebuilds only the
+    pages that changed. Returns ``source``."""
     if source.exists():
         shutil.rmtree(source)
     (source / "notebooks").mkdir(parents=True)
@@ -48,13 +49,20 @@ def stage(source: Path) -> Path:
     return source
 
 
+def check_builder() -> None:
+    """Refuse, in one line, an environment without the course extra."""
+    try:
+        import jupyter_server_mathjax  # noqa: F401
+        import myst_nb  # noqa: F401
+        import sphinx  # noqa: F401
+    except ImportError as err:
+        raise BookError(f"the book needs the course extra ({err.name} is missing): run `make install`") from None
+
+
 def mathjax_dir() -> Path:
     """MathJax's files as the jupyter-server-mathjax package ships them."""
-    try:
-        import jupyter_server_mathjax
-    except ImportError:
-        raise BookError("the book needs the course extra (Sphinx, myst-nb, jupyter-server-mathjax): "
-                        "run `make install`") from None
+    import jupyter_server_mathjax
+
     return Path(jupyter_server_mathjax.__file__).parent / "static"
 
 
@@ -71,7 +79,7 @@ def build(build_dir: Path = BUILD_DIR, quiet: bool = True) -> Path:
     if missing:
         raise BookError(f"the book shows the executed notebooks, and {', '.join(missing)} "
                         "is missing: run `make notebooks` first")
-    mathjax_dir()
+    check_builder()
     from sphinx.cmd.build import build_main
 
     source, out = stage(build_dir / "source"), build_dir / "html"
