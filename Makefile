@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 SYNTH  := data/synthpeople
 LOCKED := requirements-lock.txt
 
-.PHONY: install kernel test lint reproduce data notebooks lab clean lock gpu-wheels
+.PHONY: install kernel test lint reproduce data notebooks lab book clean lock gpu-wheels
 
 install: $(STAMP)
 
@@ -23,10 +23,10 @@ $(STAMP): pyproject.toml $(LOCKED)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 ifeq ($(LOCK),0)
-	$(BIN)/python -m pip install --quiet -e ".[notebooks,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[notebooks,course,dev]"
 else
 	$(BIN)/python -m pip install --quiet -r $(LOCKED)
-	$(BIN)/python -m pip install --quiet --no-deps -e ".[notebooks,dev]"
+	$(BIN)/python -m pip install --quiet --no-deps -e ".[notebooks,course,dev]"
 endif
 	$(BIN)/python -m ipykernel install --user --name casn-lite --display-name "Python (casn-lite)"
 	touch $(STAMP)
@@ -36,7 +36,7 @@ endif
 lock:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --upgrade --upgrade-strategy eager -e ".[notebooks,dev]"
+	$(BIN)/python -m pip install --quiet --upgrade --upgrade-strategy eager -e ".[notebooks,course,dev]"
 	touch $(STAMP)
 	$(MAKE) test
 	{ head -2 $(LOCKED); $(BIN)/python -m pip freeze --exclude-editable; } > $(LOCKED).new
@@ -79,6 +79,12 @@ lab: kernel
 		--ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks \
 		$(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
+# the web book: the committed, executed notebooks (never run again) and the method notes as a
+# static site in book/_build/html/, with MathJax served from the site (no network when read);
+# publish that folder on any static host
+book: $(STAMP)
+	$(BIN)/python -m casn_lite.tooling.book
+
 data: $(SYNTH)/meta.json
 
 $(SYNTH)/meta.json: | $(STAMP)
@@ -95,4 +101,4 @@ gpu-wheels: | $(STAMP)
 		--platform manylinux2014_x86_64 papermill jupytext nbval ipykernel ipywidgets pyyaml -d .whl
 
 clean:
-	rm -rf $(VENV) $(SYNTH) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(SYNTH) book/_build .pytest_cache .ruff_cache

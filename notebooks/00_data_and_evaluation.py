@@ -219,15 +219,14 @@ fig = viz.plot_cmc({name: r["cmc"] for name, r in results.items()})
 #
 # ## Exercises
 #
-# Exercise 1 asks for code: fill in the function between `BEGIN SOLUTION` and
-# `END SOLUTION` (in a student copy that part raises `NotImplementedError`); the cell
-# after it checks your function on made-up rankings, and the next one uses it. The others
-# say what you should see.
+# Exercise 1 asks for code: write the body of the function (in a student copy it is a stub
+# that raises `NotImplementedError`); the two cells after it check your function on made-up
+# rankings, and the next one uses it. The others say what you should see.
 #
 # 1. **Write average precision.** `average_precision(is_match)` takes one query's ranked
 #    gallery as a list of booleans (True where the person is the query's, same-camera
-#    matches already removed) and returns its AP, as defined in section 2. The check tries
-#    it on five made-up lists, the toy (AP 0.5) among them, and prints nothing when it
+#    matches already removed) and returns its AP, as defined in section 2. The checks try
+#    it on five made-up lists, the toy (AP 0.5) among them, and print nothing when it
 #    passes; the cell after it prints your mAP of the centre-colour baseline: you should see
 #    it equal `evaluate_ranking`'s.
 # 2. In the toy, move the second true match from rank 4 to rank 3. Work out the new AP by
@@ -252,13 +251,17 @@ def average_precision(is_match):
     # END SOLUTION
 
 
-# %%
-# made-up ranked lists (True: a match) and their AP. The reciprocal rank, 1 / the rank of the
-# first match, agrees on the toy but not on the second and the last list
+# %% tags=["check"]
+# made-up ranked lists (True: a match) and their AP: first the toy of section 2 and lists on
+# which the reciprocal rank, 1 / the rank of the first match, gives the AP too
 for is_match, ap in (([False, True, False, True, False], (1 / 2 + 2 / 4) / 2),  # the toy of section 2
-                     ([True, False, True], (1 / 1 + 2 / 3) / 2),
                      ([True, True], 1.0),
-                     ([False, False, True], 1 / 3),
+                     ([False, False, True], 1 / 3)):
+    assert abs(average_precision(is_match) - ap) < 1e-12, f"the AP of {is_match} is {ap:.4f}"
+
+# %% tags=["check"]
+# then lists on which it does not: AP averages the precision at every match
+for is_match, ap in (([True, False, True], (1 / 1 + 2 / 3) / 2),
                      ([False, True, True, False, True], (1 / 2 + 2 / 3 + 3 / 5) / 3)):
     assert abs(average_precision(is_match) - ap) < 1e-12, f"the AP of {is_match} is {ap:.4f}"
 

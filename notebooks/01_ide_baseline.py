@@ -269,7 +269,7 @@ def cosine_distance(qf, gf):
     # END SOLUTION
 
 
-# %%
+# %% tags=["check"]
 mine = cosine_distance(qf, gf)
 assert mine.shape == (len(qf), len(gf)), "one row per query, one column per gallery image"
 assert torch.allclose(mine, dist, atol=1e-5), "cosine_distance disagrees with pairwise_distance"

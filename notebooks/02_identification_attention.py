@@ -410,7 +410,7 @@ def my_soft_mask(M, sigma, omega):
     # END SOLUTION
 
 
-# %%
+# %% tags=["check"]
 values = torch.linspace(0, 1, 11)
 assert torch.allclose(my_soft_mask(values, 0.5, 10.0), soft_mask(values, 0.5, 10.0), atol=1e-6), \
     "my_soft_mask disagrees with casn_lite.attention.soft_mask"
@@ -432,7 +432,7 @@ def my_ia_loss(classify, images, pids, T):
     # END SOLUTION
 
 
-# %%
+# %% tags=["check"]
 torch.manual_seed(0)  # made-up images, masks and a made-up classifier: the check needs no training
 toy_classify = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 4, 5))
 toy_images, toy_T, toy_pids = torch.randn(6, 3, 8, 4), torch.rand(6, 1, 8, 4), torch.tensor([0, 1, 2, 3, 4, 0])

@@ -426,7 +426,7 @@ def kept_rows(profile, threshold):
     # END SOLUTION
 
 
-# %%
+# %% tags=["check"]
 # NBVAL_CHECK_OUTPUT
 toy = torch.tensor([0.0, 0.1, 0.5, 1.0, 0.3, 0.05])
 assert kept_rows(toy, 0.2) == (2, 4), "rows 2-4 are above 0.2 x 1.0"
@@ -454,7 +454,7 @@ def my_indicator(pair_logits, f_minus):
     # END SOLUTION
 
 
-# %%
+# %% tags=["check"]
 torch.manual_seed(0)  # a made-up head and pair differences: the check needs no training
 toy_head, toy_f_minus = SiameseHead(16, 8), torch.randn(12, 16, requires_grad=True)
 toy_logits = toy_head(toy_f_minus)
@@ -475,7 +475,7 @@ def my_consistency(cropped1, cropped2, same, valid):
     # END SOLUTION
 
 
-# %%
+# %% tags=["check"]
 torch.manual_seed(1)  # made-up profiles: the check needs no training
 toy1, toy2 = torch.rand(10, 8), torch.rand(10, 8)
 toy_same = torch.tensor([1, 1, 1, 0, 0, 1, 0, 1, 1, 0]).bool()

@@ -356,7 +356,7 @@ def ramp_factor(progress, ramp_epochs):
     # END SOLUTION
 
 
-# %%
+# %% tags=["check"]
 # NBVAL_CHECK_OUTPUT
 reference = variant_loss(casn, feature_dim=start.feature_dim, settings=replace(settings, ramp_epochs=0.5))
 for progress in (0.0, 0.1, 0.25, 0.5, 0.75, 2.0):
@@ -373,7 +373,7 @@ def my_casn_loss(l_ide, l_ia, l_sa, lambda_ia, lambda_sa, factor):
     # END SOLUTION
 
 
-# %%
+# %% tags=["check"]
 # NBVAL_CHECK_OUTPUT
 assert abs(my_casn_loss(2.0, 0.3, 0.9, 0.7, 1.3, 0.5) - 2.69) < 1e-9, \
     "L_ide 2.0, L_ia 0.3, L_sa 0.9, lambda_ia 0.7, lambda_sa 1.3, half-way up the ramp: L = 2.69"

@@ -451,7 +451,7 @@ def is_effect(control, variant):
     # END SOLUTION
 
 
-# %%
+# %% tags=["check"]
 # t = mean / (s / sqrt(3)) is 4.0 here (p = 0.057): the population standard deviation
 # (t = 4.9), the normal distribution, a one-sided p or the "2 SE" rule all call it an effect
 assert not is_effect([0.0, 0.0, 0.0], [0.013094, 0.023094, 0.033094]), "t = 4.0 with 2 df is not an effect"

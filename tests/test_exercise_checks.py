@@ -1,6 +1,6 @@
 """A notebook's check of its code exercise accepts the answer and rejects the usual wrong ones.
 
-The check is the cell after the exercise, read from the notebook's ``.py`` and run as a
+The check is the cells tagged ``check`` after the exercise, read from the notebook's ``.py`` and run as a
 student's copy would run it, with the student's function in its namespace. The checks of
 the method's core (00's AP, 02's I* and L_ia, 03's alpha and consistency term, 04's loss)
 each meet the wrong answers a student plausibly writes: a swapped sign, the wrong pairs, a
@@ -11,17 +11,18 @@ import numpy as np
 import pytest
 import torch
 
+from casn_lite.tooling.handouts import checks
 from casn_lite.tooling.notebooks import notebooks
 
 
 def exercise_and_check(number: str, name: str | None = None):
     """The exercise cell of notebook ``number`` (the one defining ``name``, when it has
-    several) and the check cell after it (their sources)."""
+    several) and the check cells after it (their sources; the checks' joined)."""
     cells = jupytext.read(notebooks()[number]).cells
     found = [i for i, c in enumerate(cells) if "exercise" in c.metadata.get("tags", [])
              and (name is None or f"def {name}(" in c.source)]
     (i,) = found
-    return cells[i].source, cells[i + 1].source
+    return cells[i].source, "\n\n".join(c.source for c in checks(cells, i))
 
 
 def run_check(number: str, name: str, answer, namespace: dict | None = None) -> None:

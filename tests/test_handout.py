@@ -14,6 +14,7 @@ from casn_lite.tooling.handouts import (
     END,
     STUB,
     HandoutError,
+    checks,
     handout_readme,
     stub_solution,
     student_copies,
@@ -146,8 +147,9 @@ def test_every_notebook_has_a_checked_code_exercise(number):
     assert positions, "at least one code exercise"
     for i in positions:
         assert BEGIN in cells[i].source and END in cells[i].source
-        check = cells[i + 1]
-        assert check.cell_type == "code" and "assert" in check.source, "the next cell checks the student's code"
+        assert checks(cells, i), "the next cell, tagged check, tests the student's code"
+        for check in checks(cells, i):
+            assert check.cell_type == "code" and "assert" in check.source, "a check asserts"
 
 
 def test_a_stubbed_exercise_fails_its_check():

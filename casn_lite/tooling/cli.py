@@ -1,4 +1,4 @@
-"""Command line: ``data synth``, ``data info``, ``reproduce``, ``budget``, ``train`` and ``student`` (see ``python -m casn_lite -h``)."""
+"""Command line: ``data synth``, ``data info``, ``reproduce``, ``budget``, ``train``, ``student`` and ``nbgrader`` (see ``python -m casn_lite -h``)."""
 
 from __future__ import annotations
 
@@ -107,6 +107,16 @@ def _student(args: argparse.Namespace) -> int:
     return 0
 
 
+def _nbgrader(args: argparse.Namespace) -> int:
+    with _notebook_extras("nbgrader"):
+        from .grader import grader_sources
+    for path in grader_sources(args.out, _notebook_numbers(args.only), force=args.force):
+        print(f"wrote {path}")
+    print("next, in the course folder: nbgrader generate_assignment ASSIGNMENT, then, once the students "
+          "have submitted, nbgrader autograde ASSIGNMENT")
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from .train_command import train
 
@@ -187,6 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="keep the outputs of the cells before the exercises (from the executed notebooks), "
                               "for classes that read before they run")
     student.set_defaults(run=_student)
+
+    grader = commands.add_parser("nbgrader", help="write the notebooks as nbgrader source notebooks (exercises as "
+                                                  "autograded answers, their checks as tests with points)")
+    grader.add_argument("--out", required=True, help="the assignment's folder in an nbgrader course, "
+                                                     "COURSE/source/ASSIGNMENT (created if missing)")
+    grader.add_argument("--only", help="comma-separated notebook numbers, e.g. 00 (default: all)")
+    grader.add_argument("--force", action="store_true", help="overwrite notebooks already in --out")
+    grader.set_defaults(run=_nbgrader)
     return parser
 
 
@@ -225,6 +243,7 @@ INTERRUPTED = {  # what Ctrl-C leaves behind, per command
     "budget": "nothing was written",
     "train": "the last finished epoch is saved; run the same command again to resume",
     "student": "files already written are complete; the others were not written",
+    "nbgrader": "files already written are complete; the others were not written",
 }
 
 

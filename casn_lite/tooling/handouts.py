@@ -1,7 +1,8 @@
 """Course material: student copies of the notebooks, without the exercises' answers.
 
 Answers live in cells tagged ``solution``; a code exercise is a cell tagged ``exercise``
-whose answer sits between ``# BEGIN SOLUTION`` and ``# END SOLUTION``. ``student_copies``
+whose answer sits between ``# BEGIN SOLUTION`` and ``# END SOLUTION``, followed by one or
+more cells tagged ``check`` that test it with ``assert``s (``checks``). ``student_copies``
 writes each notebook's ``.ipynb`` with the ``solution`` cells replaced by a short note and
 each exercise's answer by a stub that raises ``NotImplementedError`` (so the check cell
 after it fails until the student writes the code), plus a README.md for the hand-out.
@@ -26,17 +27,29 @@ from .kernels import KERNEL
 from .notebooks import INJECTED
 from .pairs import check_pair
 
-__all__ = ["HandoutError", "student_copy", "student_copies", "stub_solution", "handout_readme"]
+__all__ = ["HandoutError", "checks", "student_copy", "student_copies", "stub_solution", "handout_readme"]
 
 PLACEHOLDER = "*Answers: ask your instructor, or try first and compare later.*"
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 STUB = 'raise NotImplementedError("exercise: write this part")'
+CHECK = "check"  # the tag of a cell that tests the exercise above it
 
 
 class HandoutError(ValueError):
     """A hand-out that cannot be written: an unknown notebook, an ``--out`` that is a file,
     holds the sources, already holds the copies or cannot be written, or ``--keep-outputs``
     without the executed notebook."""
+
+
+def checks(cells: list, exercise: int) -> list:
+    """The cells that test the exercise at index ``exercise``: those tagged ``check`` right
+    after it."""
+    found = []
+    for cell in cells[exercise + 1:]:
+        if CHECK not in cell.metadata.get("tags", []):
+            break
+        found.append(cell)
+    return found
 
 
 def stub_solution(source: str) -> str:
