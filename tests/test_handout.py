@@ -196,6 +196,10 @@ def test_keep_outputs_keeps_them_before_the_exercises_only(tmp_path):
 def test_student_cli_writes_the_readme_and_refuses_to_overwrite_it(tmp_path, capsys):
     assert main(["student", "--out", str(tmp_path), "--only", "01", "--keep-outputs"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["01_ide_baseline.ipynb", "README.md"]
+    copy = nbformat.read(tmp_path / "01_ide_baseline.ipynb", as_version=4)
+    assert not [c for c in copy.cells if "injected-parameters" in c.metadata.get("tags", [])], \
+        "students run the defaults: the cpu profile's injected parameters stay out"
+    assert "cpu" in (tmp_path / "README.md").read_text(), "the README says where the outputs come from"
     (tmp_path / "01_ide_baseline.ipynb").unlink()
     assert main(["student", "--out", str(tmp_path), "--only", "01"]) == 2
     assert "README.md" in capsys.readouterr().err
