@@ -14,9 +14,9 @@
 # %% [markdown]
 # # 03 · Siamese attention: the same person, attended the same way
 #
-# Notebook 02 asked the network to look at the whole person (identification attention); in
-# its short run it did not: with or without IA, the attention on the person stayed at or
-# below an even spread (a lift of about 1 or less). CASN's second idea asks for
+# Notebook 02 asked the network to look at the whole person (identification attention):
+# its IDE start already preferred the person to the background, and whether IA made it
+# look at *more* of the person, one short run could not tell. CASN's second idea asks for
 # **consistency**: when two cameras show the same person, the network should find the
 # evidence in the same places, say the torso and the bag in both views, not the shoes in
 # one and the hair in the other. A Siamese branch classifies pairs as same/different, and
@@ -180,9 +180,10 @@ print(f"untrained: L_bce = {siamese_bce_loss(z, same).item():.3f}")
 # `fit` trains and checkpoints its weights with the model's.
 #
 # Two choices the paper does not make, both parameters: the head first learns alone for
-# `head_warmup` steps on the start's features (fresh, it is at chance, $L_{bce} = \ln 2$, and
-# its $\alpha$ would be an arbitrary half of the dimensions while $L_{sa}$ already trains the
-# network), and $\lambda_2$ grows from 0 over `ramp_epochs`. The IDE start is kept in
+# `head_warmup` steps on the start's features (fresh, it cannot tell same from different,
+# its $L_{bce}$ at or above $\ln 2$, and its $\alpha$ would be an arbitrary half of the
+# dimensions while $L_{sa}$ already trains the network; the line after training prints
+# $L_{bce}$ before and after the warm-up), and $\lambda_2$ grows from 0 over `ramp_epochs`. The IDE start is kept in
 # `runs/cache/`, shared with notebooks 02, 04 and 05.
 
 # %%
@@ -264,11 +265,21 @@ if "mask1" in probe:  # where each map lies: the share of its attention mass on 
 # 2. **crop**: keep the rows above `profile_threshold` $\times \max_h M_m$, the span the
 #    attention covers;
 # 3. **resize** that span to `profile_length` values: $M^*_m$.
+#
+# Shown: the positive pair whose first map the crop trims most (so that the crop is
+# visible; on many maps every row is above the threshold and nothing is cut), and a
+# negative pair.
 
 # %%
 has_attention = sa.valid.cpu()  # pairs whose two maps are not empty (an empty map has no profile)
-positive = next((i for i in order if p_same[i] and has_attention[i]), order[0])
+first_rows, last_rows = profile_span(horizontal_profile(upsample(sa.attention1.detach().cpu(), (height, width))),
+                                     profile_threshold)
+kept_share = (last_rows - first_rows + 1).float() / height  # the share of the height the crop keeps
+positives = [i for i in range(len(p_same)) if p_same[i] and has_attention[i]]
+positive = min(positives, key=lambda i: kept_share[i].item()) if positives else order[0]
 negative = next((i for i in order if not p_same[i] and has_attention[i]), order[-1])
+print(f"the crop keeps {100 * kept_share[has_attention].mean():.0f} % of the height on average over the "
+      f"first maps of the pairs with attention; in the positive pair shown, {100 * kept_share[positive]:.0f} %")
 for i, kind in ((positive, "a positive pair"), (negative, "a negative pair")):
     display(viz.jpeg(viz.show_profile_steps(p1[i], p2[i], sa.attention1[i], sa.attention2[i], profile_threshold,
                                             profile_length, title=kind), quality=85))
@@ -381,11 +392,12 @@ for key, label, higher, scale, unit in (("positive_distance", "same-person profi
 # - Grad-CAM of $s_i = \langle \alpha, f_i \rangle$ shows where each image holds that
 #   evidence; horizontal max pooling, cropping and resizing turn it into a profile along
 #   the body that does not care where the person stands in the box.
-# - $L_{sa}$ asks the profiles of the same person to agree across cameras. Here its
-#   consistency term fell during training, but on test pairs the same-person profile
-#   distance of the retrieval attention came out higher for IDE+SA than for the control:
-#   one seed, which cannot show an effect either way (section 8). Notebook 04 trains all
-#   of CASN, IA and SA together.
+# - $L_{sa}$ asks the profiles of the same person to agree across cameras. The epoch lines
+#   of section 3 show its consistency term during training; section 8 compares the
+#   same-person profile distance of the retrieval attention on test pairs with the
+#   control's, and prints the direction and size: one seed, which cannot show an effect
+#   either way (notebook 05 repeats it over seeds). Notebook 04 trains all of CASN, IA and
+#   SA together.
 #
 # ## Exercises
 #
@@ -394,8 +406,7 @@ for key, label, higher, scale, unit in (("positive_distance", "same-person profi
 #    `threshold` $\times \max M_m$: the span section 6 shades. The cell after it checks it
 #    against `casn_lite.attention.profile_span` and uses it on the first image of section
 #    6's positive pair: you should see the rows it keeps and their share of the height: the
-#    span the map's attention covers, which need not be the person's (here the lower third
-#    of the box).
+#    span the map's attention covers, which need not be the person's.
 # 2. Set `indicator = "difference"`. Section 4 prints how often the two readings of
 #    $\alpha$ agree: expect about half the dimensions. Why would they differ at all?
 # 3. Set `profile_threshold = 0` and then `0.6`. You should see the kept span grow to the
