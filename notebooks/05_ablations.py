@@ -53,7 +53,7 @@ pretrained = False  # True: ImageNet weights, which must be downloaded; auto: th
 last_stride = 1
 embed_dim = None  # None: 512 for IDE, 256 per stripe for PCB
 ide_epochs = 8  # the shared IDE start of each seed (cached: trained once per configuration)
-variant_epochs = 1  # then every variant trains this many more epochs from that start (cpu profile: 2)
+variant_epochs = 1  # then every variant trains this many more epochs from that start
 batch_size = 32
 num_instances = 4
 erase_p = 0.5  # random erasing: the share of training images with a rectangle blanked out
@@ -477,8 +477,10 @@ print("is_effect is correct")
 #    need not move. IA's loss asks the class attention to cover all the identity evidence,
 #    which should show in the person lift. Whether either moves beyond the noise is for
 #    the verdict lines to say, not for this answer: at the notebook's size they mostly do
-#    not (docs/attention_study.md has the study with three seeds).
-# 4. No ImageNet pre-training; tiny images (64 x 32 against 288 x 144) and a ResNet-18;
+#    not (docs/attention_study.md and docs/positive_control.md have the studies, with three
+#    and five seeds).
+# 4. No ImageNet pre-training; small images (64 x 32 at the defaults, 128 x 64 in the `cpu`
+#    profile, against 288 x 144) and a ResNet-18;
 #    a few epochs against 40; and a different dataset, whose cues are small and whose
 #    backgrounds are shared per camera.
 # </details>
