@@ -29,7 +29,7 @@
 # 4. why *where you look* matters: colour-histogram baselines.
 #
 # **Time:** about 20 s on a 2-core laptop at these defaults (no training here), and about
-# 10 s at the `cpu` profile; on one GPU at the `gpu` profile: not measured yet (no GPU has run
+# 10 s at the `cpu` profile (11 s in the committed run); on one GPU at the `gpu` profile: not measured yet (no GPU has run
 # it).
 
 # %% tags=["parameters"]

@@ -29,7 +29,8 @@
 #
 # **Time:** about 85 s on a 2-core laptop at these defaults, of which about 30 s
 # train the shared IDE start (later runs, and notebooks 03-05, load it from `runs/cache/`);
-# about 7.5 min at the `cpu` profile, whose 30-epoch start takes about 5.5 of them; on one
+# about 8 min at the `cpu` profile, whose 30-epoch start takes 6 of them (483 s and 360 s
+# in the committed run); on one
 # GPU at the `gpu` profile: not measured yet (no GPU has run it).
 
 # %% tags=["parameters"]
@@ -126,7 +127,7 @@ assert images.shape == (6, 3, height, width), "six people, one image each, at th
 # %% [markdown]
 # ## 2 · An IDE model to look into
 #
-# A short IDE training, as in notebook 01 (`CASNLoss(ia=False, sa=False)` *is* the IDE loss:
+# An IDE training of `ide_epochs`, as in notebook 01 (`CASNLoss(ia=False, sa=False)` *is* the IDE loss:
 # the variants of the paper are flags of one loss object, not copies of the loop).
 # `ide_start` keeps the trained model in `runs/cache/`, keyed by everything that determines
 # it, so notebooks 02-05 share one start and a second run loads it.

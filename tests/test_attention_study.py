@@ -112,10 +112,11 @@ def test_the_manipulation_check_asks_whether_ide_reads_the_tag():
     (default - control) is caught by the sign."""
     rows = records("control") + records("base")
     for r in rows:
-        r["start_p_true"] = (0.9 if r["setting"] == "control" else 0.3) + 0.01 * r["seed"] ** 2
+        control = r["setting"] == "control"  # the seeds differ by 0.6 +- 0.01 (a tie would go untested)
+        r["start_p_true"] = (0.9 + 0.01 * (r["seed"] % 2) if control else 0.3) + 0.01 * r["seed"] ** 2
         r["class_tag_lift"] = 2.0
     check = {row["quantity"]: row for row in analysis.manipulation_check(rows)}
-    assert check["start_p_true"]["difference"] == pytest.approx(0.6)
+    assert check["start_p_true"]["difference"] == pytest.approx(0.604)
     assert check["start_p_true"]["verdict"].startswith("reads the tag")
     assert check["class_tag_lift"]["difference"] == pytest.approx(2.0)
     for r in rows:
