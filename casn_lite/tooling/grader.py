@@ -20,7 +20,7 @@ import jupytext
 import nbformat
 
 from . import notebooks
-from .handouts import BEGIN, CHECK, PLACEHOLDER, HandoutError, _check_out
+from .handouts import BEGIN, CHECK, PLACEHOLDER, HandoutError, _check_out, chosen_notebooks
 from .kernels import KERNEL
 from .notebooks import INJECTED
 
@@ -79,12 +79,7 @@ def grader_sources(out: str | Path, only: list[str] | None = None, force: bool =
     """Write the ``NN_name.ipynb`` nbgrader source notebooks into ``out`` (an assignment's
     folder, ``COURSE/source/ASSIGNMENT``); return their paths. Refuses the notebooks' own
     folder, and files already there unless ``force``."""
-    available = notebooks.notebooks()
-    unknown = sorted(set(only or []) - set(available))
-    if unknown:
-        raise HandoutError(f"unknown notebook(s) {', '.join(unknown)}; choose from {', '.join(available)}")
-    out = Path(out)
-    chosen = {n: s for n, s in available.items() if not only or n in only}
+    out, chosen = Path(out), chosen_notebooks(only)
     targets = {n: out / s.with_suffix(".ipynb").name for n, s in chosen.items()}
     _check_out(out, list(targets.values()), force, list(chosen.values()), keep_outputs=False)
     written = {n: grader_source(s) for n, s in chosen.items()}  # all, or none

@@ -148,17 +148,22 @@ Answers are with your instructor.
 """
 
 
+def chosen_notebooks(only: list[str] | None) -> dict[str, Path]:
+    """The notebooks' sources by number, those in ``only`` (every one for None); an unknown
+    number is refused with the choices."""
+    available = notebooks.notebooks()
+    unknown = sorted(set(only or []) - set(available))
+    if unknown:
+        raise HandoutError(f"unknown notebook(s) {', '.join(unknown)}; choose from {', '.join(available)}")
+    return {n: s for n, s in available.items() if not only or n in only}
+
+
 def student_copies(out: str | Path, only: list[str] | None = None, force: bool = False,
                    keep_outputs: bool = False) -> list[Path]:
     """Write ``NN_name.ipynb`` student copies and a README.md into ``out``; return the
     notebooks' paths. Refuses the notebooks' own folder, and files already there unless
     ``force``."""
-    available = notebooks.notebooks()
-    unknown = sorted(set(only or []) - set(available))
-    if unknown:
-        raise HandoutError(f"unknown notebook(s) {', '.join(unknown)}; choose from {', '.join(available)}")
-    out = Path(out)
-    chosen = {n: s for n, s in available.items() if not only or n in only}
+    out, chosen = Path(out), chosen_notebooks(only)
     targets = {n: out / s.with_suffix(".ipynb").name for n, s in chosen.items()}
     readme = out / "README.md"
     _check_out(out, [*targets.values(), readme], force, list(chosen.values()), keep_outputs)
