@@ -462,10 +462,10 @@ def train_one_epoch(step: nn.Module, loader, optimizer: torch.optim.Optimizer, s
         seen += n
         for name, value in {"loss": loss.item(), **terms}.items():
             sums[name] = sums.get(name, 0.0) + value * n
-        if bar is not None:
-            bar.update()
+        if bar is not None:  # the postfix waits for the bar's next timed redraw (progress.py)
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}",
-                            img_s=f"{seen / (time.perf_counter() - tic):.0f}")
+                            img_s=f"{seen / (time.perf_counter() - tic):.0f}", refresh=False)
+            bar.update()
     seconds = time.perf_counter() - tic
     return {"epoch": epoch + 1, **{name: total / seen for name, total in sums.items()},
             "lr": scheduler.get_last_lr()[0], "seconds": seconds, "images_per_s": seen / seconds}
