@@ -30,10 +30,9 @@
 # 2. how to read mean and spread across seeds, and when a difference is noise;
 # 3. how our numbers sit beside the paper's, and why they need not match.
 #
-# **Time:** about 360 s on a 2-core laptop at these defaults, an estimate: 290 s measured
-# with the four arms before IDE+SA(0) was added (three seeds of about 70 s, one epoch per
-# variant; seed 0's IDE start loaded from `runs/cache/`, seeds 1 and 2 trained, about 35 s
-# each, the first time). About 24 min at the `cpu` profile (three seeds, two more starts of
+# **Time:** about 340 s on a 2-core laptop at these defaults, the three seeds' IDE starts
+# trained (about 35 s each; later runs load them from `runs/cache/`), then five arms of one
+# epoch per seed. About 24 min at the `cpu` profile (three seeds, two more starts of
 # about 6 min; 1,448 s in the committed run); on one GPU at the `gpu` profile (three
 # seeds): not measured yet (no GPU has run it).
 
