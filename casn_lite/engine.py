@@ -31,8 +31,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from casn_lite.progress import progress_bar
-
 from .attention_metrics import evaluate_attention  # re-exported: the notebooks import it from here
 from .data.datasets import sample_keys
 from .devices import default_device
@@ -40,6 +38,7 @@ from .distributed import is_distributed, is_main_process
 from .evaluation import evaluate_ranking, pairwise_distance, same_camera_errors, warn_if_few_valid
 from .losses import CASNLoss
 from .models import plain_values
+from .progress import progress_bar
 from .saving import save_torch, sweep_stale
 
 __all__ = [
@@ -516,7 +515,7 @@ def fit(model: nn.Module, loader, cfg: TrainConfig, loss_fn: LossFn | None = Non
         history = _restore(state, step, optimizer, scheduler)
 
     bar = progress_bar(total=(epochs - len(history)) * len(loader), desc=cfg.desc, unit="batch",
-               disable=not (cfg.progress and is_main_process()))
+                       disable=not (cfg.progress and is_main_process()))
     tic = time.perf_counter()
     try:
         for epoch in range(len(history), epochs):

@@ -138,10 +138,10 @@ def trainings(number: str, p: dict) -> list[Training]:
         out.append(Training(name=f"{arch.upper()} start, seed {seed}", epochs=p["ide_epochs"], start=key,
                             evaluations=0, **common))
         for name in names:
-            ia, sa = arm(name).ia, arm(name).sa
-            out.append(Training(name=f"{name}, seed {seed}", epochs=p[more], ia=ia, sa=sa,
+            terms = arm(name)  # a verification arm: its SA variant's terms
+            out.append(Training(name=f"{name}, seed {seed}", epochs=p[more], ia=terms.ia, sa=terms.sa,
                                 checkpoints=checkpoints and number in ("04", "05"),
-                                warmup_images=warmup if sa else 0.0, **common))
+                                warmup_images=warmup if terms.sa else 0.0, **common))
     return out
 
 

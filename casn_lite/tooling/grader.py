@@ -20,8 +20,15 @@ import jupytext
 import nbformat
 
 from . import notebooks
-from .handouts import BEGIN, CHECK, PLACEHOLDER, HandoutError, _check_out, chosen_notebooks
-from .kernels import KERNEL
+from .handouts import (
+    BEGIN,
+    CHECK,
+    PLACEHOLDER,
+    HandoutError,
+    _check_out,
+    chosen_notebooks,
+    standalone,
+)
 from .notebooks import INJECTED
 
 __all__ = ["POINTS", "grader_source", "grader_sources", "autograded_answer", "autograder_test"]
@@ -68,11 +75,7 @@ def grader_source(source: Path) -> nbformat.NotebookNode:
             check += 1
             cell.metadata["nbgrader"] = autograder_test(f"nb{number}-exercise{exercise}-check{check}")
         cells.append(cell)
-    nb.cells = cells
-    nb.metadata.pop("jupytext", None)
-    nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python (casn-lite)", "language": "python"}
-    nbformat.validate(nb)
-    return nb
+    return standalone(nb, cells)
 
 
 def grader_sources(out: str | Path, only: list[str] | None = None, force: bool = False) -> list[Path]:

@@ -94,8 +94,14 @@ def student_copy(source: Path, keep_outputs: bool = False) -> nbformat.NotebookN
             if in_exercises or not keep_outputs:
                 cell.outputs, cell.execution_count = [], None
         cells.append(cell)
+    return standalone(nb, cells)
+
+
+def standalone(nb: nbformat.NotebookNode, cells: list) -> nbformat.NotebookNode:
+    """``nb`` with ``cells``, as a standalone ``.ipynb`` (not paired with our ``.py``) for the
+    project's kernel, validated."""
     nb.cells = cells
-    nb.metadata.pop("jupytext", None)  # a standalone .ipynb, not paired with our .py
+    nb.metadata.pop("jupytext", None)
     nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python (casn-lite)", "language": "python"}
     nbformat.validate(nb)
     return nb

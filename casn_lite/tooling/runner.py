@@ -87,9 +87,9 @@ def _finished(record: Path, parameters: dict, source: Path) -> dict | None:
         earlier = json.loads(record.read_text())
     except (OSError, ValueError):  # none yet, or left damaged by an older version: run it again
         return None
-    same = json.dumps(earlier.get("parameters"), sort_keys=True) == json.dumps(parameters, sort_keys=True, default=str)
+    same = (json.dumps(earlier.get("parameters"), sort_keys=True) == json.dumps(parameters, sort_keys=True, default=str)
+            and earlier.get("source_sha256") == _digest(source))  # an edited notebook runs again
     executed = record.with_name(record.name.replace(".metrics.json", ".ipynb"))
-    same = same and earlier.get("source_sha256") == _digest(source)  # an edited notebook runs again
     return earlier if earlier.get("status") == "ok" and same and _matches(executed, earlier) else None
 
 
