@@ -13,6 +13,10 @@ printed first: the figure issue 26 compares against.
   tensor operations (``Runtime(in_memory=True)``, what a GPU uses);
 * ``channels-last``: weights and activations in channels_last (``Runtime(channels_last="always")``);
 * ``threads-1``: one intra-op thread instead of the default;
+* ``bf16``: bf16 autocast around the training forward (``Runtime(amp="always")``, what a GPU
+  uses): not a free speed-up, it changes the arithmetic (and with channels_last it gives NaN
+  on CPUs with AMX-BF16, torch 2.14.1: ``tests/conftest.py``), but CPUs with AMX run bf16
+  matrix products in hardware;
 * ``compile``: the model wrapped in ``torch.compile`` (inductor; its compile time is left
   out of the timed epoch, and reported).
 """
@@ -36,7 +40,7 @@ from casn_lite.data import SynthConfig, load_or_generate, pair_loader, reid_load
 from casn_lite.engine import JointLoader, Runtime, TrainConfig, fit  # noqa: E402
 from casn_lite.models import build_model  # noqa: E402
 
-OPTIONS = ("baseline", "in-memory", "channels-last", "in-memory+channels-last", "threads-1", "compile")
+OPTIONS = ("baseline", "in-memory", "channels-last", "in-memory+channels-last", "threads-1", "bf16", "compile")
 
 
 def measure(option: str, data, args, device: torch.device) -> dict[str, float]:
@@ -47,7 +51,7 @@ def measure(option: str, data, args, device: torch.device) -> dict[str, float]:
     try:
         in_memory = "in-memory" in option
         runtime = Runtime(in_memory=in_memory, channels_last="always" if "channels-last" in option else "never",
-                          amp="never")
+                          amp="always" if option == "bf16" else "never")
         loaders = reid_loaders(data, args.height, args.width, 32, 4, seed=0, in_memory=in_memory, device=device)
         pairs = pair_loader(data, args.height, args.width, 8, len(loaders.train), seed=0,
                             images=loaders.train_images)

@@ -1,11 +1,12 @@
 """Training throughput: the project's engine against a bare loop on the same model.
 
-    python benchmarks/train_throughput.py                      # CPU: the notebooks' setting
+    python benchmarks/train_throughput.py                      # CPU: the cpu profile's setting (128 x 64)
     python benchmarks/train_throughput.py --device cuda        # GPU: ResNet-50, 256 x 128, batch 128
     python benchmarks/train_throughput.py --profile            # where an IDE step spends its time
     python benchmarks/train_throughput.py --breakdown          # each part of a CASN step, timed on its own
 
-For each precision (fp32; on CUDA also bf16 autocast with channels_last) it prints images
+For fp32 and then the fast setting (on CUDA bf16 autocast with channels_last, on CPU
+channels_last alone: the cpu profile's runtime), in one run, it prints images
 per second of
 
 * ``bare``: forward, cross-entropy, backward and an optimizer step on random tensors
@@ -110,8 +111,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--backbone", help="default: resnet18 on CPU, resnet50 on CUDA")
-    parser.add_argument("--height", type=int, help="default: 64 on CPU, 256 on CUDA")
-    parser.add_argument("--width", type=int, help="default: 32 on CPU, 128 on CUDA")
+    parser.add_argument("--height", type=int, help="default: 128 on CPU (the cpu profile), 256 on CUDA")
+    parser.add_argument("--width", type=int, help="default: 64 on CPU, 128 on CUDA")
     parser.add_argument("--batch-size", type=int, help="default: 32 on CPU, 128 on CUDA")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 10 CPU, 50 CUDA)")
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: 0 CPU, 8 CUDA)")
@@ -131,7 +132,7 @@ def main() -> None:
         raise SystemExit("no CUDA device here")
     device = torch.device(args.device)
     backbone = args.backbone or ("resnet50" if cuda else "resnet18")
-    height, width = args.height or (256 if cuda else 64), args.width or (128 if cuda else 32)
+    height, width = args.height or (256 if cuda else 128), args.width or (128 if cuda else 64)
     batch_size = args.batch_size or (128 if cuda else 32)
     steps = args.steps or (50 if cuda else 10)
     workers = args.workers if args.workers is not None else (8 if cuda else 0)
@@ -153,14 +154,21 @@ def main() -> None:
     if args.profile:
         profile_ide(model(), FirstSteps(loaders.train, min(steps, 5)), device, amp=False)
         return
-    settings = [("fp32", False, False)] + ([("bf16 + channels_last", True, True)] if cuda else [])
+    # CPU: the contiguous layout (before) and channels_last (the cpu profile's runtime), one run
+    settings = [("fp32", False, False), ("bf16 + channels_last", True, True)] if cuda else \
+        [("fp32", False, False), ("fp32 + channels_last", False, True)]
     print(f"{'precision':<22}{'bare':>10}{'IDE':>10}{'CASN':>10}{'IDE/bare':>10}{'CASN/IDE':>10}   (images/s)")
+    rows = []
     for label, amp, channels_last in settings:
         bare = bare_loop(model(), batch_size, (height, width), device, amp, channels_last, steps, warmup=3)
         ide = engine_epoch(model(), FirstSteps(loaders.train, steps), variant_loss("IDE"), device, amp, channels_last)
         joint = FirstSteps(JointLoader(loaders.train, pairs), steps)
         casn = engine_epoch(model(), joint, variant_loss("CASN(IDE)", feature_dim=512), device, amp, channels_last)
         print(f"{label:<22}{bare:>10.0f}{ide:>10.0f}{casn:>10.0f}{ide / bare:>10.2f}{casn / ide:>10.2f}")
+        rows.append((label, bare, ide, casn))
+    (first, bare0, ide0, casn0), (second, _, ide1, casn1) = rows
+    print(f"{second} against {first}: IDE x{ide1 / ide0:.2f}, CASN x{casn1 / casn0:.2f}; "
+          f"IDE ({second}) / bare ({first}): {ide1 / bare0:.2f}")
 
 
 if __name__ == "__main__":

@@ -153,3 +153,42 @@ def test_the_notebooks_casn_knobs_are_casn_settings_defaults():
         for knob, value in knobs.items():
             expected = NOTEBOOK_RAMP if knob == "ramp_epochs" else getattr(defaults, knob)
             assert value == expected, f"{notebook.name}: {knob} = {value!r}, CASNSettings has {expected!r}"
+
+
+def loss_and_gradient(variant: str, layout: torch.memory_format, scale: float = 1.0):
+    """The loss, its terms and the flattened gradient of ``variant`` on a fixed batch (its
+    identity images multiplied by ``scale``), for a seeded model in memory ``layout``."""
+    from casn_lite.ablation import variant_loss
+
+    torch.manual_seed(0)
+    batch = {"image": torch.randn(4, 3, 64, 32) * scale, "pid": torch.tensor([0, 0, 1, 1]),
+             "image1": torch.randn(2, 3, 64, 32), "image2": torch.randn(2, 3, 64, 32), "same": torch.tensor([1, 0])}
+    torch.manual_seed(1)
+    model = build_model("ide", "resnet18", num_classes=4, embed_dim=16).to(memory_format=layout)
+    torch.manual_seed(2)
+    loss, terms = variant_loss(variant, feature_dim=16, hidden_dim=8)(model, batch, CPU)
+    loss.backward()
+    return loss.item(), terms, torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+
+@pytest.mark.parametrize("variant", ["IDE", "IDE+IA", "IDE+SA", "CASN(IDE)"])
+def test_channels_last_keeps_the_loss_and_its_gradients(variant):
+    """channels_last (what ``fit`` does to the model under ``Runtime(channels_last=...)``,
+    the cpu profile's one speed-up) changes the memory layout only: on a fixed batch the
+    loss and each term equal the contiguous model's to float rounding, and the gradient
+    moves no more than float rounding moves it. (L_ia's gradient passes through Grad-CAM's
+    ReLU and min-max normalisation: scaling the images by 1 + 1e-6 moves it by about 0.5 %,
+    so "float tolerance" for it is measured, not assumed.) The mutation: a layout change that
+    also changes the arithmetic (bf16 autocast) moves the loss by 1e-4 and a gradient by 3 %."""
+    loss_a, terms_a, grad_a = loss_and_gradient(variant, torch.contiguous_format)
+    loss_b, terms_b, grad_b = loss_and_gradient(variant, torch.channels_last)
+    _, _, grad_rounded = loss_and_gradient(variant, torch.contiguous_format, scale=1 + 1e-6)
+    assert loss_b == pytest.approx(loss_a, rel=1e-5)
+    assert terms_b.keys() == terms_a.keys()
+    assert all(terms_b[k] == pytest.approx(terms_a[k], rel=1e-5, abs=1e-6) for k in terms_a)
+
+    def moved(grad):
+        return ((grad - grad_a).norm() / grad_a.norm()).item()
+
+    tolerance = max(1e-4, 2 * moved(grad_rounded))
+    assert moved(grad_b) < tolerance, f"channels_last moved the gradient by {moved(grad_b):.1e}; rounding: {tolerance:.1e}"
