@@ -77,6 +77,7 @@ from torch.utils.data import default_collate
 from casn_lite import viz
 from casn_lite.ablation import StartConfig, ide_start, start_loaders, train_from
 from casn_lite.attention import erase_attended, grad_cam, mass_share, soft_mask, upsample
+from casn_lite.attention_metrics import regions  # the person, the cue: SynthPeople's mask values
 from casn_lite.data import (
     ImageDataset,
     SynthConfig,
@@ -208,13 +209,13 @@ def attention_shares(maps, probe):
         return {"on_person": float("nan"), "on_cue": float("nan"), "empty": empty}
     full = upsample(maps, (height, width))
     mask = probe["mask"]
-    return {"on_person": mass_share(full, mask >= 1).nanmean().item(),
-            "on_cue": mass_share(full, mask == 2).nanmean().item(), "empty": empty}
+    return {"on_person": mass_share(full, regions(mask)["person"]).nanmean().item(),
+            "on_cue": mass_share(full, regions(mask)["cue"]).nanmean().item(), "empty": empty}
 
 
 shares_ide = attention_shares(class_attention(model, probe_all), probe_all)
 if has_masks:
-    person_area = (probe_all["mask"] >= 1).float().mean().item()
+    person_area = regions(probe_all["mask"])["person"].float().mean().item()
     print(f"IDE attention: {100 * shares_ide['on_person']:.0f} % on the person "
           f"(who covers {100 * person_area:.0f} % of the image), "
           f"{100 * shares_ide['on_cue']:.0f} % on the identity cue; "
@@ -250,8 +251,8 @@ with torch.no_grad():
 viz.jpeg(viz.show_masking(images[:4], attention[:4], mask[:4], masked[:4], p_before[:4].tolist(),
                           p_after[:4].tolist()))
 if has_masks:  # where the erased region lies: on the person, or on the background?
-    erased_on_person = mass_share(mask, probe["mask"] >= 1)  # the share of T(M)'s weight on the person
-    person_share = (probe["mask"] >= 1).float().flatten(1).mean(1)  # the person's share of the picture
+    erased_on_person = mass_share(mask, regions(probe["mask"])["person"])  # the share of T(M)'s weight on the person
+    person_share = regions(probe["mask"])["person"].float().flatten(1).mean(1)  # the person's share of the picture
     for k in range(4):
         where = "mostly the person" if erased_on_person[k] > 0.5 else "mostly background"
         print(f"{people[k]}: {100 * erased_on_person[k]:.0f} % of the erased weight is on the person "

@@ -83,6 +83,7 @@ from casn_lite.attention import (
     profile_span,
     upsample,
 )
+from casn_lite.attention_metrics import regions  # the person, the cue: SynthPeople's mask values
 from casn_lite.data import (
     SynthConfig,
     load_or_generate,
@@ -243,10 +244,10 @@ order = sorted(range(len(p_same)), key=lambda i: -int(p_same[i]))[:3] + [i for i
 viz.jpeg(viz.show_pairs(p1[order], p2[order], p_same[order].tolist(), sa.attention1[order], sa.attention2[order]))
 if "mask1" in probe:  # where each map lies: the share of its attention mass on the person
     def on_person(maps, masks):
-        return mass_share(upsample(maps.detach().cpu(), (height, width)), masks >= 1)
+        return mass_share(upsample(maps.detach().cpu(), (height, width)), regions(masks)["person"])
 
     share1, share2 = on_person(sa.attention1, probe["mask1"]), on_person(sa.attention2, probe["mask2"])
-    person_area = 100 * (torch.cat([probe["mask1"], probe["mask2"]]) >= 1).float().mean()
+    person_area = 100 * regions(torch.cat([probe["mask1"], probe["mask2"]]))["person"].float().mean()
     print(f"the person covers about {person_area:.0f} % of a picture; the share of each map's mass on the person:")
     for i in order:
         shares = [("empty" if torch.isnan(x) else f"{100 * x:.0f} %") for x in (share1[i], share2[i])]

@@ -424,7 +424,8 @@ for data_name in dict.fromkeys(r["data"] for r in found):
 #    each (same seeds, same order) and returns True when the paired t-test of
 #    `variant - control` gives a two-sided $p < 0.05$: $t = \bar d / (s_d / \sqrt{n})$ with
 #    $s_d$ the *sample* standard deviation, and $p$ from Student's t with $n - 1$ degrees of
-#    freedom (`scipy.stats.t.sf`); fewer than two seeds are never an effect. The cell after
+#    freedom (`scipy.stats.t.sf`); fewer than two seeds are never an effect, and neither is
+#    the same difference on every seed ($s_d = 0$: the test cannot judge it). The cell after
 #    it checks made-up numbers chosen so that the usual slips (the population standard
 #    deviation, the normal distribution instead of Student's t, a one-sided p-value, the
 #    old "same sign and 2 SE" rule) give wrong answers, then compares it with
@@ -439,11 +440,12 @@ for data_name in dict.fromkeys(r["data"] for r in found):
 # %% tags=["exercise"]
 def is_effect(control, variant):
     """True when the paired t-test of ``variant - control`` (one value per seed, paired by
-    seed) gives a two-sided p < 0.05; never with fewer than two seeds."""
+    seed) gives a two-sided p < 0.05; never with fewer than two seeds, nor when every seed
+    moved by the same amount (a zero standard deviation)."""
     # BEGIN SOLUTION
     diffs = np.asarray(variant, dtype=float) - np.asarray(control, dtype=float)
     n = len(diffs)
-    if n < 2:
+    if n < 2 or np.allclose(diffs, diffs[0]):
         return False
     t = diffs.mean() / (diffs.std(ddof=1) / np.sqrt(n))  # the sample standard deviation
     p = 2 * stats.t.sf(abs(t), df=n - 1)  # two-sided, n - 1 degrees of freedom
@@ -459,6 +461,7 @@ assert is_effect([0.0, 0.0, 0.0], [-0.018868, -0.028868, -0.038868]), "t = -5.0 
 assert is_effect([0.30, 0.31, 0.29, 0.30, 0.32], [0.31, 0.33, 0.30, 0.32, 0.33]), "+1.4 points on 5 seeds, p = 0.005"
 assert not is_effect([0.30, 0.31], [0.35, 0.30]), "a sign flips: p = 0.63"
 assert not is_effect([0.30], [0.50]), "one seed is never an effect"
+assert not is_effect([0.30, 0.40, 0.50], [0.32, 0.42, 0.52]), "the same +2 points on every seed: s = 0, no test"
 for name in variants[1:]:
     mine = is_effect(per_seed(variants[0], "mAP"), per_seed(name, "mAP"))
     assert mine == paired_difference(per_seed(variants[0], "mAP"), per_seed(name, "mAP")).effect
