@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data.datasets import is_positive_control, load_or_generate, sample_keys
+from .data.datasets import control_tag_scale, is_positive_control, load_or_generate, sample_keys
 from .data.loaders import Loaders, reid_loaders
 from .data.synth import SynthConfig
 from .engine import Runtime, TrainConfig, fit, seed_everything, set_epoch
@@ -175,6 +175,8 @@ def data_fingerprint(data) -> str:
     parts = [data.name, sample_keys(data.train)]
     if data.name == "SynthPeople" and is_positive_control(data.root):
         parts.append("positive control")
+        if control_tag_scale(data.root) != 1.0:  # a larger name tag: other images, another start
+            parts.append(f"tag x{control_tag_scale(data.root):g}")
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 

@@ -192,3 +192,30 @@ def test_the_control_and_the_default_data_train_different_starts(sets):
     assert data_fingerprint(control) != data_fingerprint(default)
     old = hashlib.sha256(json.dumps([default.name, sample_keys(default.train)]).encode()).hexdigest()[:16]
     assert data_fingerprint(default) == old
+
+
+def test_a_larger_tag_is_larger_and_trains_another_start(tmp_path, sets):
+    """``tag_scale`` (the control's version 2): the tag's mask grows, about the same centre;
+    the set's fingerprint, so the start cache, tells it from the size-1 control; and it is
+    refused without the control. The mutations: the scale ignored in drawing, or left out
+    of the fingerprint (the size-1 control's start would be reused)."""
+    from casn_lite.ablation import data_fingerprint
+    from casn_lite.data.synth import SynthConfig
+
+    big = dataclasses.replace(CONTROL, tag_scale=2.0)
+    generate(tmp_path, big, progress=False)
+    small_root = sets["control"][0]
+
+    def tag_rows(root):
+        masks = [mask(root, f"bounding_box_train/{p.name}") for p in sorted((root / "masks" / "bounding_box_train").glob("*.png"))]
+        return [np.flatnonzero((m == MASK_TAG).any(1)) for m in masks]
+
+    small, large = tag_rows(small_root), tag_rows(tmp_path)
+    pairs = [(s, b) for s, b in zip(small, large, strict=True) if len(s) and len(b)]
+    assert len(pairs) > 20
+    assert np.mean([len(b) / len(s) for s, b in pairs]) > 1.6, "twice as tall"
+    assert np.mean([abs(b.mean() - s.mean()) for s, b in pairs]) < 1.0, "about the same centre"
+    assert (data_fingerprint(load_dataset("synthpeople", tmp_path))
+            != data_fingerprint(load_dataset("synthpeople", small_root)))
+    with pytest.raises(ValueError, match="tag_scale"):
+        SynthConfig(tag_scale=2.0)

@@ -185,8 +185,19 @@ class ReIDData:
             lines.append(f"  {split:<8}{len(items):>8}{ids:>7}{cams:>6}")
         if self.name == "SynthPeople" and is_positive_control(self.root):
             lines.append("  the positive control: a name tag per identity (mask 3) on every training image and a "
-                         "quarter of the test images; per camera a vertical shift and scale and a sign (mask 4)")
+                         "quarter of the test images; per camera a vertical shift and scale and a sign (mask 4)"
+                         + (f"; the tag {control_tag_scale(self.root):g} x its usual size"
+                            if control_tag_scale(self.root) != 1.0 else ""))
         return "\n".join(lines)
+
+
+def control_tag_scale(root: Path) -> float:
+    """The positive control's name-tag size (``SynthConfig.tag_scale``) of the SynthPeople set
+    in ``root``; 1.0 when it was not recorded."""
+    try:
+        return float(json.loads((root / "meta.json").read_text())["config"].get("tag_scale", 1.0))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return 1.0
 
 
 def is_positive_control(root: Path) -> bool:
@@ -385,6 +396,7 @@ def load_or_generate(data_root: str | Path | None, config=None) -> ReIDData:
     cfg = config or SynthConfig()
     name = f"synthpeople-{cfg.train_ids}-{cfg.test_ids}-{cfg.cameras}-{cfg.images_per_camera}-{cfg.height}x{cfg.width}-s{cfg.seed}"
     name += "-control" if cfg.control else ""
+    name += f"-tag{cfg.tag_scale:g}" if cfg.tag_scale != 1.0 else ""
     return load_dataset("synthpeople", ensure_synthpeople(DATA_DIR / name, cfg))
 
 

@@ -150,6 +150,7 @@ class SynthConfig:
     junk: int | None = None  # pid -1 gallery images (bad detections); default 3 % of the gallery
     seed: int = 0
     control: bool = False  # the positive control: a name tag and camera signs and geometry built in
+    tag_scale: float = 1.0  # the control's name tag: its height and width times this, about its centre
 
     def __post_init__(self) -> None:
         if self.train_ids < 1 or self.test_ids < 1:
@@ -167,6 +168,10 @@ class SynthConfig:
         for name in ("distractors", "junk"):
             if (getattr(self, name) or 0) < 0:
                 raise ValueError(f"{name} must not be negative")
+        if not 0.5 <= self.tag_scale <= 4:
+            raise ValueError(f"tag_scale must be between 0.5 and 4, got {self.tag_scale}")
+        if self.tag_scale != 1.0 and not self.control:
+            raise ValueError("tag_scale sizes the positive control's name tag: set control too")
 
 
 PRESETS = {
@@ -579,8 +584,9 @@ def _palette_for(people: list, idx: np.ndarray, shade: np.ndarray) -> np.ndarray
 
 
 def render_batch(params: dict[str, np.ndarray], people: list, cams: list, H: int, W: int,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Draw a batch of images [B,H,W,3] uint8 and their masks [B,H,W] uint8."""
+                 rng: np.random.Generator, tag_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Draw a batch of images [B,H,W,3] uint8 and their masks [B,H,W] uint8 (``tag_scale``:
+    the positive control's name tag, ``SynthConfig.tag_scale``)."""
     B = len(params["person"])
     col = lambda a: a.reshape(-1, 1, 1)  # noqa: E731  per-image value -> [B,1,1]
     yy = (np.arange(H, dtype=np.float32) + 0.5)[None, :, None]
@@ -618,8 +624,12 @@ def render_batch(params: dict[str, np.ndarray], people: list, cams: list, H: int
     control = "tag_shown" in params
     if control:  # the name tag: three stripes at the belt, over whatever the person wears there
         on_body = (label > BG) & (label < _SECOND)
+        # three stripes about v = 0.4675 (at tag_scale 1: 0.43-0.455, 0.455-0.48, 0.48-0.505)
+        grow = tag_scale - 1.0
+        half_width, stripe_height = 0.055 * tag_scale, 0.025 * tag_scale
         for k, part in enumerate(TAG_P):
-            stripe = _box(u, v, -0.055, 0.055, 0.43 + 0.025 * k, 0.455 + 0.025 * k)
+            stripe = _box(u, v, -half_width, half_width, 0.43 - 0.0375 * grow + stripe_height * k,
+                          0.455 - 0.0125 * grow + stripe_height * k)
             label[stripe & on_body & col(params["tag_shown"])] = part
         # the camera sign: a patch of the camera's colour on the background at the box's edge
         sign_w, sign_h = 0.2 * W, 0.12 * H
@@ -820,7 +830,7 @@ def _draw_set(out: Path, cfg: SynthConfig, progress: bool) -> dict:
             sl = slice(start, min(start + _BATCH, len(shots)))
             batch = {k: v[sl] for k, v in params.items()}
             rng_pix = np.random.default_rng(seq_pixels.spawn(1)[0])
-            images, masks = render_batch(batch, people, cams, cfg.height, cfg.width, rng_pix)
+            images, masks = render_batch(batch, people, cams, cfg.height, cfg.width, rng_pix, cfg.tag_scale)
             for i, name in enumerate(names[sl]):
                 Image.fromarray(images[i]).save(out / split / name, quality=92)
                 Image.fromarray(masks[i]).save(out / "masks" / split / name.replace(".jpg", ".png"),
@@ -898,7 +908,7 @@ def ensure_synthpeople(out: str | Path, config: SynthConfig | None = None, progr
 def _same_config(recorded: dict | None, cfg: SynthConfig) -> bool:
     """Whether a meta.json's settings are ``cfg``'s; sets drawn before ``control`` existed
     recorded no such field and are the default data."""
-    return recorded is not None and {"control": False, **recorded} == dataclasses.asdict(cfg)
+    return recorded is not None and {"control": False, "tag_scale": 1.0, **recorded} == dataclasses.asdict(cfg)
 
 
 def _lock(handle) -> None:

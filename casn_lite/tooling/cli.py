@@ -24,6 +24,8 @@ def _synth(args: argparse.Namespace) -> int:
                  if v is not None}
     if args.control:
         overrides["control"] = True
+    if args.tag_scale is not None:
+        overrides["tag_scale"] = args.tag_scale
     try:
         config = dataclasses.replace(PRESETS[args.preset], **overrides)
         check_memory(config)
@@ -146,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the positive control: a name tag per identity (on every training image, a "
                             "quarter of the test images) and per camera a vertical shift and scale and a "
                             "coloured sign (docs/positive_control.md)")
+    synth.add_argument("--tag-scale", type=float,
+                       help="with --control: the name tag's height and width times this, 0.5-4 (default 1)")
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
     synth.set_defaults(run=_synth)
 
