@@ -6,7 +6,7 @@
 #                                      # (DEADLINE 3600; the gpu profile: 24 minutes on one core)
 #
 # Give the command at least DEADLINE + 30 seconds (the device tool's timeout_s: 560 or more).
-# `python -m casn_lite budget --profile gpu` prints what each step should take (7.9 minutes).
+# `python -m casn_lite budget --profile gpu` prints what each step should take (7.4 minutes).
 #
 # The machine has python3 with torch, torchvision, numpy, matplotlib, pytest and tqdm; the rest
 # comes as wheels in .whl/ (git-ignored; carry it with the checkout), downloaded on a machine

@@ -21,16 +21,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from .attention_metrics import evaluate_attention
 from .data.datasets import control_tag_scale, is_positive_control, load_or_generate, sample_keys
-from .data.loaders import Loaders, reid_loaders
+from .data.loaders import Loaders, pair_loader, reid_loaders
 from .data.synth import SynthConfig
-from .engine import Runtime, TrainConfig, fit, seed_everything, set_epoch
-from .losses import VARIANTS, arm, arm_names, variant_loss, variant_names
+from .engine import JointLoader, Runtime, TrainConfig, evaluate, fit, seed_everything, set_epoch
+from .losses import VARIANTS, CASNSettings, arm, arm_names, variant_loss, variant_names
 from .models import build_model, default_embed_dim
 from .saving import save_torch, sweep_stale
 
 __all__ = ["VARIANTS", "PAPER_TABLE3", "variant_names", "arm_names", "arm", "variant_loss", "checkpoint_folder", "train_from",
-           "aggregate",
+           "arms_over_seeds", "run_key", "aggregate",
            "markdown_table", "StartConfig", "start_loaders", "data_fingerprint", "ide_start", "START_CACHE",
            "true_class_probability", "Pretraining", "PRETRAINING", "pretrained_trunk"]
 
@@ -79,6 +80,91 @@ def train_from(start: nn.Module, loader, cfg: TrainConfig, loss_fn, device: torc
     history = fit(model, loader, cfg, loss_fn, device)
     return {"model": model, "loss": loss_fn, "history": history, "warmup": warmup,
             "seconds": time.perf_counter() - tic}
+
+
+def run_key(start_key: str, arm_name: str, finetune: TrainConfig, settings: CASNSettings, batches: dict,
+            head_warmup: int, runtime_changes: dict | None = None) -> str:
+    """A short hash of everything that determines a fine-tuning run from a cached start: the
+    start (its key, which holds the seed), the arm, the training schedule, every CASN
+    setting, the batches (``batches``: the pair loader's settings, or none) and the head's
+    warm-up. How the machine runs it (``runtime``, ``desc``, progress bars, checkpoints) is
+    left out, except what changes the weights (``_runtime_changes``)."""
+    schedule = {k: v for k, v in asdict(finetune).items()
+                if k not in ("runtime", "desc", "progress", "checkpoint_dir", "resume")}
+    text = json.dumps({"start": start_key, "arm": arm_name, "schedule": schedule, "settings": asdict(settings),
+                       "batches": batches, "head_warmup": head_warmup, **(runtime_changes or {})},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def arms_over_seeds(data, start_config: StartConfig, seeds, arms, finetune: TrainConfig, settings: CASNSettings,
+                    device: torch.device, runtime: Runtime, test_pairs, *, pairs_per_batch: int | None = None,
+                    positive_fraction: float = 0.5, head_warmup: int = 0, num_workers: int = 0,
+                    checkpoint_dir: str | Path | None = None, cache_dir: str | Path | None = START_CACHE,
+                    ) -> tuple[list[dict], dict[tuple[str, int], dict]]:
+    """The ablation protocol over ``seeds``: per seed, the IDE start of ``start_config`` with
+    that seed (``ide_start``, cached), then every arm (a name of ``variant_loss``) trained
+    from it by ``train_from`` with ``finetune`` on the same batches (identity batches, with
+    ``pairs_per_batch`` pairs each when set, ``positive_fraction`` of them one person), and
+    measured on the test identities and on the same ``test_pairs`` (``evaluate_attention``).
+    A finished run is kept in ``cache_dir`` under ``run_key`` (weights, Siamese head,
+    history), as starts are, so that notebooks 02-05 train each run once and a second
+    notebook asking for it loads it (None: no cache). Returns one record per arm and seed
+    (retrieval, attention, train seconds, ``cached``) and the runs by ``(arm, seed)`` (model,
+    loss, history, warm-up, retrieval result, seconds, cached)."""
+    records, runs = [], {}
+    batches_settings = {"pairs_per_batch": pairs_per_batch or 0,
+                        "positive_fraction": positive_fraction if pairs_per_batch else None}
+    for seed in seeds:
+        cfg = replace(start_config, seed=seed)
+        loaders = start_loaders(data, cfg, device, runtime, num_workers)
+        batches = loaders.train if not pairs_per_batch else JointLoader(
+            loaders.train, pair_loader(data, cfg.height, cfg.width, pairs_per_batch, len(loaders.train),
+                                       positive_fraction, seed=seed, num_workers=num_workers,
+                                       images=loaders.train_images, erase_p=cfg.erase_p))
+        start, info = ide_start(data, cfg, device, runtime, cache_dir=cache_dir)
+        print(f"seed {seed}: IDE start", "loaded from the cache" if info["cached"] else f"trained in {info['seconds']:.0f} s")
+        for name in arms:
+            loss = variant_loss(name, feature_dim=start.feature_dim, settings=settings)
+            warmup = head_warmup if loss.head is not None else 0  # no head, nothing to warm up
+            key = run_key(info["key"], name, finetune, settings, batches_settings, warmup,
+                          _runtime_changes(runtime, cfg, device))
+            path = Path(cache_dir) / f"run-{key}.pt" if cache_dir else None
+            tic = time.perf_counter()
+            run = _load_run(path, start, loss, device)
+            if run is None:
+                run = train_from(start, batches, replace(finetune, desc=f"{name}, seed {seed}"), loss, device, seed,
+                                 checkpoint_folder(checkpoint_dir, f"{name}-seed{seed}"), warmup)
+                run["cached"] = False
+                if path is not None:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    sweep_stale(path.parent)
+                    save_torch({"key": key, "model": run["model"].state_dict(), "loss": loss.state_dict(),
+                                "history": run["history"], "warmup": run["warmup"], "seconds": run["seconds"]}, path)
+            result = evaluate(run["model"], loaders.query, loaders.gallery, device)
+            attention = evaluate_attention(run["model"], test_pairs, device, settings.profile_threshold,
+                                           settings.profile_length, head=loss.head)
+            records.append({"arch": start_config.arch, "variant": name, "seed": seed,
+                            **{k: result[k] for k in ("rank1", "rank5", "mAP", "mINP", "same_scene_errors")},
+                            **attention.as_dict(), "train_seconds": run["seconds"], "cached": run["cached"],
+                            "wall_seconds": time.perf_counter() - tic})
+            runs[(name, seed)] = {**run, "result": result}
+        print(f"seed {seed}: " + ", ".join(f"{name} {'loaded' if runs[(name, seed)]['cached'] else 'trained'}"
+                                           for name in arms))
+    return records, runs
+
+
+def _load_run(path: Path | None, start: nn.Module, loss, device: torch.device) -> dict | None:
+    """A finished run from the cache, as ``train_from`` returns it (``seconds``: the
+    training's, when it ran), or None when there is none."""
+    if path is None or not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = copy.deepcopy(start)
+    model.load_state_dict(state["model"])
+    loss.load_state_dict(state["loss"])
+    return {"model": model.to(device), "loss": loss.to(device), "history": state["history"],
+            "warmup": state["warmup"], "seconds": state["seconds"], "cached": True}
 
 
 def aggregate(records: list[dict], keys: list[str]) -> dict[str, dict[str, tuple[float, float, int]]]:

@@ -34,7 +34,8 @@
 # GPU at the `gpu` profile: not measured yet (no GPU has run it).
 
 # %% tags=["parameters"]
-seed = 0
+seed = 0  # the data, the start the figures show and the first of the seeds compared
+more_seeds = [1, 2]  # section 7 also trains both arms from these seeds' starts: a spread, and a paired test
 data_root = None  # a Market-1501 / DukeMTMC-reID / CUHK03-NP folder; None: generate SynthPeople
 train_ids = 48
 test_ids = 48
@@ -47,7 +48,8 @@ pretrained = False
 last_stride = 1
 embed_dim = 512
 ide_epochs = 8  # IDE first: the attention of an untrained network means nothing (cached, shared with 03-05)
-ia_epochs = 3  # then this many more epochs, once with IA and once without (the control)
+ia_epochs = 2  # then this many more epochs, once with IA and once without (the control); 03-05: as long
+pairs_per_batch = 8  # pairs drawn with each batch (IA ignores them): the batches of 03-05, which then load these runs
 batch_size = 32
 num_instances = 4
 erase_p = 0.5  # random erasing: the share of training images with a rectangle blanked out
@@ -67,15 +69,15 @@ runtime = {}  # how this machine runs it (casn_lite.engine.Runtime); {}: bf16, c
 # %%
 import json
 import time
-from dataclasses import replace
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from IPython.display import display
 from torch.utils.data import default_collate
 
 from casn_lite import viz
-from casn_lite.ablation import StartConfig, ide_start, start_loaders, train_from
+from casn_lite.ablation import StartConfig, arms_over_seeds, ide_start, start_loaders
 from casn_lite.attention import erase_attended, grad_cam, mass_share, soft_mask, upsample
 from casn_lite.attention_metrics import regions  # the person, the cue: SynthPeople's mask values
 from casn_lite.data import (
@@ -83,10 +85,11 @@ from casn_lite.data import (
     SynthConfig,
     build_transforms,
     load_or_generate,
+    test_pair_loader,
 )
-from casn_lite.engine import Runtime, TrainConfig, default_device, evaluate, seed_everything
-from casn_lite.losses import CASNLoss, CASNSettings, attention_mining_loss, identification_attention
-from casn_lite.verdict import verdict
+from casn_lite.engine import Runtime, TrainConfig, default_device, seed_everything
+from casn_lite.losses import CASNSettings, attention_mining_loss, identification_attention
+from casn_lite.verdict import verdict_lines
 
 seed_everything(seed)
 device = default_device()
@@ -310,63 +313,83 @@ print(f"one IA step: {1000 * seconds[False]:.0f} ms (first order) vs {1000 * sec
       f"{'second order costs more' if seconds[True] > 1.2 * seconds[False] else 'no clear difference in cost'}")
 
 # %% [markdown]
-# ## 7 · A short IDE+IA training, against a control
+# ## 7 · A short IDE+IA training, against a control, over seeds
 #
 # From the same IDE weights, train `ia_epochs` more epochs twice: once with the IDE loss
 # alone (the control) and once with
 #
 # $$L = L_{ide} + \lambda_{1} L_{ia}.$$
 #
-# Same data order, same seed: the only difference is the IA term. (The masked images
-# go through the network as an ordinary training forward, as in the paper
+# Same data order, same seed: the only difference is the IA term. One run cannot tell an
+# effect from noise (two trainings that differ only in their seed differ by several mAP
+# points), so the pair of runs is repeated from the starts of `more_seeds` too (each seed
+# its own start, trained once and shared with notebooks 03-05, as are the runs: 03-05 load
+# them from `runs/cache/`): one paired difference per seed. (The masked images go
+# through the network as an ordinary training forward, as in the paper
 # (`ia_gradient="all"`), without moving batch norm's running statistics: the network can
 # then lower $L_{ia}$ by moving its attention *or* by learning to be unsure of any image
 # with a hole. With `ia_gradient="attention"` the masked images are scored by the network
 # taken as a fixed function, and only the attention can move. `docs/attention_study.md`
-# compares the two over three seeds; the verdict lines below say what this run supports.)
+# compares the two.)
 
 # %%
 settings = CASNSettings.from_parameters(globals())  # lambda_ia, sigma, omega, ... from the parameters cell
+seeds = [seed, *more_seeds]
 more = TrainConfig(epochs=ia_epochs, optimizer=optimizer, lr=finetune_lr or lr, schedule="cosine",
                    warmup_epochs=0.5, runtime=machine)
-runs = {}
-for name, loss_fn in {"IDE": CASNLoss(ia=False, sa=False), "IDE+IA": CASNLoss(ia=True, sa=False, settings=settings)}.items():
-    run = train_from(model, loaders.train, replace(more, desc=name), loss_fn, device, seed)  # a copy of model, seeded
-    runs[name] = {**run, "result": evaluate(run["model"], loaders.query, loaders.gallery, device)}
-fig = viz.plot_history(runs["IDE+IA"]["history"], losses=("loss", "ide", "ia"), metrics=())
+test_pairs = test_pair_loader(data, height, width, num_pairs=64, seed=seed)  # every model: the same pairs
+records, runs = arms_over_seeds(data, start_config, seeds, ["IDE", "IDE+IA"], more, settings, device, machine,
+                                test_pairs, pairs_per_batch=pairs_per_batch,
+                                num_workers=num_workers)  # copies of each seed's start, seeded
+fig = viz.plot_history(runs[("IDE+IA", seed)]["history"], losses=("loss", "ide", "ia"), metrics=())
 
 # %% [markdown]
 # ## 8 · Before and after
 #
-# The same six people under each model's Grad-CAM; then the numbers, over one image of
-# every training person: attention on the person and on the cue (SynthPeople; the share on
-# the person over the person's area, printed under the table, is its lift), empty maps,
-# the area the soft mask erases, and retrieval on the *test* identities; then what the
-# numbers support, computed from them (notebook 05 repeats this over the seeds it is
-# given).
+# The same six people under each model's Grad-CAM (seed `seed`); then the numbers, per seed
+# and their mean: attention on the person and on the cue over one image of every training
+# person (SynthPeople; the share on the person over the person's area, printed under the
+# table, is its lift), empty maps, the area the soft mask erases, and retrieval on the
+# *test* identities.
 
 # %%
 maps, rows = {}, []
-for name, run in runs.items():
+for (name, s), run in runs.items():
     every = class_attention(run["model"], probe_all)
-    maps[name] = every[shown]
+    if s == seed:
+        maps[name] = every[shown]
     erased = soft_mask(upsample(every, (height, width)), sigma, omega).mean().item()
-    res = run["result"]
-    rows.append({"variant": name, **attention_shares(every, probe_all), "erased_area": erased,
-                 "rank1": res["rank1"], "mAP": res["mAP"]})
+    rows.append({"variant": name, "seed": s, **attention_shares(every, probe_all), "erased_area": erased,
+                 "rank1": run["result"]["rank1"], "mAP": run["result"]["mAP"]})
 display(viz.jpeg(viz.show_attention(images, {f"{k} Grad-CAM": v for k, v in maps.items()}, labels=people)))
-print(f"{'variant':<8} {'on person':>10} {'on cue':>8} {'empty':>7} {'erased':>8} {'rank-1':>8} {'mAP':>7}")
-for r in rows:
-    print(f"{r['variant']:<8} {100 * r['on_person']:>9.0f}% {100 * r['on_cue']:>7.0f}% {100 * r['empty']:>6.0f}% "
-          f"{100 * r['erased_area']:>7.0f}% {100 * r['rank1']:>7.1f}% {100 * r['mAP']:>6.1f}%")
+keys = ("on_person", "on_cue", "empty", "erased_area", "rank1", "mAP")
+print(f"{'variant':<8} {'seed':>5} {'on person':>10} {'on cue':>8} {'empty':>7} {'erased':>8} {'rank-1':>8} {'mAP':>7}")
+for name in ("IDE", "IDE+IA"):
+    mine = [r for r in rows if r["variant"] == name]
+    for r in [*mine, {"seed": "mean", **{k: np.nanmean([m[k] for m in mine]) for k in keys}}]:
+        print(f"{name:<8} {r['seed']:>5} " + " ".join(f"{100 * r[k]:>{w}.{d}f}%" for k, w, d in
+                                                      zip(keys, (9, 7, 6, 7, 7, 6), (0, 0, 0, 0, 1, 1), strict=True)))
 if has_masks:
     print(f"(the person covers {100 * person_area:.0f} % of the image: attention on the person above that share "
           "means the map prefers the person)")
 
+# %% [markdown]
+# What the numbers support, computed from them: each difference IDE+IA - IDE is paired by
+# seed, tested by a paired t-test over the seeds, and the comparisons are judged together
+# (notebook 05 explains the test; one seed never counts as an effect).
+
 # %%
-for key, label, higher in (("on_person", "attention on the person", True), ("erased_area", "erased area", None),
-                           ("mAP", "mAP", True), ("rank1", "rank-1", True)):
-    print(verdict(label, "IDE", "IDE+IA", [rows[0][key]], [rows[1][key]], higher, 100, " points"))
+def per_seed(name, key):
+    return [next(r[key] for r in rows if r["variant"] == name and r["seed"] == s) for s in seeds]
+
+
+comparisons = [dict(metric=label, control_name="IDE", variant_name="IDE+IA", control=per_seed("IDE", key),
+                    variant=per_seed("IDE+IA", key), higher_is_better=higher, scale=100, unit=" points")
+               for key, label, higher in (("on_person", "attention on the person", True),
+                                          ("erased_area", "erased area", None), ("mAP", "mAP", True),
+                                          ("rank1", "rank-1", True))]
+for line in verdict_lines(comparisons):
+    print(line)
 
 # %% [markdown]
 # ## Summary
@@ -473,9 +496,10 @@ print(f"L_ia of the six people: {mine.item():.3f} (their mean p(true id) on I: {
 # </details>
 
 # %% tags=["metrics"]
-metrics = {f"{r['variant']}_{k}": r[k] for r in rows
-           for k in ("rank1", "mAP", "on_person", "on_cue", "empty", "erased_area")}
-metrics.update({"ide_shares_on_person": shares_ide["on_person"], "grad_cosine_first_vs_second": cosine,
+metrics = {f"{name}_{k}": float(np.nanmean(per_seed(name, k)))  # means over the seeds
+           for name in ("IDE", "IDE+IA") for k in ("rank1", "mAP", "on_person", "on_cue", "empty", "erased_area")}
+metrics.update({"seeds": len(seeds), "ide_shares_on_person": shares_ide["on_person"],
+                "grad_cosine_first_vs_second": cosine,
                 "train_seconds": float(sum(h["seconds"] for r in runs.values() for h in r["history"]) + info["seconds"]),
                 "device": str(device), "dataset": data.name,
                 "num_valid_queries": next(iter(runs.values()))["result"]["num_valid_queries"]})

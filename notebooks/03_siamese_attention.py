@@ -14,9 +14,9 @@
 # %% [markdown]
 # # 03 · Siamese attention: the same person, attended the same way
 #
-# Notebook 02 asked the network to look at the whole person (identification attention):
-# its IDE start already preferred the person to the background, and whether IA made it
-# look at *more* of the person, one short run could not tell. CASN's second idea asks for
+# Notebook 02 asked the network to look at the whole person (identification attention),
+# and its verdict lines, over three seeds, say whether IA made it look at more of the
+# person than the control did. CASN's second idea asks for
 # **consistency**: when two cameras show the same person, the network should find the
 # evidence in the same places, say the torso and the bag in both views, not the shoes in
 # one and the hair in the other. A Siamese branch classifies pairs as same/different, and
@@ -33,7 +33,8 @@
 # profile (115 s in the committed run, the start loaded); on one GPU at the `gpu` profile: not measured yet (no GPU has run it).
 
 # %% tags=["parameters"]
-seed = 0
+seed = 0  # the data, the start the figures show and the first of the seeds compared
+more_seeds = [1, 2]  # section 3 also trains every arm from these seeds' starts: a spread, and a paired test
 data_root = None  # a Market-1501 / DukeMTMC-reID / CUHK03-NP folder; None: generate SynthPeople
 train_ids = 48
 test_ids = 48
@@ -46,7 +47,7 @@ pretrained = False
 last_stride = 1
 embed_dim = 512
 ide_epochs = 8  # IDE first (cached: notebooks 02-05 share it), then sa_epochs with and without SA
-sa_epochs = 3
+sa_epochs = 2  # as long as 02, 04 and 05 fine-tune: a run one of them trained, the others load
 batch_size = 32
 num_instances = 4
 erase_p = 0.5  # random erasing: the share of training images with a rectangle blanked out
@@ -69,13 +70,13 @@ runtime = {}  # how this machine runs it (casn_lite.engine.Runtime); {}: bf16, c
 
 # %%
 import json
-from dataclasses import replace
 
+import numpy as np
 import torch
 from IPython.display import display
 
 from casn_lite import viz
-from casn_lite.ablation import StartConfig, ide_start, start_loaders, train_from
+from casn_lite.ablation import StartConfig, arms_over_seeds, ide_start, start_loaders
 from casn_lite.attention import (
     horizontal_profile,
     indicator_vector,
@@ -95,12 +96,9 @@ from casn_lite.engine import (
     Runtime,
     TrainConfig,
     default_device,
-    evaluate,
-    evaluate_attention,
     seed_everything,
 )
 from casn_lite.losses import (
-    CASNLoss,
     CASNSettings,
     SiameseHead,
     attention_distance,
@@ -109,7 +107,7 @@ from casn_lite.losses import (
     siamese_bce_loss,
 )
 from casn_lite.models import build_model
-from casn_lite.verdict import verdict
+from casn_lite.verdict import verdict_lines
 
 seed_everything(seed)
 device = default_device()
@@ -166,19 +164,24 @@ z = head.to(device)(f1 - f2)  # (z_diff, z_same)
 print(f"untrained: L_bce = {siamese_bce_loss(z, same).item():.3f}")
 
 # %% [markdown]
-# ## 3 · Training: IDE first, then IDE+SA against a control
+# ## 3 · Training: IDE first, then IDE+SA against two controls, over seeds
 #
 # Attention means little in an untrained network, so we first train IDE for `ide_epochs`,
-# then `sa_epochs` more twice from the same weights: with $L_{ide}$ alone (the control)
-# and with
+# then `sa_epochs` more three times from the same weights: with $L_{ide}$ alone (the
+# control), with
 #
 # $$L = L_{ide} + \lambda_2 L_{sa}, \qquad
 #   L_{sa} = L_{bce} + 0.2 \cdot \frac{1}{|P|}\sum_{(1,2) \in P} \big\| M^*_{m1} - M^*_{m2} \big\|_2$$
 #
-# where $P$ are the positive pairs of the batch whose two attention maps are not empty
-# (an empty map has no profile and no gradient) and $M^*_m$ the cropped attention profiles
-# built in sections 4 and 5. `CASNLoss(ia=False, sa=True)` owns the Siamese head, and
-# `fit` trains and checkpoints its weights with the model's.
+# (IDE+SA), and with the same loss but the consistency term's weight 0 instead of 0.2
+# (IDE+SA(0): the Siamese head's verification loss $L_{bce}$ alone). IDE+SA against
+# IDE+SA(0) is the consistency term's own contribution; IDE+SA(0) against IDE is
+# verification's. $P$ are the positive pairs of the batch whose two attention maps are not
+# empty (an empty map has no profile and no gradient) and $M^*_m$ the cropped attention
+# profiles built in sections 4 and 5. `CASNLoss(ia=False, sa=True)` owns the Siamese head,
+# and `fit` trains and checkpoints its weights with the model's. All three arms are
+# repeated from the starts of `more_seeds` (one start per seed, shared with notebooks 02,
+# 04 and 05), so that every difference is paired over seeds.
 #
 # Two choices the paper does not make, both parameters: the head first learns alone for
 # `head_warmup` steps on the start's features (fresh, it cannot tell same from different,
@@ -190,19 +193,20 @@ print(f"untrained: L_bce = {siamese_bce_loss(z, same).item():.3f}")
 # %%
 model, info = ide_start(data, start_config, device, machine)
 print("IDE start", "loaded from the cache" if info["cached"] else f"trained in {info['seconds']:.0f} s")
+seeds = [seed, *more_seeds]
+arms = ["IDE", "IDE+SA(0)", "IDE+SA"]
 more = TrainConfig(epochs=sa_epochs, optimizer=optimizer, lr=finetune_lr or lr, schedule="cosine",
                    warmup_epochs=0.5, runtime=machine)
 settings = CASNSettings.from_parameters(globals())  # lambda_sa, indicator, profile_*, ... from the parameters cell
-sa_loss = CASNLoss(ia=False, sa=True, feature_dim=model.feature_dim, settings=settings)
-runs = {}
-for name, loss_fn in {"IDE": CASNLoss(ia=False, sa=False), "IDE+SA": sa_loss}.items():
-    runs[name] = train_from(model, joint, replace(more, desc=name), loss_fn, device, seed,
-                            head_warmup=head_warmup)  # a copy of model, seeded
-    runs[name]["result"] = evaluate(runs[name]["model"], loaders.query, loaders.gallery, device)
-warmup = runs["IDE+SA"]["warmup"]
-if warmup:
-    print(f"head warm-up: L_bce {warmup[0]:.3f} -> {warmup[-1]:.3f} over {len(warmup)} steps (ln 2 = 0.693)")
-fig = viz.plot_history(runs["IDE+SA"]["history"], losses=("loss", "ide", "bce", "consistency"), metrics=())
+eval_pairs = test_pair_loader(data, height, width, num_pairs=64, seed=seed + 1)  # every model: the same pairs
+records, runs = arms_over_seeds(data, start_config, seeds, arms, more, settings, device, machine, eval_pairs,
+                                pairs_per_batch=pairs_per_batch, positive_fraction=positive_fraction,
+                                head_warmup=head_warmup, num_workers=num_workers)  # copies of each seed's start
+sa_run = runs[("IDE+SA", seed)]
+if sa_run["warmup"]:
+    print(f"head warm-up (seed {seed}): L_bce {sa_run['warmup'][0]:.3f} -> {sa_run['warmup'][-1]:.3f} "
+          f"over {len(sa_run['warmup'])} steps (ln 2 = 0.693)")
+fig = viz.plot_history(sa_run["history"], losses=("loss", "ide", "bce", "consistency"), metrics=())
 
 # %% [markdown]
 # ## 4 · The indicator vector
@@ -223,7 +227,7 @@ fig = viz.plot_history(runs["IDE+SA"]["history"], losses=("loss", "ide", "bce", 
 # %%
 probe = next(iter(test_pair_loader(data, height, width, num_pairs=16, batch_size=16, seed=seed)))
 p1, p2, p_same = probe["image1"].to(device), probe["image2"].to(device), probe["same"]
-sa_model, sa_head = runs["IDE+SA"]["model"].eval(), sa_loss.head.eval()
+sa_model, sa_head = sa_run["model"].eval(), sa_run["loss"].head.eval()
 sa = siamese_attention(sa_model, sa_head, p1, p2, indicator, threshold=profile_threshold,
                        length=profile_length)
 by_difference = siamese_attention(sa_model, sa_head, p1, p2, "difference").indicator
@@ -360,30 +364,40 @@ print(f"L_sa = {l_sa.item():.3f} = L_bce {parts['bce'].item():.3f} "
 # the same pairs is measured too, for IDE+SA.
 
 # %%
-eval_pairs = test_pair_loader(data, height, width, num_pairs=64, seed=seed + 1)
-rows = []
-for name, run in runs.items():
-    attention = evaluate_attention(run["model"], eval_pairs, device, profile_threshold, profile_length,
-                                   head=run["loss"].head)
-    rows.append({"variant": name, **attention.as_dict(), "rank1": run["result"]["rank1"], "mAP": run["result"]["mAP"]})
-print(f"{'variant':<8} {'same person':>12} {'different':>10} {'empty':>7} {'rank-1':>8} {'mAP':>7}   (profile distance)")
-for r in rows:
-    print(f"{r['variant']:<8} {r['positive_distance']:>12.3f} {r['negative_distance']:>10.3f} {100 * r['empty']:>6.0f}% "
-          f"{100 * r['rank1']:>7.1f}% {100 * r['mAP']:>6.1f}%")
-print(f"IDE+SA's own attention: same-person profile distance {rows[1]['sa_positive_distance']:.3f} "
-      f"({100 * rows[1]['sa_empty']:.0f} % of those pairs with an empty map)")
-print(f"IDE+SA's Siamese head on these held-out cross-camera pairs: L_bce {rows[1]['head_bce']:.3f} "
-      f"(chance: ln 2 = 0.693), ROC AUC {rows[1]['head_auc']:.2f} (chance: 0.5)")
+columns = ("positive_distance", "negative_distance", "empty", "rank1", "mAP")
+print(f"{'variant':<10} {'seed':>5} {'same person':>12} {'different':>10} {'empty':>7} {'rank-1':>8} {'mAP':>7}"
+      "   (profile distance of the retrieval attention)")
+for name in arms:
+    mine = [r for r in records if r["variant"] == name]
+    for r in [*mine, {"seed": "mean", **{k: np.nanmean([m[k] for m in mine]) for k in columns}}]:
+        print(f"{name:<10} {r['seed']:>5} {r['positive_distance']:>12.3f} {r['negative_distance']:>10.3f} "
+              f"{100 * r['empty']:>6.0f}% {100 * r['rank1']:>7.1f}% {100 * r['mAP']:>6.1f}%")
+for name in ("IDE+SA(0)", "IDE+SA"):
+    mine = [r for r in records if r["variant"] == name]
+    print(f"{name}'s Siamese head on these held-out cross-camera pairs: L_bce "
+          f"{np.mean([r['head_bce'] for r in mine]):.3f} (chance: ln 2 = 0.693), ROC AUC "
+          + ", ".join(f"{r['head_auc']:.2f}" for r in mine) + " over the seeds (chance: 0.5)")
+sa_own = [r["sa_positive_distance"] for r in records if r["variant"] == "IDE+SA"]
+print(f"IDE+SA's own attention: same-person profile distance {np.nanmean(sa_own):.3f} (mean over the seeds)")
 
 # %% [markdown]
-# What these numbers support, computed from them (one seed: a single run never counts as
-# an effect; notebook 05, given several seeds, and `docs/attention_study.md` repeat it
-# over seeds):
+# What these numbers support, computed from them: every difference is paired by seed and
+# tested over the seeds, and the comparisons are judged together (notebook 05 explains the
+# test; one seed never counts as an effect).
 
 # %%
-for key, label, higher, scale, unit in (("positive_distance", "same-person profile distance", False, 1, ""),
-                                        ("mAP", "mAP", True, 100, " points"), ("rank1", "rank-1", True, 100, " points")):
-    print(verdict(label, "IDE", "IDE+SA", [rows[0][key]], [rows[1][key]], higher, scale, unit))
+def per_seed(name, key):
+    return [next(r[key] for r in records if r["variant"] == name and r["seed"] == s) for s in seeds]
+
+
+comparisons = [dict(metric=label, control_name=control, variant_name=variant, control=per_seed(control, key),
+                    variant=per_seed(variant, key), higher_is_better=higher, scale=scale, unit=unit)
+               for control, variant in (("IDE", "IDE+SA"), ("IDE+SA(0)", "IDE+SA"), ("IDE", "IDE+SA(0)"))
+               for key, label, higher, scale, unit in (
+                   ("positive_distance", "same-person profile distance", False, 1, ""),
+                   ("mAP", "mAP", True, 100, " points"), ("rank1", "rank-1", True, 100, " points"))]
+for line in verdict_lines(comparisons):
+    print(line)
 
 # %% [markdown]
 # ## Summary
@@ -395,10 +409,10 @@ for key, label, higher, scale, unit in (("positive_distance", "same-person profi
 #   the body that does not care where the person stands in the box.
 # - $L_{sa}$ asks the profiles of the same person to agree across cameras. The epoch lines
 #   of section 3 show its consistency term during training; section 8 compares the
-#   same-person profile distance of the retrieval attention on test pairs with the
-#   control's, and prints the direction and size: one seed, which cannot show an effect
-#   either way (notebook 05 repeats it over seeds). Notebook 04 trains all of CASN, IA and
-#   SA together.
+#   same-person profile distance of the retrieval attention on test pairs with the two
+#   controls', seed by seed, and its verdict lines say which differences the seeds
+#   support: IDE+SA against IDE+SA(0) is the consistency term's own share, IDE+SA(0)
+#   against IDE verification's. Notebook 04 trains all of CASN, IA and SA together.
 #
 # ## Exercises
 #
@@ -531,8 +545,10 @@ print(f"L_sa on section 8's test pairs: {mine_sa.item():.3f}")
 # </details>
 
 # %% tags=["metrics"]
-metrics = {f"{r['variant']}_{k}": r[k] for r in rows for k in ("rank1", "mAP", "positive_distance", "negative_distance")}
-metrics.update({"indicator_agreement": agreement, "sa_loss_on_test_pairs": l_sa.item(),
+metrics = {f"{name}_{k}": float(np.nanmean(per_seed(name, k)))  # means over the seeds
+           for name in arms for k in ("rank1", "mAP", "positive_distance", "negative_distance", "head_auc")
+           if name != "IDE" or k != "head_auc"}
+metrics.update({"seeds": len(seeds), "indicator_agreement": agreement, "sa_loss_on_test_pairs": l_sa.item(),
                 "train_seconds": float(sum(h["seconds"] for r in runs.values() for h in r["history"]) + info["seconds"]),
                 "device": str(device), "dataset": data.name,
                 "num_valid_queries": next(iter(runs.values()))["result"]["num_valid_queries"]})

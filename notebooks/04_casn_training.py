@@ -31,7 +31,8 @@
 # profile (163 s in the committed run, the start loaded); on one GPU at the `gpu` profile: not measured yet (no GPU has run it).
 
 # %% tags=["parameters"]
-seed = 0
+seed = 0  # the data, the start the figures show and the first of the seeds compared
+more_seeds = [1, 2]  # section 2 also trains both arms from these seeds' starts: a spread, and a paired test
 data_root = None  # a Market-1501 / DukeMTMC-reID / CUHK03-NP folder; None: generate SynthPeople
 train_ids = 48
 test_ids = 48
@@ -45,7 +46,7 @@ pretrained = False  # True: ImageNet weights, which must be downloaded; auto: th
 last_stride = 1
 embed_dim = None  # None: 512 for IDE, 256 per stripe for PCB
 ide_epochs = 8  # the shared IDE start (cached: notebooks 02-05 train it once)
-casn_epochs = 3  # then CASN(IDE), and IDE for as long (the control)
+casn_epochs = 2  # then CASN(IDE), and IDE for as long (the control); as long as 02, 03 and 05
 batch_size = 32
 num_instances = 4
 erase_p = 0.5  # random erasing: the share of training images with a rectangle blanked out
@@ -76,6 +77,7 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from IPython.display import display
 
@@ -83,10 +85,9 @@ import casn_lite
 from casn_lite import viz
 from casn_lite.ablation import (
     StartConfig,
-    checkpoint_folder,
+    arms_over_seeds,
     ide_start,
     start_loaders,
-    train_from,
     variant_loss,
     variant_names,
 )
@@ -104,14 +105,12 @@ from casn_lite.engine import (
     Runtime,
     TrainConfig,
     default_device,
-    evaluate,
-    evaluate_attention,
     extract_features,
     seed_everything,
 )
 from casn_lite.evaluation import pairwise_distance
 from casn_lite.losses import CASNSettings
-from casn_lite.verdict import verdict
+from casn_lite.verdict import verdict_lines
 
 baseline, casn = variant_names(arch)[0], variant_names(arch)[-1]  # e.g. IDE and CASN(IDE)
 seed_everything(seed)
@@ -187,7 +186,10 @@ for name, parts in seconds.items():
 # Attention losses need a network that already finds *some* identity evidence, so IDE
 # trains alone first (the paper starts from ImageNet weights instead); `ide_start` keeps it
 # in `runs/cache/` for notebooks 02-05. From those weights, CASN(IDE) and IDE each train
-# `casn_epochs` more, on the same batches. Before SA starts, the Siamese head learns alone
+# `casn_epochs` more, on the same batches, and the same again from the starts of
+# `more_seeds`. A run another notebook has trained with the same settings (02's IDE, for
+# one) is loaded from `runs/cache/` instead of trained again; the lines under the cell say
+# which. Before SA starts, the Siamese head learns alone
 # for `head_warmup` steps on the start's features (a fresh head says "same" at chance, and
 # its indicator $\alpha$ would pick an arbitrary half of the dimensions), and the lambdas
 # grow from 0 over `ramp_epochs`.
@@ -215,16 +217,18 @@ print(f"L = L_ide + {lambda_ia} L_ia + {lambda_sa} L_sa = {terms['ide']:.3f} + {
 assert abs(combined - loss.item()) < 1e-4 * max(1.0, abs(combined))
 
 # %%
+seeds = [seed, *more_seeds]
 more = TrainConfig(epochs=casn_epochs, optimizer=optimizer, lr=finetune_lr or lr, schedule="cosine",
                    warmup_epochs=0.5, runtime=machine)
-runs = {}
-for name in (baseline, casn):
-    runs[name] = train_from(start, joint, replace(more, desc=name),
-                            variant_loss(name, feature_dim=start.feature_dim, settings=settings), device, seed,
-                            checkpoint_folder(checkpoint_dir, name), head_warmup)
+test_pairs = test_pair_loader(data, height, width, num_pairs=64, seed=seed)  # every model: the same pairs
+records, all_runs = arms_over_seeds(data, start_config, seeds, [baseline, casn], more, settings, device, machine,
+                                    test_pairs, pairs_per_batch=pairs_per_batch, head_warmup=head_warmup,
+                                    num_workers=num_workers, checkpoint_dir=checkpoint_dir)
+runs = {name: all_runs[(name, seed)] for name in (baseline, casn)}  # seed `seed`: the figures' models
 warmup = runs[casn]["warmup"]
 if warmup:
-    print(f"Siamese head warm-up: L_bce {warmup[0]:.3f} -> {warmup[-1]:.3f} over {len(warmup)} steps (ln 2 = 0.693)")
+    print(f"Siamese head warm-up (seed {seed}): L_bce {warmup[0]:.3f} -> {warmup[-1]:.3f} over {len(warmup)} steps "
+          "(ln 2 = 0.693)")
 
 # %% [markdown]
 # ## 3 · The loss terms over training
@@ -258,42 +262,47 @@ print(f"L_bce in the last epoch is {math.log(2) - bce:+.3f} from chance (ln 2 = 
 # pairs from two cameras (empty maps left out, and counted): the profile distance of the
 # same person (lower: more consistent; SA's own attention for CASN, the retrieval
 # similarity's for both), and attention on the person and on the identity cue as lift
-# (notebook 02's unit; 1.0: an even spread), for the class Grad-CAM.
+# (notebook 02's unit; 1.0: an even spread), for the class Grad-CAM. One row per seed,
+# then their mean: the spread between seeds is the noise a difference must beat. The CMC
+# curves are seed `seed`'s.
 
 # %%
-test_pairs = test_pair_loader(data, height, width, num_pairs=64, seed=seed)
-rows = []
-for name, run in runs.items():
-    result = evaluate(run["model"], loaders.query, loaders.gallery, device)
-    run["result"] = result
-    rows.append({"variant": name, **{k: result[k] for k in ("rank1", "rank5", "mAP", "mINP")},
-                 **evaluate_attention(run["model"], test_pairs, device, profile_threshold, profile_length,
-                                      head=run["loss"].head).as_dict(),
-                 "train_seconds": run["seconds"]})
-print(f"{'variant':<10}{'rank-1':>8}{'mAP':>8}{'mINP':>8}{'same-person dist':>18}{'empty':>7}"
+columns = ("rank1", "mAP", "mINP", "positive_distance", "empty", "class_person_lift", "class_cue_lift")
+print(f"{'variant':<10}{'seed':>5}{'rank-1':>8}{'mAP':>8}{'mINP':>8}{'same-person dist':>18}{'empty':>7}"
       f"{'person lift':>13}{'cue lift':>10}")
-for r in rows:
-    print(f"{r['variant']:<10}{100 * r['rank1']:>7.1f}%{100 * r['mAP']:>7.1f}%{100 * r['mINP']:>7.1f}%"
-          f"{r['positive_distance']:>18.3f}{100 * r['empty']:>6.0f}%{r['class_person_lift']:>13.2f}"
-          f"{r['class_cue_lift']:>10.2f}")
-if "sa_positive_distance" in rows[-1]:
-    print(f"{casn}'s own Siamese attention: same-person profile distance {rows[-1]['sa_positive_distance']:.3f}, "
-          f"{100 * rows[-1]['sa_empty']:.0f} % of pairs with an empty map")
-    print(f"{casn}'s Siamese head on these held-out cross-camera pairs: L_bce {rows[-1]['head_bce']:.3f} "
-          f"(chance: ln 2 = 0.693), ROC AUC {rows[-1]['head_auc']:.2f} (chance: 0.5)")
+for name in (baseline, casn):
+    mine = [r for r in records if r["variant"] == name]
+    for r in [*mine, {"seed": "mean", **{k: np.nanmean([m[k] for m in mine]) for k in columns}}]:
+        print(f"{name:<10}{r['seed']:>5}{100 * r['rank1']:>7.1f}%{100 * r['mAP']:>7.1f}%{100 * r['mINP']:>7.1f}%"
+              f"{r['positive_distance']:>18.3f}{100 * r['empty']:>6.0f}%{r['class_person_lift']:>13.2f}"
+              f"{r['class_cue_lift']:>10.2f}")
+mine = [r for r in records if r["variant"] == casn]
+if "sa_positive_distance" in mine[0]:
+    print(f"{casn}'s own Siamese attention: same-person profile distance "
+          f"{np.nanmean([r['sa_positive_distance'] for r in mine]):.3f} (mean over the seeds)")
+    print(f"{casn}'s Siamese head on these held-out cross-camera pairs: L_bce "
+          f"{np.mean([r['head_bce'] for r in mine]):.3f} (chance: ln 2 = 0.693), ROC AUC "
+          + ", ".join(f"{r['head_auc']:.2f}" for r in mine) + " over the seeds (chance: 0.5)")
 fig = viz.plot_cmc({name: run["result"]["cmc"] for name, run in runs.items()})
 
 # %% [markdown]
-# What the numbers say, computed from them (one seed here: a single run cannot separate an
-# effect from seed-to-seed noise; `docs/attention_study.md` uses several, notebook 05
-# when given them):
+# What the numbers say, computed from them: each difference is paired by seed and tested
+# over the seeds, and the comparisons are judged together (notebook 05 explains the test;
+# one seed never counts as an effect):
 
 # %%
-control, treated = rows[0], rows[1]
-for key, label, higher, scale, unit in (("mAP", "mAP", True, 100, " points"), ("rank1", "rank-1", True, 100, " points"),
-                                        ("class_person_lift", "attention on the person (lift)", True, 1, ""),
-                                        ("positive_distance", "same-person profile distance", False, 1, "")):
-    print(verdict(label, baseline, casn, [control[key]], [treated[key]], higher, scale, unit))
+def per_seed(name, key):
+    return [next(r[key] for r in records if r["variant"] == name and r["seed"] == s) for s in seeds]
+
+
+comparisons = [dict(metric=label, control_name=baseline, variant_name=casn, control=per_seed(baseline, key),
+                    variant=per_seed(casn, key), higher_is_better=higher, scale=scale, unit=unit)
+               for key, label, higher, scale, unit in (
+                   ("mAP", "mAP", True, 100, " points"), ("rank1", "rank-1", True, 100, " points"),
+                   ("class_person_lift", "attention on the person (lift)", True, 1, ""),
+                   ("positive_distance", "same-person profile distance", False, 1, ""))]
+for line in verdict_lines(comparisons):
+    print(line)
 
 # %% [markdown]
 # ## 5 · The same person, two cameras, two models
@@ -331,10 +340,10 @@ viz.jpeg(viz.plot_ranked(data.query, data.gallery, pairwise_distance(qf, gf, "co
 # - A CASN step combines an identity batch ($L_{ide}$, $L_{ia}$) and a pair batch
 #   ($L_{sa}$); `CASNLoss(ia=True, sa=True)` computes all of it, `fit` runs it.
 # - The comparison that means something is against IDE trained *as long* from the *same
-#   start*; this notebook runs one seed, which cannot tell an effect from noise (the
-#   verdict lines say what the numbers support). Notebook 05 repeats it for every variant,
-#   over several seeds when its `seeds` lists them, and `docs/attention_study.md` asks in
-#   which regime attention helps.
+#   start*, repeated over seeds (`seed` and `more_seeds`, each its own start) so that every
+#   difference is paired and tested; the verdict lines say what the numbers support.
+#   Notebook 05 repeats it for every variant, and `docs/attention_study.md` and
+#   `docs/positive_control.md` ask in which regime attention helps.
 # - Attention can be measured on SynthPeople: consistency across cameras, and how much of
 #   it falls on the person and on the identity cue.
 #
@@ -347,8 +356,8 @@ viz.jpeg(viz.plot_ranked(data.query, data.gallery, pairwise_distance(qf, gf, "co
 #    factor through the first epoch: you should see 0, 0.5 and 1 at the start, a quarter
 #    and half of it with the defaults.
 # 2. Set `lambda_sa = 0` and then `lambda_ia = 0`. Which of the measured attention numbers
-#    moves with which term? With one seed, expect every verdict line to say that one seed
-#    cannot show an effect.
+#    moves with which term? Read the verdict lines: with three seeds only a large change
+#    counts as an effect.
 # 3. Double `pairs_per_batch`. You should see each epoch take longer in the per-epoch
 #    lines. Does the consistency term fall faster?
 # 4. Set `checkpoint_dir = "runs/ckpt"`, interrupt the kernel during CASN training, and
@@ -403,8 +412,8 @@ print(f"the first step's L from its terms: {first:.3f} (CASNLoss: {loss.item():.
 # 1. See the function above: `min(1, progress / ramp_epochs)`, and 1 without a ramp.
 # 2. With `lambda_sa = 0` (IDE+IA) nothing trains the profile distance; with
 #    `lambda_ia = 0` (IDE+SA) nothing asks the class attention to cover more of the person.
-#    What actually moves is for the verdict lines to say, over seeds (notebook 05): one
-#    seed cannot show an effect, whatever the direction of the numbers.
+#    What actually moves is for the verdict lines to say, over the seeds: a direction seen
+#    on one seed alone is not an effect, whatever it is.
 # 3. A step then sends twice as many pair images through the network (and through
 #    Grad-CAM), so an epoch takes longer; the consistency estimate per step is less noisy,
 #    which usually makes the term fall more smoothly rather than faster.
@@ -416,8 +425,10 @@ print(f"the first step's L from its terms: {first:.3f} (CASNLoss: {loss.item():.
 # </details>
 
 # %% tags=["metrics"]
-metrics = {f"{r['variant']}_{k}": r[k] for r in rows
+metrics = {f"{name}_{k}": float(np.nanmean(per_seed(name, k)))  # means over the seeds
+           for name in (baseline, casn)
            for k in ("rank1", "rank5", "mAP", "mINP", "positive_distance", "class_person_lift", "empty", "train_seconds")}
-metrics.update({"arch": arch, "device": str(device), "dataset": data.name, "casn_epochs": casn_epochs, "ide_epochs": ide_epochs,
-                "num_valid_queries": result["num_valid_queries"]})
+metrics.update({"arch": arch, "seeds": len(seeds), "device": str(device), "dataset": data.name,
+                "casn_epochs": casn_epochs, "ide_epochs": ide_epochs,
+                "num_valid_queries": runs[casn]["result"]["num_valid_queries"]})
 print(json.dumps(metrics, indent=1))

@@ -53,7 +53,7 @@ pretrained = False  # True: ImageNet weights, which must be downloaded; auto: th
 last_stride = 1
 embed_dim = None  # None: 512 for IDE, 256 per stripe for PCB
 ide_epochs = 8  # the shared IDE start of each seed (cached: trained once per configuration)
-variant_epochs = 1  # then every variant trains this many more epochs from that start
+variant_epochs = 2  # then every variant trains this many more epochs from that start (as 02-04: their runs load)
 batch_size = 32
 num_instances = 4
 erase_p = 0.5  # random erasing: the share of training images with a rectangle blanked out
@@ -83,7 +83,6 @@ profile = None  # set by `python -m casn_lite reproduce`; recorded in the result
 # %%
 import json
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
@@ -98,30 +97,13 @@ from casn_lite.ablation import (
     StartConfig,
     aggregate,
     arm_names,
-    checkpoint_folder,
-    ide_start,
+    arms_over_seeds,
     markdown_table,
-    start_loaders,
-    train_from,
-    variant_loss,
 )
 from casn_lite.attention import similarity_attention
 from casn_lite.attention_metrics import person_lift
-from casn_lite.data import (
-    SynthConfig,
-    cross_camera_matches,
-    load_or_generate,
-    pair_loader,
-    test_pair_loader,
-)
-from casn_lite.engine import (
-    JointLoader,
-    Runtime,
-    TrainConfig,
-    default_device,
-    evaluate,
-    evaluate_attention,
-)
+from casn_lite.data import SynthConfig, cross_camera_matches, load_or_generate, test_pair_loader
+from casn_lite.engine import Runtime, TrainConfig, default_device
 from casn_lite.losses import VERIFICATION_ARMS, CASNSettings
 from casn_lite.tooling.study import findings, findings_table, manipulation_check, read_records
 from casn_lite.verdict import paired_difference, verdict_lines
@@ -156,7 +138,8 @@ test_pairs = test_pair_loader(data, height, width, num_pairs=attention_pairs, se
 #    `ide_start` keeps it in `runs/cache/`, keyed by everything that determines it (data,
 #    size, seed, epochs...), so notebooks 02-05 and the attention study train it once;
 # 2. from that start, train each variant for `variant_epochs` more on the same batches
-#    (identity batch + pair batch per step; the variants that do not use pairs ignore them):
+#    (identity batch + pair batch per step; the variants that do not use pairs ignore them;
+#    a run notebooks 02-04 trained with the same settings is loaded from `runs/cache/`):
 #
 # | variant (IDE / PCB) | loss |
 # |---|---|
@@ -174,33 +157,16 @@ test_pairs = test_pair_loader(data, height, width, num_pairs=attention_pairs, se
 
 # %%
 settings = CASNSettings.from_parameters(globals())  # every CASN knob of the parameters cell
-records, models = [], {}
-for seed in seeds:
-    start_config = StartConfig(arch=arch, backbone=backbone, height=height, width=width, epochs=ide_epochs,
-                               seed=seed, batch_size=batch_size, num_instances=num_instances, optimizer=optimizer,
-                               lr=lr, pretrained=pretrained, last_stride=last_stride, embed_dim=embed_dim,
-                               erase_p=erase_p)
-    loaders = start_loaders(data, start_config, device, machine, num_workers)  # the start's batches, every variant's too
-    joint = JointLoader(loaders.train, pair_loader(data, height, width, pairs_per_batch, len(loaders.train),
-                                                   seed=seed, num_workers=num_workers, images=loaders.train_images,
-                                                   erase_p=erase_p))
-    start, info = ide_start(data, start_config, device, machine)
-    print(f"seed {seed}: IDE start", "loaded from the cache" if info["cached"] else f"trained in {info['seconds']:.0f} s")
-    for name in variants:
-        cfg = TrainConfig(epochs=variant_epochs, optimizer=optimizer, lr=finetune_lr or lr, schedule="cosine",
-                          warmup_epochs=0.5, runtime=machine, desc=f"{name}, seed {seed}")
-        tic = time.perf_counter()
-        loss = variant_loss(name, feature_dim=start.feature_dim, settings=settings)
-        run = train_from(start, joint, cfg, loss, device, seed, checkpoint_folder(checkpoint_dir, f"{name}-seed{seed}"),
-                         head_warmup)
-        result = evaluate(run["model"], loaders.query, loaders.gallery, device)
-        attention = evaluate_attention(run["model"], test_pairs, device, profile_threshold, profile_length,
-                                       head=loss.head)
-        records.append({"arch": arch, "variant": name, "seed": seed,
-                        **{k: result[k] for k in ("rank1", "rank5", "mAP", "mINP", "same_scene_errors")},
-                        **attention.as_dict(),
-                        "train_seconds": run["seconds"], "wall_seconds": time.perf_counter() - tic})
-        models[(name, seed)] = run["model"]
+start_config = StartConfig(arch=arch, backbone=backbone, height=height, width=width, epochs=ide_epochs,
+                           seed=seeds[0], batch_size=batch_size, num_instances=num_instances, optimizer=optimizer,
+                           lr=lr, pretrained=pretrained, last_stride=last_stride, embed_dim=embed_dim,
+                           erase_p=erase_p)  # each seed's start: this with its seed
+finetune = TrainConfig(epochs=variant_epochs, optimizer=optimizer, lr=finetune_lr or lr, schedule="cosine",
+                       warmup_epochs=0.5, runtime=machine)
+records, runs = arms_over_seeds(data, start_config, seeds, variants, finetune, settings, device, machine, test_pairs,
+                                pairs_per_batch=pairs_per_batch, head_warmup=head_warmup, num_workers=num_workers,
+                                checkpoint_dir=checkpoint_dir)  # every arm of a seed: the same start and batches
+models = {key: run["model"] for key, run in runs.items()}
 
 # %% [markdown]
 # ## 3 · The table
@@ -492,5 +458,5 @@ print("is_effect is correct")
 metrics = {f"{v}_{k}": summary[v][k][0] for v in summary
            for k in ("rank1", "mAP", "positive_distance", "class_person_lift", "empty")}
 metrics.update({"arch": arch, "seeds": len(seeds), "train_seconds": float(sum(r["train_seconds"] for r in records)),
-                "device": device_name, "dataset": data.name, "num_valid_queries": result["num_valid_queries"]})
+                "device": device_name, "dataset": data.name, "num_valid_queries": next(iter(runs.values()))["result"]["num_valid_queries"]})
 print(json.dumps(metrics, indent=1))

@@ -191,3 +191,59 @@ def test_the_variants_of_a_comparison_train_on_the_same_batches_and_are_measured
             assert torch.equal(a[key], b[key]), f"{key}: both variants train on the same augmented images"
     for key in ("person_area", "cue_area"):  # functions of the pairs alone
         assert measured["IDE"][key] == measured["IDE+SA"][key], f"{key}: measured on the same pairs"
+
+
+def test_a_runs_key_holds_everything_that_shapes_its_weights():
+    """The mutations: a key without the arm (IDE's run loaded as IDE+IA), the start (another
+    seed's), a CASN setting, the batches or the schedule; and a key that changes with how the
+    machine runs it (a progress bar, a description, a checkpoint folder) would never be found."""
+    from dataclasses import replace
+
+    from casn_lite.ablation import run_key
+    from casn_lite.engine import Runtime
+
+    finetune = TrainConfig(epochs=2, optimizer="adam", lr=1e-4, schedule="cosine", warmup_epochs=0.5)
+    settings, batches = CASNSettings(), {"pairs_per_batch": 8, "positive_fraction": 0.5}
+    key = run_key("start-a", "IDE+IA", finetune, settings, batches, 0)
+    assert key == run_key("start-a", "IDE+IA", replace(finetune, desc="x", progress=False, checkpoint_dir="c",
+                                                       resume=True, runtime=Runtime(channels_last="always")),
+                          settings, batches, 0)
+    others = [run_key("start-b", "IDE+IA", finetune, settings, batches, 0),
+              run_key("start-a", "IDE", finetune, settings, batches, 0),
+              run_key("start-a", "IDE+IA", replace(finetune, epochs=3), settings, batches, 0),
+              run_key("start-a", "IDE+IA", replace(finetune, lr=1e-3), settings, batches, 0),
+              run_key("start-a", "IDE+IA", finetune, replace(settings, lambda_ia=0.5), batches, 0),
+              run_key("start-a", "IDE+IA", finetune, settings, {**batches, "pairs_per_batch": 4}, 0),
+              run_key("start-a", "IDE+IA", finetune, settings, batches, 100),
+              run_key("start-a", "IDE+IA", finetune, settings, batches, 0, {"bf16": True})]
+    assert len({key, *others}) == len(others) + 1
+
+
+def test_arms_over_seeds_trains_each_run_once_and_loads_it_whole(tiny_synth, tmp_path):
+    """Two seeds, two arms: one record per arm and seed, every arm of a seed measured on the
+    same test pairs; called again (a later notebook), every run comes from the cache with
+    the same weights and the same Siamese head (the head's AUC on the pairs is the same),
+    so the records are the same. The mutation: a cache that keeps the network but not the
+    head (a fresh head gives another AUC), or trains again."""
+    from casn_lite.ablation import StartConfig, arms_over_seeds
+    from casn_lite.data import test_pair_loader
+    from casn_lite.engine import Runtime
+
+    data = load_dataset("synthpeople", tiny_synth[0])
+    start = StartConfig(height=32, width=16, epochs=1, batch_size=8, num_instances=2, embed_dim=16)
+    finetune = TrainConfig(epochs=1, optimizer="adam", lr=1e-3, progress=False)
+    pairs = test_pair_loader(data, 32, 16, num_pairs=8, batch_size=8, seed=0)
+    args = (data, start, [0, 1], ["IDE", "IDE+SA"], finetune, CASNSettings(), torch.device("cpu"),
+            Runtime(in_memory=False), pairs)
+    first, runs = arms_over_seeds(*args, pairs_per_batch=4, head_warmup=2, cache_dir=tmp_path)
+    assert [(r["variant"], r["seed"], r["cached"]) for r in first] == [
+        ("IDE", 0, False), ("IDE+SA", 0, False), ("IDE", 1, False), ("IDE+SA", 1, False)]
+    assert len({r["person_area"] for r in first}) == 1, "every run measured on the same pairs"
+    assert not torch.equal(runs[("IDE", 0)]["model"].embed[0].weight, runs[("IDE", 1)]["model"].embed[0].weight)
+    again, _ = arms_over_seeds(*args, pairs_per_batch=4, head_warmup=2, cache_dir=tmp_path)
+    assert all(r["cached"] for r in again)
+    keys = ("mAP", "rank1", "positive_distance", "class_person_lift", "head_auc", "head_bce", "train_seconds")
+    for a, b in zip(first, again, strict=True):
+        assert {k: a.get(k) for k in keys} == pytest.approx({k: b.get(k) for k in keys}, nan_ok=True)
+    other, _ = arms_over_seeds(*args, pairs_per_batch=2, head_warmup=2, cache_dir=tmp_path)
+    assert not any(r["cached"] for r in other), "other batches: other runs"

@@ -40,10 +40,12 @@ def test_a_start_is_paid_once_and_attention_steps_at_their_measured_speed():
     # the 30-epoch start, then IDE and IDE+IA for 2 epochs each
     assert first.training == pytest.approx(30 * EPOCH + 2 * EPOCH + 2 * ATTENTION_EPOCH)
     second = budget.notebook_budget("04", "04", parameters(), b)
-    assert second.training == pytest.approx(2 * EPOCH + 2 * ATTENTION_EPOCH), "04 loads 02's start"
+    assert second.training == pytest.approx(2 * ATTENTION_EPOCH), "04 loads 02's start and 02's IDE run"
     ablation = budget.notebook_budget("05", "05", parameters(), b)
-    # seed 0's start is 02's; seed 1 trains its own; per seed IDE and four attention arms (IDE+SA(0) one)
-    assert ablation.training == pytest.approx(30 * EPOCH + 2 * (2 * EPOCH + 4 * 2 * ATTENTION_EPOCH))
+    # seed 0: its start, IDE and IDE+IA are 02's, CASN(IDE) 04's, so IDE+SA(0) and IDE+SA train;
+    # seed 1 trains its own start and all five arms (four with attention)
+    assert ablation.training == pytest.approx(2 * 2 * ATTENTION_EPOCH + 30 * EPOCH + 2 * EPOCH + 4 * 2 * ATTENTION_EPOCH)
+    assert len(ablation.trainings) == 1 + 2 + 5 and ablation.evaluation > 0, "loaded runs are still evaluated"
     pcb = budget.notebook_budget("04", "04 pcb", parameters(arch="pcb", height=384), b)
     assert pcb.training == pytest.approx(1.5 * (30 * EPOCH + 2 * EPOCH + 2 * ATTENTION_EPOCH)), \
         "PCB trains its own start, at 1.5 x the pixels"
@@ -54,8 +56,9 @@ def test_data_is_drawn_once_and_checkpoints_cost_each_epoch():
     first = budget.notebook_budget("02", "02", parameters(), b)
     again = budget.notebook_budget("03", "03", parameters(), b)
     # 200 training images + 200 test images with 8 % distractors and junk, at 128 x 64
+    # 03's two Siamese arms (IDE+SA(0), IDE+SA) each warm their head up for 100 steps of 32 pairs
     assert first.other - again.other == pytest.approx(416 / budget.SYNTH_IMAGES_PER_S
-                                                      - 2 * 100 * 32 / budget.INFERENCE_IMAGES_PER_S)
+                                                      - 2 * (2 * 100 * 32) / budget.INFERENCE_IMAGES_PER_S)
     plain = budget.notebook_budget("04", "04", parameters(), budget.Budget())
     saved = budget.notebook_budget("04", "04", parameters(checkpoint_dir="runs/x"), budget.Budget())
     assert saved.other - plain.other == pytest.approx(2 * 2 * budget.CHECKPOINT_SECONDS), \

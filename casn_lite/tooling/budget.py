@@ -56,6 +56,7 @@ class Training:
     checkpoints: bool = False  # saved every epoch
     warmup_images: float = 0.0  # the Siamese head's warm-up: backbone forwards before training
     start: tuple | None = None  # an IDE start: trained by the first notebook that needs it, then cached
+    run: tuple | None = None  # a run from a start (ablation.arms_over_seeds): the same, loaded but evaluated
 
     @property
     def attention(self) -> bool:
@@ -90,6 +91,7 @@ class Budget:
     parts: list[NotebookBudget] = field(default_factory=list)
     datasets: set = field(default_factory=set)
     starts: set = field(default_factory=set)
+    runs: set = field(default_factory=set)
 
     @property
     def seconds(self) -> float:
@@ -112,6 +114,7 @@ def trainings(number: str, p: dict) -> list[Training]:
     """What notebook ``number`` trains with parameters ``p`` (every parameter of its cell,
     the profile's values applied), in order, IDE starts included."""
     from ..ablation import arm, arm_names, variant_names
+    from ..losses import CASNSettings
     from ..models import default_embed_dim
 
     if number == "00":
@@ -123,15 +126,18 @@ def trainings(number: str, p: dict) -> list[Training]:
     if number == "01":
         return [Training(name="IDE", epochs=p["epochs"], evaluations=p["epochs"] + 1, checkpoints=checkpoints,
                          **common)]
-    seeds = p["seeds"] if number == "05" else [p["seed"]]
+    seeds = p["seeds"] if number == "05" else [p["seed"], *p.get("more_seeds", [])]
     data = (p["train_ids"], p["test_ids"], p["cameras"], p["images_per_camera"], p.get("data_seed", p.get("seed")))
     start = ("arch", "backbone", "height", "width", "ide_epochs", "batch_size", "num_instances", "optimizer", "lr",
              "pretrained", "last_stride", "erase_p")  # StartConfig's fields: what keys the cache
     embed_dim = default_embed_dim(arch, p.get("embed_dim"))  # as ide_start fills it in
     more = {"02": "ia_epochs", "03": "sa_epochs", "04": "casn_epochs", "05": "variant_epochs"}[number]
     variants = variant_names(arch)
-    names = {"02": ["IDE", "IDE+IA"], "03": ["IDE", "IDE+SA"], "04": [variants[0], variants[-1]],
+    names = {"02": ["IDE", "IDE+IA"], "03": ["IDE", "IDE+SA(0)", "IDE+SA"], "04": [variants[0], variants[-1]],
              "05": p.get("variants") or arm_names(arch)}[number]
+    settings = tuple(sorted(vars(CASNSettings.from_parameters(p)).items()))
+    schedule = (p[more], p.get("finetune_lr") or p["lr"], p["optimizer"], p.get("pairs_per_batch"),
+                p.get("positive_fraction", 0.5), settings)  # what ablation.run_key holds, besides the start
     out = []
     for seed in seeds:
         key = (data, seed, embed_dim, *(p.get(k, "ide" if k == "arch" else None) for k in start))
@@ -139,9 +145,10 @@ def trainings(number: str, p: dict) -> list[Training]:
                             evaluations=0, **common))
         for name in names:
             terms = arm(name)  # a verification arm: its SA variant's terms
+            run = (key, name, *schedule, p.get("head_warmup", 0) if terms.sa else 0)
             out.append(Training(name=f"{name}, seed {seed}", epochs=p[more], ia=terms.ia, sa=terms.sa,
                                 checkpoints=checkpoints and number in ("04", "05"),
-                                warmup_images=warmup if terms.sa else 0.0, **common))
+                                warmup_images=warmup if terms.sa else 0.0, run=run, **common))
     return out
 
 
@@ -173,10 +180,14 @@ def notebook_budget(number: str, label: str, p: dict, budget: Budget) -> Noteboo
             if t.start in budget.starts:
                 continue
             budget.starts.add(t.start)
-        part.trainings.append(t)
-        part.training += t.training_seconds()
         part.evaluation += t.evaluations * (_test_images(p) * t.pixels / REFERENCE_PIXELS / INFERENCE_IMAGES_PER_S
                                             + RANKING_SECONDS)
+        if t.run is not None:
+            if t.run in budget.runs:  # an earlier notebook trained it: loaded, then evaluated
+                continue
+            budget.runs.add(t.run)
+        part.trainings.append(t)
+        part.training += t.training_seconds()
         part.other += (t.epochs * CHECKPOINT_SECONDS if t.checkpoints else 0.0) + (
             t.warmup_images * t.pixels / REFERENCE_PIXELS / INFERENCE_IMAGES_PER_S)
     budget.parts.append(part)

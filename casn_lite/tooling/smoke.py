@@ -48,6 +48,8 @@ def smoke_parameters(parameters: dict, names: set[str], log: Path, notebook: str
             small[key] = max(smallest[key], int(parameters[key]) // SHRINK)
     if isinstance(parameters.get("seeds"), list):
         small["seeds"] = parameters["seeds"][:MAX_SEEDS]
+    if isinstance(parameters.get("more_seeds"), list):  # 02-04: `seed` and these
+        small["more_seeds"] = parameters["more_seeds"][:MAX_SEEDS - 1]
     if "results_dir" in names:
         small["results_dir"] = None  # never write a smoke run into results/
     if "runtime" in names:
