@@ -27,11 +27,11 @@
 # 4. first- versus second-order gradients through Grad-CAM;
 # 5. what a short IDE+IA training changes, in numbers and in pictures.
 #
-# **Time:** about 85 s on a 2-core laptop at these defaults, of which about 30 s
-# train the shared IDE start (later runs, and notebooks 03-05, load it from `runs/cache/`);
-# about 8 min at the `cpu` profile, whose 30-epoch start takes 6 of them (483 s and 360 s
-# in the committed run); on one
-# GPU at the `gpu` profile: not measured yet (no GPU has run it).
+# **Time:** about 2.5 min on a 2-core laptop at these defaults (161 s measured), of which
+# about 80 s train the three seeds' IDE starts (later runs, and notebooks 03-05, load them
+# and this notebook's runs from `runs/cache/`); about 15 min at the `cpu` profile, whose
+# three 30-epoch starts take about 12 of them (910 s in the committed run); on one GPU at
+# the `gpu` profile: not measured yet (no GPU has run it).
 
 # %% tags=["parameters"]
 seed = 0  # the data, the start the figures show and the first of the seeds compared

@@ -28,9 +28,11 @@
 # 3. horizontal max pooling, cropping and resizing (the paper's Fig. 5), step by step;
 # 4. the consistency loss $L_{sa}$, and what a short IDE+SA training changes.
 #
-# **Time:** about 55 s on a 2-core laptop at these defaults, with the IDE start loaded
-# from `runs/cache/` (about 30 s more when it must be trained); about 2 min at the `cpu`
-# profile (115 s in the committed run, the start loaded); on one GPU at the `gpu` profile: not measured yet (no GPU has run it).
+# **Time:** about 2 min on a 2-core laptop at these defaults (116 s measured), with the
+# three IDE starts and notebook 02's IDE runs loaded from `runs/cache/` (about 80 s more
+# when the starts must be trained); about 5 min at the `cpu` profile (294 s in the
+# committed run: six fine-tunings, the rest loaded); on one GPU at the `gpu` profile: not
+# measured yet (no GPU has run it).
 
 # %% tags=["parameters"]
 seed = 0  # the data, the start the figures show and the first of the seeds compared

@@ -26,9 +26,11 @@
 #    attention;
 # 4. how the two models attend to the same person seen by two cameras.
 #
-# **Time:** about 75 s on a 2-core laptop at these defaults, with the IDE start loaded
-# from `runs/cache/` (about 30 s more when it must be trained); about 2.5 min at the `cpu`
-# profile (163 s in the committed run, the start loaded); on one GPU at the `gpu` profile: not measured yet (no GPU has run it).
+# **Time:** about 1.5 min on a 2-core laptop at these defaults (96 s measured), with the
+# three IDE starts and notebook 02's IDE runs loaded from `runs/cache/` (about 80 s more
+# when the starts must be trained); about 4 min at the `cpu` profile (252 s in the
+# committed run: three CASN fine-tunings, the rest loaded); on one GPU at the `gpu`
+# profile: not measured yet (no GPU has run it).
 
 # %% tags=["parameters"]
 seed = 0  # the data, the start the figures show and the first of the seeds compared
