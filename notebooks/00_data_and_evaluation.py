@@ -29,8 +29,8 @@
 # 4. why *where you look* matters: colour-histogram baselines.
 #
 # **Time:** about 20 s on a 2-core laptop at these defaults (no training here), and about
-# 10 s at the `cpu` profile (11 s in the committed run); on one GPU at the `gpu` profile: not measured yet (no GPU has run
-# it).
+# 10 s at the `cpu` profile (8 s in the committed run); on one GPU at the `gpu` profile: not
+# measured yet (no GPU has run it).
 
 # %% tags=["parameters"]
 seed = 0

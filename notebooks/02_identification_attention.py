@@ -27,7 +27,7 @@
 # 4. first- versus second-order gradients through Grad-CAM;
 # 5. what a short IDE+IA training changes, in numbers and in pictures.
 #
-# **Time:** about 2.5 min on a 2-core laptop at these defaults (161 s measured), of which
+# **Time:** about 160 s on a 2-core laptop at these defaults, of which
 # about 80 s train the three seeds' IDE starts (later runs, and notebooks 03-05, load them
 # and this notebook's runs from `runs/cache/`); about 15 min at the `cpu` profile, whose
 # three 30-epoch starts take about 12 of them (910 s in the committed run); on one GPU at

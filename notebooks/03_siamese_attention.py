@@ -28,7 +28,7 @@
 # 3. horizontal max pooling, cropping and resizing (the paper's Fig. 5), step by step;
 # 4. the consistency loss $L_{sa}$, and what a short IDE+SA training changes.
 #
-# **Time:** about 2 min on a 2-core laptop at these defaults (116 s measured), with the
+# **Time:** about 115 s on a 2-core laptop at these defaults, with the
 # three IDE starts and notebook 02's IDE runs loaded from `runs/cache/` (about 80 s more
 # when the starts must be trained); about 5 min at the `cpu` profile (294 s in the
 # committed run: six fine-tunings, the rest loaded); on one GPU at the `gpu` profile: not

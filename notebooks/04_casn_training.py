@@ -26,7 +26,7 @@
 #    attention;
 # 4. how the two models attend to the same person seen by two cameras.
 #
-# **Time:** about 1.5 min on a 2-core laptop at these defaults (96 s measured), with the
+# **Time:** about 95 s on a 2-core laptop at these defaults, with the
 # three IDE starts and notebook 02's IDE runs loaded from `runs/cache/` (about 80 s more
 # when the starts must be trained); about 4 min at the `cpu` profile (252 s in the
 # committed run: three CASN fine-tunings, the rest loaded); on one GPU at the `gpu`
