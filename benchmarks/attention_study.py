@@ -80,12 +80,13 @@ class Setting:
     pairs_per_batch: int = 16
     erase_p: float = 0.5  # random erasing of the training images
     control: bool = False  # the positive control's data (SynthConfig(control=True))
+    tag_scale: float = 1.0  # the control's name-tag size (SynthConfig.tag_scale; version 2: 2)
 
 
 # What each variant's run depends on: a setting that differs from an earlier one only in
 # other knobs gives that variant the same run (same start, batches and loss), so its record
 # is reused instead of trained again (marked "reused_from").
-COMMON = ("height", "width", "ide_epochs", "variant_epochs", "lr", "pairs_per_batch", "erase_p", "control")
+COMMON = ("height", "width", "ide_epochs", "variant_epochs", "lr", "pairs_per_batch", "erase_p", "control", "tag_scale")
 DEPENDS_ON = {
     "IDE": COMMON,
     "IDE+IA": (*COMMON, "lambda_ia", "ramp_epochs", "ia_gradient"),
@@ -106,6 +107,10 @@ SETTINGS = {  # one knob at a time around the base, in the order they run
     "no-ramp": replace(BASE, ramp_epochs=0.0),
     "lambda-0.3": replace(BASE, lambda_ia=0.3, lambda_sa=0.3),
     "control": replace(BASE, control=True),  # the positive control: the base on data with shortcuts
+    # version 2 of the control (docs/positive_control.md): 128 x 64, no random erasing, a tag
+    # twice the size; and the default data in the same regime, to compare with
+    "base-v2": replace(BASE, height=128, width=64, erase_p=0.0),
+    "control-v2": replace(BASE, height=128, width=64, erase_p=0.0, control=True, tag_scale=2.0),
 }
 DATA = SynthConfig(train_ids=48, test_ids=48, cameras=4, images_per_camera=4, seed=0)
 
@@ -140,7 +145,7 @@ def run_setting_seed(name: str, s: Setting, seed: int, data, device, records: li
             todo.append(variant)
     if not todo:
         return
-    data = data[s.control]
+    data = data(s)
     start_cfg = StartConfig(height=s.height, width=s.width, epochs=s.ide_epochs, seed=seed, erase_p=s.erase_p)
     loaders = start_loaders(data, start_cfg, device)
     start, info = ide_start(data, start_cfg, device, progress=False)
@@ -199,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/attention_study.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if not args.report_only:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        data = {False: load_or_generate(None, DATA), True: load_or_generate(None, replace(DATA, control=True))}
+
+        def data(s: Setting):  # the setting's data set, drawn once and reused
+            return load_or_generate(None, replace(DATA, control=s.control, tag_scale=s.tag_scale))
         for name in names:
             for seed in args.seeds:
                 run_setting_seed(name, SETTINGS[name], seed, data, device, records, write)
