@@ -399,8 +399,11 @@ for key, label in (("p_true", "p(true class | training image)"), ("mAP", "test m
           + f" (mean {d.mean:+.2f}, p = {d.p:.2f}, {d.n} seeds)")
 version2_arms = study_records.parents[1] / "positive_control_v2" / "records.jsonl"  # where its study writes
 arms_run = version2_arms.read_text().splitlines() if version2_arms.is_file() else []
-print(f"arms trained on version 2 so far: {len(arms_run)} runs"
-      + ("" if arms_run else " (the five-arm study on it has not run yet: whether IA fixes the tag's failure is open)"))
+planned = 5 * 5 * 2  # five arms, five seeds, the control and the default data (pre-registered)
+print(f"arms trained on version 2 so far: {len(arms_run)} of the {planned} pre-registered runs"
+      + (" (the five-arm study on it has not run yet: whether IA fixes the tag's failure is open)" if not arms_run
+         else " (analysed once all are in: until then, whether IA fixes the tag's failure is open)"
+         if len(arms_run) < planned else ""))
 
 # %% [markdown]
 # ## Summary
