@@ -204,9 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/attention_study.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if not args.report_only:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        loaded = {}
 
-        def data(s: Setting):  # the setting's data set, drawn once and reused
-            return load_or_generate(None, replace(DATA, control=s.control, tag_scale=s.tag_scale))
+        def data(s: Setting):  # the setting's data set, drawn and read once
+            key = (s.control, s.tag_scale)
+            if key not in loaded:
+                loaded[key] = load_or_generate(None, replace(DATA, control=s.control, tag_scale=s.tag_scale))
+            return loaded[key]
+
         for name in names:
             for seed in args.seeds:
                 run_setting_seed(name, SETTINGS[name], seed, data, device, records, write)

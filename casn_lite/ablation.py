@@ -136,11 +136,7 @@ def arms_over_seeds(data, start_config: StartConfig, seeds, arms, finetune: Trai
                 run = train_from(start, batches, replace(finetune, desc=f"{name}, seed {seed}"), loss, device, seed,
                                  checkpoint_folder(checkpoint_dir, f"{name}-seed{seed}"), warmup)
                 run["cached"] = False
-                if path is not None:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    sweep_stale(path.parent)
-                    save_torch({"key": key, "model": run["model"].state_dict(), "loss": loss.state_dict(),
-                                "history": run["history"], "warmup": run["warmup"], "seconds": run["seconds"]}, path)
+                _save_run(path, key, run)
             result = evaluate(run["model"], loaders.query, loaders.gallery, device)
             attention = evaluate_attention(run["model"], test_pairs, device, settings.profile_threshold,
                                            settings.profile_length, head=loss.head)
@@ -152,6 +148,17 @@ def arms_over_seeds(data, start_config: StartConfig, seeds, arms, finetune: Trai
         print(f"seed {seed}: " + ", ".join(f"{name} {'loaded' if runs[(name, seed)]['cached'] else 'trained'}"
                                            for name in arms))
     return records, runs
+
+
+def _save_run(path: Path | None, key: str, run: dict) -> None:
+    """Keep a finished run (``train_from``'s result) where ``_load_run`` finds it, whole or
+    not at all; nothing without a path."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(path.parent)  # what a killed save left
+    save_torch({"key": key, "model": run["model"].state_dict(), "loss": run["loss"].state_dict(),
+                "history": run["history"], "warmup": run["warmup"], "seconds": run["seconds"]}, path)
 
 
 def _load_run(path: Path | None, start: nn.Module, loss, device: torch.device) -> dict | None:
@@ -261,8 +268,9 @@ def data_fingerprint(data) -> str:
     parts = [data.name, sample_keys(data.train)]
     if data.name == "SynthPeople" and is_positive_control(data.root):
         parts.append("positive control")
-        if control_tag_scale(data.root) != 1.0:  # a larger name tag: other images, another start
-            parts.append(f"tag x{control_tag_scale(data.root):g}")
+        tag_scale = control_tag_scale(data.root)
+        if tag_scale != 1.0:  # a larger name tag: other images, another start
+            parts.append(f"tag x{tag_scale:g}")
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 

@@ -184,28 +184,32 @@ class ReIDData:
             cams = len({s.camid for s in items})
             lines.append(f"  {split:<8}{len(items):>8}{ids:>7}{cams:>6}")
         if self.name == "SynthPeople" and is_positive_control(self.root):
+            tag_scale = control_tag_scale(self.root)
             lines.append("  the positive control: a name tag per identity (mask 3) on every training image and a "
                          "quarter of the test images; per camera a vertical shift and scale and a sign (mask 4)"
-                         + (f"; the tag {control_tag_scale(self.root):g} x its usual size"
-                            if control_tag_scale(self.root) != 1.0 else ""))
+                         + (f"; the tag {tag_scale:g} x its usual size" if tag_scale != 1.0 else ""))
         return "\n".join(lines)
+
+
+def _recorded_config(root: Path) -> dict:
+    """The ``SynthConfig`` a SynthPeople set in ``root`` recorded in its meta.json; empty when
+    there is none (another dataset) or it cannot be read."""
+    try:
+        config = json.loads((root / "meta.json").read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return config if isinstance(config, dict) else {}
 
 
 def control_tag_scale(root: Path) -> float:
     """The positive control's name-tag size (``SynthConfig.tag_scale``) of the SynthPeople set
     in ``root``; 1.0 when it was not recorded."""
-    try:
-        return float(json.loads((root / "meta.json").read_text())["config"].get("tag_scale", 1.0))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return 1.0
+    return float(_recorded_config(root).get("tag_scale", 1.0))
 
 
 def is_positive_control(root: Path) -> bool:
     """Whether the SynthPeople set in ``root`` was drawn with ``SynthConfig(control=True)``."""
-    try:
-        return bool(json.loads((root / "meta.json").read_text())["config"].get("control", False))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return False
+    return bool(_recorded_config(root).get("control", False))
 
 
 def load_dataset(name: str, root: str | Path) -> ReIDData:
