@@ -19,8 +19,9 @@ import numpy as np
 
 from ..verdict import ALPHA, adjust, adjust_holm, paired_difference
 
-__all__ = ["ARM_NAMES", "COMPARISONS", "PRIMARY", "read_records", "paired", "primary", "adjusted",
-           "same_pairs", "compact_table", "primary_lines", "report", "findings", "findings_table",
+__all__ = ["ARM_NAMES", "COMPARISONS", "PRIMARY", "VERSIONS", "control_setting", "primary_cells",
+           "read_records", "paired", "primary", "adjusted",
+           "same_pairs", "compact_table", "primary_lines", "report", "data_sets", "findings", "findings_table",
            "manipulation_check"]
 
 # the arms, in the order a table lists them (benchmarks/attention_study.py says how each trains)
@@ -29,8 +30,11 @@ ARM_NAMES = ("IDE", "IDE+IA", "IDE+SA(0)", "IDE+SA", "CASN(IDE)")
 COMPARISONS = (("IDE+IA", "IDE"), ("IDE+SA(0)", "IDE"), ("IDE+SA", "IDE"), ("CASN(IDE)", "IDE"),
                ("IDE+SA", "IDE+SA(0)"))
 # pre-registered in docs/positive_control.md before the runs: on the positive control, mAP,
-# Holm-adjusted over these two
-PRIMARY = (("control", "IDE+IA", "IDE", "mAP"), ("control", "IDE+SA", "IDE+SA(0)", "mAP"))
+# Holm-adjusted over these two (arm, its control arm, metric)
+PRIMARY = (("IDE+IA", "IDE", "mAP"), ("IDE+SA", "IDE+SA(0)", "mAP"))
+# the positive control's versions (docs/positive_control.md): the control's setting, and the
+# setting of the default data run beside it in the same regime; a records file holds one version
+VERSIONS = {"control": "base", "control-v2": "base-v2"}
 
 RETRIEVAL = ("mAP", "rank1")
 ATTENTION = ("class_empty", "class_person_lift", "class_cue_lift", "empty", "person_lift", "cue_lift",
@@ -49,20 +53,31 @@ def paired(records: list[dict], setting: str, variant: str, key: str, control: s
                              [by[(sd, variant)].get(key, math.nan) for sd in seeds])
 
 
+def control_setting(records: list[dict]) -> str | None:
+    """The positive control's setting in ``records`` (None without one). Each version is its
+    own pre-registered family, so records of two versions are refused."""
+    present = [s for s in VERSIONS if any(r["setting"] == s for r in records)]
+    if len(present) > 1:
+        raise ValueError(f"records of several control versions ({', '.join(present)}): analyse each apart")
+    return present[0] if present else None
+
+
+def primary_cells(records: list[dict]) -> list[tuple[str, str, str, str]]:
+    """The primary comparisons as (setting, arm, control arm, metric) on the records' control."""
+    control = control_setting(records)
+    return [] if control is None else [(control, *comparison) for comparison in PRIMARY]
+
+
 def _origin(records: list[dict], setting: str, variant: str) -> str:
     """The setting whose runs ``variant`` reuses in ``setting`` (itself when it trained them)."""
     origins = {r.get("reused_from", setting) for r in records if r["setting"] == setting and r["variant"] == variant}
     return origins.pop() if len(origins) == 1 else setting
 
 
-def _is_primary(setting: str, variant: str, control: str, key: str) -> bool:
-    return (setting, variant, control, key) in PRIMARY
-
-
 def primary(records: list[dict]) -> list[tuple[tuple[str, str, str, str], object, float]]:
-    """The pre-registered comparisons (``PRIMARY``): each with its paired difference and its
-    p-value adjusted by Holm over the primaries (family-wise error at most 5 %)."""
-    tests = [(cell, paired(records, cell[0], cell[1], cell[3], cell[2])) for cell in PRIMARY]
+    """The pre-registered comparisons (``PRIMARY`` on the records' control): each with its paired
+    difference and its p-value adjusted by Holm over the primaries (family-wise error at most 5 %)."""
+    tests = [(cell, paired(records, cell[0], cell[1], cell[3], cell[2])) for cell in primary_cells(records)]
     holm = adjust_holm([d.p for _, d in tests])
     return [(cell, d, float(h)) for (cell, d), h in zip(tests, holm, strict=True)]
 
@@ -71,9 +86,10 @@ def adjusted(records: list[dict]) -> tuple[dict[tuple[str, str, str, str], float
     """q (Benjamini-Hochberg) of every secondary comparison the report prints, adjusted
     together: every setting x comparison x metric of the detailed tables but the primaries,
     a comparison that reuses another setting's runs counted once."""
+    primaries = primary_cells(records)
     cells = [(setting, variant, control, key) for setting in dict.fromkeys(r["setting"] for r in records)
              for variant, control in COMPARISONS for key in COMPARED
-             if not _is_primary(setting, variant, control, key)]
+             if (setting, variant, control, key) not in primaries]
     origin = {cell: (_origin(records, cell[0], cell[1]), _origin(records, cell[0], cell[2]), *cell[1:])
               for cell in cells}
     family = list(dict.fromkeys(origin.values()))
@@ -115,7 +131,7 @@ def _cell(records: list[dict], setting: str, variant: str, control: str, key: st
     if d.n == 0 or d.mean != d.mean:
         return "n/a"
     text = _difference(d, key)
-    if _is_primary(setting, variant, control, key):
+    if (setting, variant, control, key) in primary_cells(records):
         return f"{text} (primary)"
     return f"**{text}**" if d.n > 1 and q.get((setting, variant, control, key), math.nan) < ALPHA else text
 
@@ -171,7 +187,7 @@ def report(records: list[dict], command: str) -> str:
              "test images is identical across arms)." if not mismatched else
              f"WARNING: arms measured on different test pairs in {', '.join(mismatched)}.")
     lines = ["# Attention study: results", "", f"Command: `{command}`", "", check, "", rule, ""]
-    if any(r["setting"] == cell[0] for r in records for cell in PRIMARY):
+    if primary_cells(records):
         lines += ["Primary comparisons (pre-registered):", "", *primary_lines(records), ""]
     lines += ["Headline: paired differences against IDE (IDE's own values on its row).",
               "", *compact_table(records), ""]
@@ -222,7 +238,13 @@ TERMS = (
     ("SA's verification loss alone (L_bce)", "IDE+SA(0)", "IDE", (("head_auc", +1),)),
     ("CASN (IA and SA together)", "CASN(IDE)", "IDE", (("class_person_lift", +1), ("positive_distance", -1))),
 )
-DATA_SETS = (("control", "positive control"), ("base", "default data"))
+
+
+def data_sets(records: list[dict]) -> tuple[tuple[str, str], ...]:
+    """The settings ``findings`` reads, with a reader's name: the records' positive control and
+    the default data run beside it (version 1's when the records hold no control)."""
+    control = control_setting(records) or "control"
+    return (control, "positive control"), (VERSIONS[control], "default data")
 
 
 def _absolute_row(data: str, term: str, key: str, values: list[float], note: str) -> dict | None:
@@ -245,7 +267,7 @@ def findings(records: list[dict]) -> list[dict]:
     holm = {cell: h for cell, _, h in primary(records)}
     settings = {r["setting"] for r in records}
     rows = []
-    for setting, data_name in DATA_SETS:
+    for setting, data_name in data_sets(records):
         if setting not in settings:
             continue
         for term, variant, control, quantities in TERMS:
@@ -293,12 +315,13 @@ def manipulation_check(records: list[dict]) -> list[dict]:
     (the name tag identifies every training person, so a start that reads it is near 1), and
     IDE's class attention on the tag and on the camera sign as lift (above 1: attended more
     than an even spread), absolute, over seeds. Rows in ``findings``' format."""
+    (control, _), (base, _) = data_sets(records)
     ide = {(r["setting"], r["seed"]): r for r in records if r["variant"] == "IDE"}
-    seeds = sorted(sd for (s, sd) in ide if s == "control" and ("base", sd) in ide)
+    seeds = sorted(sd for (s, sd) in ide if s == control and (base, sd) in ide)
     rows = []
     if seeds:
-        d = paired_difference([ide[("base", sd)]["start_p_true"] for sd in seeds],
-                              [ide[("control", sd)]["start_p_true"] for sd in seeds])
+        d = paired_difference([ide[(base, sd)]["start_p_true"] for sd in seeds],
+                              [ide[(control, sd)]["start_p_true"] for sd in seeds])
         low, high = d.interval() if d.n > 1 else (math.nan, math.nan)
         rows.append({"data": "positive control - default", "term": "the IDE start", "quantity": "start_p_true",
                      "seeds": d.n, "difference": d.mean, "low": low, "high": high, "adjusted_p": d.p,
@@ -306,6 +329,6 @@ def manipulation_check(records: list[dict]) -> list[dict]:
                                  "no sign that it reads the tag (one check, p unadjusted)" if d.n > 1
                                  else "not tested")})
     for key in ("class_tag_lift", "class_sign_lift"):
-        values = [ide[("control", sd)].get(key, math.nan) for sd in sorted(sd for (s, sd) in ide if s == "control")]
+        values = [ide[(control, sd)].get(key, math.nan) for sd in sorted(sd for (s, sd) in ide if s == control)]
         rows.append(_absolute_row("positive control", "IDE", key, values, "1.0: an even spread"))
     return [row for row in rows if row is not None]
