@@ -113,7 +113,7 @@ from casn_lite.verdict import paired_difference, verdict_lines
 variants = variants or arm_names(arch)
 device = default_device()
 machine = Runtime.from_parameters(runtime)  # the profile's machine settings (GPU branches; an epoch cap in smoke runs)
-device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
 print("device:", device, device_name)
 
 
@@ -331,61 +331,24 @@ if results_dir is not None:
 # arms trained from the same start on the same batches: IDE, IDE+IA, IDE+SA(0) (the Siamese
 # verification loss $L_{bce}$ alone), IDE+SA (with the consistency term) and CASN(IDE).
 #
-# The tables below are computed from the study's committed records, not from this run (no
-# training here). First the *manipulation check*: a positive control shows something only
-# if the failure is really there. The tag names every training person on every training
-# image, so an IDE start that reads it knows its training people far better than on the
-# default data (p(true class | image) near 1), and attends to the tag (lift above 1).
+# A positive control shows something only if the failure is really there, so each version
+# of it comes with a *manipulation check*. The tag names every training person on every
+# training image: an IDE start that reads it knows its training people better than on the
+# default data (a higher p(true class | image)), attends to the tag (lift above 1), and
+# retrieves the test people, whose tag is mostly hidden, worse. Everything below is
+# computed from the study's committed records, not from this run (no training here).
+#
+# **Version 2** (the `cpu` profile's regime, 128 x 64 and no random erasing, and a tag twice
+# the size)
+# checked the failure first, before training any arm, against the default data with the
+# same start, seed by seed:
 
 # %%
-study_records = Path(casn_lite.__file__).resolve().parents[1] / "docs" / "positive_control" / "records.jsonl"
-study = read_records(study_records, protocol=3) if study_records.is_file() else []
-if study:
-    display(Markdown("\n".join(findings_table(manipulation_check(study)))))
-else:
-    print(f"{study_records} is not here: run benchmarks/attention_study.py (docs/positive_control.md)")
-
-# %% [markdown]
-# Then each term: did it move its own attention quantity (lift, notebook 02's unit; the
-# profile distance, notebook 03's), and did retrieval follow? Each row is a paired
-# difference over seeds with its 95 % interval; the two primary comparisons, fixed before
-# the runs, are adjusted by Holm, the others together by Benjamini-Hochberg.
-
-# %%
-found = findings(study)
-if found:
-    display(Markdown("\n".join(findings_table(found))))
-
-# %% [markdown]
-# In words, computed from the same rows (a term can move retrieval without moving the
-# attention it trains; read a gain on the control as a fix of its built-in failure only
-# where the manipulation check finds that failure):
-
-# %%
-def in_words(row):
-    """A row of the tables above as a phrase: its verdict, or its value where it has none."""
-    if row["verdict"].startswith("absolute"):
-        return f"{row['quantity']} {row['difference']:.2f} ({row['low']:.2f} to {row['high']:.2f} over {row['seeds']} seeds)"
-    return f"{row['quantity']} {row['verdict']}"
-
-
-print("manipulation check:", "; ".join(in_words(r) for r in manipulation_check(study)))
-for data_name in dict.fromkeys(r["data"] for r in found):
-    for term in dict.fromkeys(r["term"] for r in found if r["data"] == data_name):
-        rows_term = [r for r in found if r["data"] == data_name and r["term"] == term]
-        print(f"{data_name}, {term}: " + "; ".join(in_words(r) for r in rows_term))
-
-# %% [markdown]
-# Those rows are the control's version 1, whose failures the manipulation check did not
-# find. Version 2 (`docs/positive_control.md`: 128 x 64, no random erasing, a tag twice the
-# size) checked the failure first, before training any arm, against the default data with
-# the same start, seed by seed (from its committed records):
-
-# %%
-check_records = study_records.with_name("control_check.jsonl")
+docs = Path(casn_lite.__file__).resolve().parents[1] / "docs"
+check_records = docs / "positive_control" / "control_check.jsonl"
 checks = [json.loads(line) for line in check_records.read_text().splitlines()] if check_records.is_file() else []
-version2 = [r for r in checks if r.get("tag_scale") == 2.0 and r.get("erase_p") == 0.0]
-by_seed = {(r["data"], r["seed"]): r for r in version2}
+version2_check = [r for r in checks if r.get("tag_scale") == 2.0 and r.get("erase_p") == 0.0]
+by_seed = {(r["data"], r["seed"]): r for r in version2_check}
 check_seeds = sorted(sd for (d, sd) in by_seed if d == "control" and ("default", sd) in by_seed)
 for key, label in (("p_true", "p(true class | training image)"), ("mAP", "test mAP of the start"),
                    ("class_tag_lift", "class attention lift on the tag"),
@@ -397,13 +360,71 @@ for key, label in (("p_true", "p(true class | training image)"), ("mAP", "test m
     d = paired_difference([by_seed[("default", sd)][key] for sd in check_seeds], control_values)
     print(f"{label}: control - default " + ", ".join(f"{v:+.2f}" for v in d.diffs)
           + f" (mean {d.mean:+.2f}, p = {d.p:.2f}, {d.n} seeds)")
-version2_arms = study_records.parents[1] / "positive_control_v2" / "records.jsonl"  # where its study writes
-arms_run = version2_arms.read_text().splitlines() if version2_arms.is_file() else []
+
+# %% [markdown]
+# Then the five arms on version 2, on the control and on the default data in the same
+# regime. Each row is a paired difference over seeds with its 95 % interval: did the term
+# move its own attention quantity (lift, notebook 02's unit; the profile distance, notebook
+# 03's), and did retrieval follow? The two primary comparisons, fixed before the runs
+# (IDE+IA - IDE and IDE+SA - IDE+SA(0), mAP on the control), are adjusted by Holm; the
+# other rows together by Benjamini-Hochberg.
+
+# %%
+def study_records(folder):
+    """A version's committed records (docs/FOLDER/records.jsonl), or none."""
+    path = docs / folder / "records.jsonl"
+    return read_records(path, protocol=3) if path.is_file() else []
+
+
+def in_words(row):
+    """A row of ``findings`` or ``manipulation_check`` as a phrase: its verdict, or its value where it has none."""
+    if row["verdict"].startswith("absolute"):
+        return f"{row['quantity']} {row['difference']:.2f} ({row['low']:.2f} to {row['high']:.2f} over {row['seeds']} seeds)"
+    scale = 100 if row["quantity"] in ("mAP", "rank1") else 1  # retrieval in points
+    return f"{row['quantity']} {scale * row['difference']:+.2f}: {row['verdict']}"
+
+
+def say(rows):
+    """Each data set and term of ``findings`` rows on one line."""
+    for data_name in dict.fromkeys(r["data"] for r in rows):
+        for term in dict.fromkeys(r["term"] for r in rows if r["data"] == data_name):
+            rows_term = [r for r in rows if r["data"] == data_name and r["term"] == term]
+            print(f"{data_name}, {term}: " + "; ".join(in_words(r) for r in rows_term))
+
+
+version2 = study_records("positive_control_v2")
 planned = 5 * 5 * 2  # five arms, five seeds, the control and the default data (pre-registered)
-print(f"arms trained on version 2 so far: {len(arms_run)} of the {planned} pre-registered runs"
-      + (" (the five-arm study on it has not run yet: whether IA fixes the tag's failure is open)" if not arms_run
-         else " (analysed once all are in: until then, whether IA fixes the tag's failure is open)"
-         if len(arms_run) < planned else ""))
+print(f"version 2: {len(version2)} of the {planned} pre-registered runs"
+      + ("" if len(version2) >= planned else " (incomplete: these rows are provisional)"))
+if version2:  # the check again, from the arms' own records (IDE's start on each data set, five seeds)
+    print("manipulation check:", "; ".join(in_words(r) for r in manipulation_check(version2)))
+found = findings(version2)
+if found:
+    display(Markdown("\n".join(findings_table(found))))
+
+# %% [markdown]
+# In words, computed from the same rows (a term can move retrieval without moving the
+# attention it trains; read a result on the control as a fix of its built-in failure only
+# where the check finds that failure: IA's tag on version 2, SA's camera sign on neither
+# version):
+
+# %%
+say(found)
+
+# %% [markdown]
+# **Version 1** (the study's first regime: 64 x 32, random erasing, the tag at its first
+# size) trained its arms before checking the failure. Its check, computed from the arms'
+# own records (IDE's start on the control against the default data, and IDE's class
+# attention on the tag and on the sign), then its findings:
+
+# %%
+version1 = study_records("positive_control")
+if version1:
+    print("manipulation check:", "; ".join(in_words(r) for r in manipulation_check(version1)))
+    display(Markdown("\n".join(findings_table(findings(version1)))))
+    say(findings(version1))
+else:
+    print(f"{docs / 'positive_control'} holds no records: run benchmarks/attention_study.py (docs/positive_control.md)")
 
 # %% [markdown]
 # ## Summary
