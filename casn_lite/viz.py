@@ -29,7 +29,7 @@ from .data.transforms import denormalize
 __all__ = ["jpeg", "identity_across_cameras", "image_and_mask", "sample_grid", "plot_history", "plot_cmc",
            "plot_step_breakdown",
            "plot_ranked", "show_pairs", "show_attention", "show_masking", "show_indicator",
-           "show_profile_steps", "plot_ablation"]
+           "show_profile_steps", "plot_ablation", "plot_findings"]
 
 # a true match: blue, solid frame, a tick; a wrong one: orange, dashed frame, a cross
 # (colour-blind safe, and readable in grey)
@@ -416,5 +416,42 @@ def plot_ablation(summary: dict, metrics: Sequence[str] = ("rank1", "mAP"),
         ax.set(xticks=np.arange(len(shown)) + 0.2, ylabel="%", title=f"paper: {paper_dataset} (real data)")
         ax.set_xticklabels(shown, fontsize=8)
         _legend_outside(ax)
+    fig.tight_layout()
+    return fig
+
+
+def plot_findings(rows: Sequence[dict]):
+    """A forest plot of ``casn_lite.tooling.study.findings`` rows: each paired difference with
+    its 95 % t interval over seeds, beside a dotted line at zero (no change). mAP, in points,
+    on the left; each term's own attention quantity on the right (another scale). A
+    pre-registered primary comparison is a filled marker, a secondary one hollow; an effect
+    after the adjustment is blue, the rest grey. Rows without an interval (an absolute value
+    such as the Siamese head's AUC) are left out."""
+    tested = [r for r in rows if not r["verdict"].startswith("absolute") and r["low"] == r["low"]]
+    panels = (("mAP", "paired difference in mAP (points)", 100),
+              ("attention", "paired difference in the term's attention quantity", 1))
+    groups = [[r for r in tested if (r["quantity"] == "mAP") == (name == "mAP")] for name, _, _ in panels]
+    height = 0.32 * max(len(g) for g in groups) + 1.3
+    fig, axes = plt.subplots(1, 2, figsize=(12, height), squeeze=False)
+    for ax, (name, xlabel, scale), shown in zip(axes[0], panels, groups, strict=True):
+        y = np.arange(len(shown))[::-1]
+        for yi, r in zip(y, shown, strict=True):
+            colour = MATCH[True]["color"] if r["verdict"].startswith("moved") else (0.45, 0.45, 0.45)
+            d, low, high = (scale * r[k] for k in ("difference", "low", "high"))
+            ax.errorbar(d, yi, xerr=[[d - low], [high - d]], fmt="o", color=colour, capsize=3,
+                        markerfacecolor=colour if r.get("primary") else "white")
+        ax.axvline(0, color="black", linewidth=0.8, linestyle=":")
+        term = [r["term"].split(" (")[0] for r in shown]
+        labels = [f"{t}, {r['data']}" if name == "mAP" else f"{t}: {r['quantity']}, {r['data']}"
+                  for t, r in zip(term, shown, strict=True)]
+        ax.set_yticks(y)
+        ax.set_yticklabels(labels, fontsize=8)
+        ax.set_xlabel(xlabel)
+    handles = [Line2D([], [], marker="o", linestyle="", color="grey", markerfacecolor="grey", label="primary (Holm)"),
+               Line2D([], [], marker="o", linestyle="", color="grey", markerfacecolor="white",
+                      label="secondary (Benjamini-Hochberg)"),
+               Line2D([], [], marker="o", linestyle="", color=MATCH[True]["color"], label="an effect after adjusting"),
+               Line2D([], [], marker="o", linestyle="", color=(0.45, 0.45, 0.45), label="no effect shown")]
+    _legend_outside(axes[0, 1], handles=handles)
     fig.tight_layout()
     return fig

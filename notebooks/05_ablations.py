@@ -403,6 +403,17 @@ if found:
     display(Markdown("\n".join(findings_table(found))))
 
 # %% [markdown]
+# The same rows as a picture: each difference with its 95 % interval, and the dotted line
+# where the term changed nothing; a filled marker is one of the two pre-registered
+# comparisons. Each interval is its comparison's own, not adjusted for the many drawn
+# together: one that misses the line is still grey, no effect, when the adjusted p-value
+# (the table's) is above 0.05.
+
+# %%
+if found:
+    findings_fig = viz.plot_findings(found)
+
+# %% [markdown]
 # In words, computed from the same rows (a term can move retrieval without moving the
 # attention it trains; read a result on the control as a fix of its built-in failure only
 # where the check finds that failure: IA's tag on version 2, SA's camera sign on neither

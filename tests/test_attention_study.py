@@ -165,3 +165,34 @@ def test_records_are_appended_one_line_each_and_read_back(tmp_path):
     append_record(path, {"seed": 1, "protocol": 2})
     assert [json.loads(line)["seed"] for line in path.read_text().splitlines()] == [0, 1]
     assert analysis.read_records(path, 3) == [{"seed": 0, "protocol": 3}]
+
+
+def test_the_findings_figure_draws_each_tested_difference_on_its_own_scale():
+    """``viz.plot_findings`` on made-up findings: one interval per tested row (absolute rows such
+    as the head's AUC left out), mAP in points on the left, the attention quantities as
+    measured on the right, the primary filled. Caught: mAP left as a fraction, the absolute
+    rows drawn as differences, a primary drawn hollow."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from casn_lite.viz import plot_findings
+
+    rows = records() + records("base")
+    for r in rows:
+        r["class_tag_lift"] = {"IDE+IA": 0.8}.get(r["variant"], 1.2) + 0.002 * r["seed"] ** 2
+        r["head_auc"] = 0.8
+    found = analysis.findings(rows)
+    tested = [f for f in found if not f["verdict"].startswith("absolute")]
+    fig = plot_findings(found)
+    left, right = fig.axes[:2]
+    mAP_rows = [f for f in tested if f["quantity"] == "mAP"]
+    assert len(left.containers) == len(mAP_rows) and len(right.containers) == len(tested) - len(mAP_rows)
+    assert len(tested) < len(found), "the head's AUC rows are absolute values"
+    first = left.containers[0].lines[0]
+    assert first.get_xdata()[0] == pytest.approx(100 * mAP_rows[0]["difference"])
+    assert mAP_rows[0]["primary"] and first.get_markerfacecolor() != "white"
+    tag = next(i for i, f in enumerate(f for f in tested if f["quantity"] != "mAP") if f["quantity"] == "class_tag_lift")
+    assert right.containers[tag].lines[0].get_xdata()[0] == pytest.approx(-0.4, abs=0.01)
+    plt.close(fig)
