@@ -432,8 +432,9 @@ say(found)
 version1 = study_records("positive_control")
 if version1:
     print("manipulation check:", "; ".join(in_words(r) for r in manipulation_check(version1)))
-    display(Markdown("\n".join(findings_table(findings(version1)))))
-    say(findings(version1))
+    found1 = findings(version1)
+    display(Markdown("\n".join(findings_table(found1))))
+    say(found1)
 else:
     print(f"{docs / 'positive_control'} holds no records: run benchmarks/attention_study.py (docs/positive_control.md)")
 

@@ -126,12 +126,13 @@ def _difference(d, key: str) -> str:
     return f"{scale * d.mean:+.2f} [{scale * low:+.2f}, {scale * high:+.2f}]"
 
 
-def _cell(records: list[dict], setting: str, variant: str, control: str, key: str, q: dict) -> str:
+def _cell(records: list[dict], setting: str, variant: str, control: str, key: str, q: dict,
+          primaries: list[tuple[str, str, str, str]]) -> str:
     d = paired(records, setting, variant, key, control)
     if d.n == 0 or d.mean != d.mean:
         return "n/a"
     text = _difference(d, key)
-    if (setting, variant, control, key) in primary_cells(records):
+    if (setting, variant, control, key) in primaries:
         return f"{text} (primary)"
     return f"**{text}**" if d.n > 1 and q.get((setting, variant, control, key), math.nan) < ALPHA else text
 
@@ -144,13 +145,14 @@ def compact_table(records: list[dict]) -> list[str]:
     """The headline table: per setting and comparison, the paired differences that matter most."""
     keys = ("mAP", "class_person_lift", "class_tag_lift", "sign_lift", "positive_distance", "head_auc")
     q, _ = adjusted(records)
+    primaries = primary_cells(records)
     lines = ["| setting (seeds) | arm | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
     for setting in dict.fromkeys(r["setting"] for r in records):
         ide = [r for r in records if r["setting"] == setting and r["variant"] == "IDE"]
         absolute = [_fmt(_mean([r.get(k, math.nan) for r in ide]), k in RETRIEVAL) for k in keys]
         lines.append(f"| {setting} ({len({r['seed'] for r in ide})}) | IDE (absolute) | " + " | ".join(absolute) + " |")
         for variant, control in COMPARISONS:
-            cells = [_cell(records, setting, variant, control, k, q) for k in keys]
+            cells = [_cell(records, setting, variant, control, k, q, primaries) for k in keys]
             lines.append(f"| | {_label(variant, control)} | " + " | ".join(cells) + " |")
     return lines
 
@@ -181,13 +183,14 @@ def report(records: list[dict], command: str) -> str:
     """The markdown report: the primary comparisons, then per setting the arms' means and the
     paired differences."""
     q, tested = adjusted(records)
+    primaries = primary_cells(records)
     rule = RULE.format(n=tested)
     mismatched = same_pairs(records)
     check = ("Every arm of a seed was measured on the same test pairs (the person's share of the "
              "test images is identical across arms)." if not mismatched else
              f"WARNING: arms measured on different test pairs in {', '.join(mismatched)}.")
     lines = ["# Attention study: results", "", f"Command: `{command}`", "", check, "", rule, ""]
-    if primary_cells(records):
+    if primaries:
         lines += ["Primary comparisons (pre-registered):", "", *primary_lines(records), ""]
     lines += ["Headline: paired differences against IDE (IDE's own values on its row).",
               "", *compact_table(records), ""]
@@ -215,7 +218,7 @@ def report(records: list[dict], command: str) -> str:
                   "after the Benjamini-Hochberg adjustment):", ""]
         lines += ["| comparison | " + " | ".join(compared) + " |", "|---" * (len(compared) + 1) + "|"]
         for variant, control in COMPARISONS:
-            cells = [_cell(records, setting, variant, control, key, q) for key in compared]
+            cells = [_cell(records, setting, variant, control, key, q, primaries) for key in compared]
             lines.append(f"| {_label(variant, control)} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
