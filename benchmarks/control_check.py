@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/control_check.py --seeds 0 1 2 [--height 128 --width 64]
     .venv/bin/python benchmarks/control_check.py --height 128 --width 64 --erase-p 0 --tag-scale 2   # v2
+    .venv/bin/python benchmarks/control_check.py --height 128 --width 64 --erase-p 0 --decoy         # v3
 
 A positive control can only show that a term fixes a failure if the failure is there. On
 ``SynthConfig(control=True)`` the name tag identifies every training person on every
@@ -14,6 +15,11 @@ measured the same way; the differences are paired by seed. One JSON line per sta
 appended to ``--out``. ``--erase-p`` and ``--tag-scale`` change the start's random erasing
 and the control's name-tag size (v2 of the control: no erasing, a tag twice as tall and
 wide; docs/positive_control.md); a record is found again by size, erasing and tag size.
+``--decoy`` checks version 3 instead of the name-tag control: the default data plus a decoy
+badge (``SynthConfig(decoy=True)``), where IDE should attend to the decoy (class lift on it),
+attend less consistently on same-person pairs where a view shows it (profile distance on
+those pairs minus on pairs where neither does) and retrieve worse (the test decoys mislead).
+The default data's starts are shared by every version (same size and erasing).
 """
 
 from __future__ import annotations
@@ -36,18 +42,23 @@ from casn_lite.verdict import paired_difference
 ROOT = Path(__file__).resolve().parents[1]
 DATA = SynthConfig(train_ids=48, test_ids=48, cameras=4, images_per_camera=4, seed=0)  # the study's
 KEYS = ("p_true", "mAP", "class_person_lift", "class_tag_lift", "class_sign_lift", "sign_lift")
+DECOY_KEYS = ("p_true", "mAP", "class_person_lift", "class_decoy_lift", "decoy_lift", "positive_distance_decoy",
+              "positive_distance_clear")
 
 
-def measure(control: bool, seed: int, height: int, width: int, device: torch.device, erase_p: float = 0.5,
+def measure(kind: str, seed: int, height: int, width: int, device: torch.device, erase_p: float = 0.5,
             tag_scale: float = 1.0) -> dict:
-    data = load_or_generate(None, replace(DATA, control=control, tag_scale=tag_scale if control else 1.0))
+    """One start (``kind``: "default", "control" or "decoy") trained or loaded, and measured."""
+    control = kind == "control"
+    data = load_or_generate(None, replace(DATA, control=control, tag_scale=tag_scale if control else 1.0,
+                                          decoy=kind == "decoy"))
     cfg = StartConfig(height=height, width=width, epochs=30, seed=seed, erase_p=erase_p)
     tic = time.perf_counter()
     model, info = ide_start(data, cfg, device, progress=False)
     loaders = start_loaders(data, cfg, device)
     retrieval = evaluate(model, loaders.query, loaders.gallery, device)
     attention = evaluate_attention(model, test_pair_loader(data, height, width, num_pairs=128, seed=0), device)
-    return {"data": "control" if control else "default", "seed": seed, "height": height, "width": width,
+    return {"data": kind, "seed": seed, "height": height, "width": width,
             "erase_p": erase_p, "tag_scale": tag_scale,
             "p_true": true_class_probability(model, data, height, width, device), "mAP": retrieval["mAP"],
             **attention.as_dict(), "cached": info["cached"], "seconds": time.perf_counter() - tic}
@@ -60,35 +71,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--erase-p", type=float, default=0.5, help="the start's random erasing (default 0.5)")
     parser.add_argument("--tag-scale", type=float, default=1.0, help="the control's name-tag size (default 1)")
+    parser.add_argument("--decoy", action="store_true", help="check version 3 (the decoy) instead of the name tag")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "control_check.jsonl")
     args = parser.parse_args(argv)
     records = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out.is_file() else []
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    shortcut = "decoy" if args.decoy else "control"
+
     def this_setting(r: dict) -> bool:  # records written before v2 had erasing 0.5 and a tag of size 1
         return (r["height"] == args.height and r.get("erase_p", 0.5) == args.erase_p
-                and r.get("tag_scale", 1.0) == args.tag_scale)
+                and (r["data"] != "control" or r.get("tag_scale", 1.0) == args.tag_scale))
 
     for seed in args.seeds:
-        for control in (False, True):
-            name = "control" if control else "default"
+        for name in ("default", shortcut):
             if any(r["data"] == name and r["seed"] == seed and this_setting(r) for r in records):
                 continue
-            record = measure(control, seed, args.height, args.width, device, args.erase_p, args.tag_scale)
+            record = measure(name, seed, args.height, args.width, device, args.erase_p, args.tag_scale)
             records.append(record)
             append_record(args.out, record)
             print(f"{args.height}x{args.width} seed {seed} {name:<8} p(true) {record['p_true']:.2f}  "
-                  f"mAP {100 * record['mAP']:.1f}  tag lift {record.get('class_tag_lift', float('nan')):.2f}  "
+                  f"mAP {100 * record['mAP']:.1f}  {shortcut} lift "
+                  f"{record.get('class_decoy_lift' if args.decoy else 'class_tag_lift', float('nan')):.2f}  "
                   f"({record['seconds']:.0f} s)", flush=True)
     by = {(r["data"], r["seed"]): r for r in records if this_setting(r)}
-    seeds = sorted(sd for (d, sd) in by if d == "control" and ("default", sd) in by)
-    print(f"{args.height} x {args.width}, erasing {args.erase_p}, tag x{args.tag_scale:g}, seeds {seeds}: "
-          "control - default, paired by seed")
-    for key in KEYS:
+    seeds = sorted(sd for (d, sd) in by if d == shortcut and ("default", sd) in by)
+    print(f"{args.height} x {args.width}, erasing {args.erase_p}, "
+          + ("the decoy" if args.decoy else f"tag x{args.tag_scale:g}") + f", seeds {seeds}: "
+          f"{shortcut} - default, paired by seed")
+    for key in DECOY_KEYS if args.decoy else KEYS:
         a = [by[("default", sd)].get(key, float("nan")) for sd in seeds]
-        b = [by[("control", sd)].get(key, float("nan")) for sd in seeds]
+        b = [by[(shortcut, sd)].get(key, float("nan")) for sd in seeds]
         d = paired_difference(a, b)
         shown = " ".join(f"{v:.2f}" for v in b)
-        print(f"  {key:<18} control {shown}  (default {' '.join(f'{v:.2f}' for v in a)})  "
+        print(f"  {key:<18} {shortcut} {shown}  (default {' '.join(f'{v:.2f}' for v in a)})  "
               f"difference {d.mean:+.2f}" + ("" if d.p != d.p else f", p = {d.p:.3g}"))
     return 0
 

@@ -22,7 +22,13 @@ import torch
 from torch import nn
 
 from .attention_metrics import evaluate_attention
-from .data.datasets import control_tag_scale, is_positive_control, load_or_generate, sample_keys
+from .data.datasets import (
+    control_tag_scale,
+    has_decoy,
+    is_positive_control,
+    load_or_generate,
+    sample_keys,
+)
 from .data.loaders import Loaders, pair_loader, reid_loaders
 from .data.synth import SynthConfig
 from .engine import JointLoader, Runtime, TrainConfig, evaluate, fit, seed_everything, set_epoch
@@ -263,14 +269,17 @@ def pretrained_trunk(cfg: StartConfig, device: torch.device, runtime: Runtime | 
 def data_fingerprint(data) -> str:
     """A short hash of a dataset's name and training split (``sample_keys``: file names,
     identities, cameras): two datasets with the same fingerprint train the same start. The
-    positive control has the default data's file names, identities and cameras, not its
-    images: its fingerprint says so (the default data's keeps the value it always had)."""
+    positive control (every version, the decoy included) has the default data's file names,
+    identities and cameras, not its images: its fingerprint says so (the default data's keeps
+    the value it always had)."""
     parts = [data.name, sample_keys(data.train)]
     if data.name == "SynthPeople" and is_positive_control(data.root):
         parts.append("positive control")
         tag_scale = control_tag_scale(data.root)
         if tag_scale != 1.0:  # a larger name tag: other images, another start
             parts.append(f"tag x{tag_scale:g}")
+    if data.name == "SynthPeople" and has_decoy(data.root):  # version 3's decoy: other images again
+        parts.append("decoy")
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 

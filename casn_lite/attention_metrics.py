@@ -21,7 +21,7 @@ from .attention import (
     similarity_attention,
     upsample,
 )
-from .data.synth import MASK_CUE, MASK_SIGN, MASK_TAG, PERSON_MASK_VALUES
+from .data.synth import MASK_CUE, MASK_DECOY, MASK_SIGN, MASK_TAG, PERSON_MASK_VALUES
 from .devices import default_device
 from .evaluation import roc_auc
 from .losses import attention_distance, siamese_attention, siamese_bce_loss
@@ -64,6 +64,15 @@ class AttentionReport:
     class_sign_lift: float | None = None
     tag_area: float | None = None
     sign_area: float | None = None
+    # version 3's decoy (SynthConfig(decoy=True)): attention on it, and the same-person profile
+    # distance split by whether a view of the pair shows it
+    on_decoy: float | None = None
+    decoy_lift: float | None = None
+    class_on_decoy: float | None = None
+    class_decoy_lift: float | None = None
+    decoy_area: float | None = None
+    positive_distance_decoy: float | None = None  # same-person pairs where a view shows the decoy
+    positive_distance_clear: float | None = None  # ... where neither does
 
     def as_dict(self) -> dict[str, float]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -79,9 +88,10 @@ def _class_attention(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 def regions(mask: torch.Tensor) -> dict[str, torch.Tensor]:
     """The regions attention is measured on, from a SynthPeople mask [B, H, W]: the person
     (its cue and name tag included), the identity cue, and the positive control's name tag
-    and camera sign (empty on the default data)."""
+    and camera sign and version 3's decoy (empty on the default data)."""
     return {"person": torch.isin(mask, torch.tensor(PERSON_MASK_VALUES, device=mask.device)),
-            "cue": mask == MASK_CUE, "tag": mask == MASK_TAG, "sign": mask == MASK_SIGN}
+            "cue": mask == MASK_CUE, "tag": mask == MASK_TAG, "sign": mask == MASK_SIGN,
+            "decoy": mask == MASK_DECOY}
 
 
 def _masked_mean(values: torch.Tensor, keep: torch.Tensor) -> float:
@@ -122,7 +132,10 @@ def evaluate_attention(model: nn.Module, pair_loader, device: torch.device | Non
       of each image's top training identity: ``class_empty``, ``class_on_person``,
       ``class_person_lift``, ``class_on_cue``, ``class_cue_lift``; on the positive control
       (``SynthConfig(control=True)``) the same for its name tag and camera sign (``tag_lift``,
-      ``sign_lift``, ``class_tag_lift``, ...);
+      ``sign_lift``, ``class_tag_lift``, ...), and for version 3's decoy (``SynthConfig(decoy=
+      True)``) ``decoy_lift``, ``class_decoy_lift`` and ``positive_distance_decoy`` /
+      ``positive_distance_clear``, the same-person distance on pairs where a view shows the
+      decoy / where neither does;
     * with the Siamese ``head``: ``sa_positive_distance`` and ``sa_empty``, SA's own
       attention (Grad-CAM of <alpha, f_i>) on the same-person pairs; ``head_bce`` and
       ``head_auc``, how well the head tells same from different on these held-out
@@ -161,6 +174,7 @@ def evaluate_attention(model: nn.Module, pair_loader, device: torch.device | Non
             if key not in batch:
                 continue
             where = regions(batch[key].to(device))
+            add(f"decoy{side + 1}", where["decoy"].flatten(1).any(1))
             for prefix, maps in (("", sim[side]), ("class_", cls[side])):
                 m = upsample(maps.detach().float(), x1.shape[-2:])
                 for region, inside in where.items():
@@ -179,8 +193,12 @@ def evaluate_attention(model: nn.Module, pair_loader, device: torch.device | Non
         logits = col["head_logits"]
         result["head_bce"] = siamese_bce_loss(logits, same).item()
         result["head_auc"] = roc_auc(logits[:, 1] - logits[:, 0], same)  # the margin z_same - z_diff ranks "same"
-    # the name tag and the camera sign only where the masks hold them (the positive control)
-    measured = [r for r in ("person", "cue", "tag", "sign")
+    if "decoy1" in col and col["decoy_area"].any():  # version 3: consistency with and without the decoy
+        shown = col["decoy1"].bool() | col["decoy2"].bool()
+        result["positive_distance_decoy"] = _masked_mean(col["distance"], same & valid & shown)
+        result["positive_distance_clear"] = _masked_mean(col["distance"], same & valid & ~shown)
+    # the name tag, the camera sign and the decoy only where the masks hold them (the positive control)
+    measured = [r for r in ("person", "cue", "tag", "sign", "decoy")
                 if f"{r}_area" in col and (r in ("person", "cue") or col[f"{r}_area"].any())]
     for region in measured:
         for prefix in ("", "class_"):

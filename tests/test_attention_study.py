@@ -117,7 +117,7 @@ def test_the_manipulation_check_asks_whether_ide_reads_the_tag():
         r["class_tag_lift"] = 2.0
     check = {row["quantity"]: row for row in analysis.manipulation_check(rows)}
     assert check["start_p_true"]["difference"] == pytest.approx(0.604)
-    assert check["start_p_true"]["verdict"].startswith("reads the tag")
+    assert check["start_p_true"]["verdict"].startswith("reads the shortcut")
     assert check["class_tag_lift"]["difference"] == pytest.approx(2.0)
     for r in rows:
         r["start_p_true"] = 0.3 + 0.01 * r["seed"] ** 2 * (1 if r["setting"] == "control" else -1)
@@ -196,3 +196,32 @@ def test_the_findings_figure_draws_each_tested_difference_on_its_own_scale():
     tag = next(i for i, f in enumerate(f for f in tested if f["quantity"] != "mAP") if f["quantity"] == "class_tag_lift")
     assert right.containers[tag].lines[0].get_xdata()[0] == pytest.approx(-0.4, abs=0.01)
     plt.close(fig)
+
+
+def test_version_3_is_version_2s_regime_with_the_decoy_and_one_primary(study):
+    """The decoy control (docs/positive_control.md, version 3): version 2's regime on the
+    default data plus the decoy, so that base-v2 is its default data; its one pre-registered
+    primary is SA's consistency term, tested unadjusted. Caught: the decoy left out of the
+    setting or of the run identity (version 2's default-data runs would be reused for it),
+    the name-tag control mixed in, version 3 analysed with version 2's two primaries."""
+    from dataclasses import replace
+
+    v3 = study.SETTINGS["control-v3"]
+    assert v3 == replace(study.SETTINGS["base-v2"], decoy=True) and not v3.control
+    assert "decoy" in study.COMMON
+    base = [dict(r, setting="base-v2") for r in records("base-v2")]
+    assert not any(study.same_run(r, v3, r["seed"], r["variant"]) for r in base)
+    rows = [dict(r, setting="control-v3") for r in records("control-v3")] + base
+    assert analysis.data_sets(rows) == (("control-v3", "positive control"), ("base-v2", "default data"))
+    result = analysis.primary(rows)
+    assert [cell for cell, _, _ in result] == [("control-v3", "IDE+SA", "IDE+SA(0)", "mAP")]
+    (_, d, holm), = result
+    assert holm == pytest.approx(stats.ttest_rel(MAP["IDE+SA"], MAP["IDE+SA(0)"]).pvalue)
+    assert holm == pytest.approx(d.p)
+    for r in rows:  # the check: IDE's inconsistency with the decoy, and what retrieval pays
+        r.update(positive_distance_decoy=2.0 + 0.1 * r["seed"], positive_distance_clear=1.5, class_decoy_lift=1.8,
+                 start_p_true=0.4, mAP=r["mAP"] - (0.05 + 0.01 * r["seed"] if r["setting"] == "control-v3" else 0))
+    check = {row["quantity"]: row for row in analysis.manipulation_check(rows)}
+    assert check["positive_distance_decoy - clear"]["difference"] == pytest.approx(0.7)
+    assert check["mAP"]["difference"] == pytest.approx(-0.07) and check["mAP"]["verdict"].startswith("pays")
+    assert check["class_decoy_lift"]["difference"] == pytest.approx(1.8)

@@ -188,6 +188,9 @@ class ReIDData:
             lines.append("  the positive control: a name tag per identity (mask 3) on every training image and a "
                          "quarter of the test images; per camera a vertical shift and scale and a sign (mask 4)"
                          + (f"; the tag {tag_scale:g} x its usual size" if tag_scale != 1.0 else ""))
+        if self.name == "SynthPeople" and has_decoy(self.root):
+            lines.append("  version 3 of the positive control: a decoy badge (mask 5) on the background at a random "
+                         "height in half of the images, the person's own code in training, another's at test")
         return "\n".join(lines)
 
 
@@ -205,6 +208,11 @@ def control_tag_scale(root: Path) -> float:
     """The positive control's name-tag size (``SynthConfig.tag_scale``) of the SynthPeople set
     in ``root``; 1.0 when it was not recorded."""
     return float(_recorded_config(root).get("tag_scale", 1.0))
+
+
+def has_decoy(root: Path) -> bool:
+    """Whether the SynthPeople set in ``root`` was drawn with ``SynthConfig(decoy=True)``."""
+    return bool(_recorded_config(root).get("decoy", False))
 
 
 def is_positive_control(root: Path) -> bool:
@@ -401,6 +409,7 @@ def load_or_generate(data_root: str | Path | None, config=None) -> ReIDData:
     name = f"synthpeople-{cfg.train_ids}-{cfg.test_ids}-{cfg.cameras}-{cfg.images_per_camera}-{cfg.height}x{cfg.width}-s{cfg.seed}"
     name += "-control" if cfg.control else ""
     name += f"-tag{cfg.tag_scale:g}" if cfg.tag_scale != 1.0 else ""
+    name += "-decoy" if cfg.decoy else ""
     return load_dataset("synthpeople", ensure_synthpeople(DATA_DIR / name, cfg))
 
 

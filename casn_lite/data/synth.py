@@ -25,10 +25,19 @@ CASN's terms is meant to fix (``docs/positive_control.md``):
   patch of the camera's own colour on the background, at a random height): attention
   that moves with the camera, not the person (SA's target, inconsistent attention).
 
+``SynthConfig(decoy=True)`` (version 3 of the control, on its own or with the above) adds a
+*decoy*: a badge of three coloured stripes, one code per identity, on the background at
+the box's edge at a random height, in half of the images. In training it repeats the
+person's own code, so it identifies them; in the test splits it shows another test
+person's code, so a network that relies on it is misled. It sits at a different height in
+each view: evidence that looks the same in two views but lies in different places
+(attention consistency's target, SA).
+
 Drawing is vectorised over a batch: every pixel gets a part label (uint8) by
 broadcasting comparisons on person coordinates, and one gather turns labels into
 colours. The same labels give the mask (0 background, 1 person, 2 identity cue; in the
-positive control also 3 name tag, on the person, and 4 camera sign, on the background).
+positive control also 3 name tag, on the person, and 4 camera sign, on the background; 5
+the decoy, on the background).
 Everything is drawn from ``numpy.random.SeedSequence(seed)``, so the same seed
 and settings give byte-identical files.
 
@@ -37,7 +46,7 @@ Output (``root`` is the folder you pass)::
     root/bounding_box_train/0002_c1s1_000015_00.jpg   training images
     root/query/...                                      one image per test identity and camera
     root/bounding_box_test/...                          the rest, plus distractors (0000) and junk (-1)
-    root/masks/<same split>/<same name>.png             0 background, 1 person, 2 identity cue (3 tag, 4 sign)
+    root/masks/<same split>/<same name>.png             0 background, 1 person, 2 identity cue (3 tag, 4 sign, 5 decoy)
     root/meta.json                                      generator version, settings, identities, images
 
 A set is drawn into a hidden folder beside ``root`` and moved into place only when complete,
@@ -75,12 +84,14 @@ __all__ = [
     "MASK_CUE",
     "MASK_TAG",
     "MASK_SIGN",
+    "MASK_DECOY",
     "PERSON_MASK_VALUES",
 ]
 
 GENERATOR_VERSION = "1.0"
 MASK_BACKGROUND, MASK_PERSON, MASK_CUE = 0, 1, 2
 MASK_TAG, MASK_SIGN = 3, 4  # the positive control's name tag (on the person) and camera sign
+MASK_DECOY = 5  # version 3's decoy (on the background)
 PERSON_MASK_VALUES = (MASK_PERSON, MASK_CUE, MASK_TAG)  # the mask values that are the person
 SPLITS = ("bounding_box_train", "query", "bounding_box_test")  # the Market-1501 layout's folders
 _BATCH = 256  # images drawn at once; fixed so that output never depends on it
@@ -118,16 +129,19 @@ _SECOND = 10
 POLE_P, CAR_P, WINDOW_P = 20, 21, 22
 TAG_P = (23, 24, 25)  # the positive control's name tag: three stripes, top to bottom
 SIGN_P = 26  # the positive control's camera sign
-_NUM_PARTS = 27
+DECOY_P = (27, 28, 29)  # version 3's decoy: three stripes, top to bottom
+_NUM_PARTS = 30
 _MASK_OF_PART = np.zeros(_NUM_PARTS, np.uint8)
 _MASK_OF_PART[[SKIN_P, HAIR_P, UPPER_P, LOWER_P, SHOES_P, SLEEVE_P]] = MASK_PERSON
 _MASK_OF_PART[[EMBLEM_P, BAG_P, PATTERN_P]] = MASK_CUE
 _MASK_OF_PART[list(TAG_P)] = MASK_TAG
 _MASK_OF_PART[SIGN_P] = MASK_SIGN
+_MASK_OF_PART[list(DECOY_P)] = MASK_DECOY
 
 # the positive control (SynthConfig.control)
 TAG_SHOWN = {"bounding_box_train": 1.0, "query": 0.25, "bounding_box_test": 0.25}  # P(tag visible)
 SIGN_SHOWN = 0.8  # P(the camera sign is in the box), every split
+DECOY_SHOWN = 0.5  # P(the decoy is in the box), every split (version 3, SynthConfig.decoy)
 
 
 def _rgb(palette: list) -> np.ndarray:
@@ -151,6 +165,7 @@ class SynthConfig:
     seed: int = 0
     control: bool = False  # the positive control: a name tag and camera signs and geometry built in
     tag_scale: float = 1.0  # the control's name tag: its height and width times this, about its centre
+    decoy: bool = False  # version 3 of the control: an identity badge on the background, misleading at test
 
     def __post_init__(self) -> None:
         if self.train_ids < 1 or self.test_ids < 1:
@@ -325,6 +340,36 @@ def _control_params(rng: np.random.Generator, split: str, cams: list, params: di
         "sign_shown": rng.random(n) < SIGN_SHOWN,
         "sign_y": rng.uniform(0.05, 0.85, n).astype(np.float32),  # top of the sign, share of the height
         "sign_side": rng.choice([-1.0, 1.0], n).astype(np.float32),
+    }
+
+
+def _draw_decoy_codes(rng: np.random.Generator, people: list) -> None:
+    """Version 3's decoy badge (in place): a code of three stripe colours per identity,
+    distinct while there are enough codes."""
+    codes = len(CUE) ** 3
+    drawn = rng.choice(codes, size=len(people), replace=len(people) > codes)
+    for p, code in zip(people, drawn, strict=True):
+        p["decoy"] = [int(code) // len(CUE) ** k % len(CUE) for k in range(3)]
+
+
+def _decoy_params(rng: np.random.Generator, split: str, person: np.ndarray,
+                  split_people: np.ndarray) -> dict[str, np.ndarray]:
+    """Per image: whether the decoy shows, where, and whose code it shows: the person's own
+    in training, another test person's in the test splits (distractors and junk too)."""
+    n = len(person)
+    if split == "bounding_box_train":
+        whose = person.copy()
+    elif len(split_people) == 1:  # no other test person to show
+        whose = np.full(n, split_people[0])
+    else:  # a random test identity other than the one in the image (split_people is a sorted range)
+        pick = rng.integers(0, len(split_people) - 1, n)
+        own = np.searchsorted(split_people, person)  # past the end for distractors: any pick
+        whose = split_people[np.where(pick >= own, pick + 1, pick)]
+    return {
+        "decoy_shown": rng.random(n) < DECOY_SHOWN,
+        "decoy_of": whose.astype(np.int64),
+        "decoy_y": rng.uniform(0.05, 0.8, n).astype(np.float32),  # top of the badge, share of the height
+        "decoy_side": rng.choice([-1.0, 1.0], n).astype(np.float32),
     }
 
 
@@ -637,6 +682,14 @@ def render_batch(params: dict[str, np.ndarray], people: list, cams: list, H: int
         sign = ((xx >= col(left)) & (xx < col(left) + sign_w) & (yy >= col(params["sign_y"]) * H)
                 & (yy < col(params["sign_y"]) * H + sign_h) & col(params["sign_shown"]))
         label[sign & (label == BG)] = SIGN_P
+    decoy = "decoy_shown" in params
+    if decoy:  # version 3's decoy: a badge of three stripes on the background at the box's edge
+        badge_w, stripe_h = 0.2 * W, 0.05 * H
+        left = np.where(params["decoy_side"] < 0, 0.0, W - badge_w)
+        across = (xx >= col(left)) & (xx < col(left) + badge_w) & col(params["decoy_shown"])
+        for k, part in enumerate(DECOY_P):
+            top_k = col(params["decoy_y"]) * H + stripe_h * k
+            label[across & (yy >= top_k) & (yy < top_k + stripe_h) & (label == BG)] = part
 
     # occluders in front of everyone
     occ, pos, size = col(params["occluder"]), col(params["occ_pos"]), col(params["occ_size"])
@@ -661,6 +714,8 @@ def render_batch(params: dict[str, np.ndarray], people: list, cams: list, H: int
     if control:
         palette[:, list(TAG_P)] = _rgb(CUE)[[people[i]["tag"] for i in params["person"]]]
         palette[:, SIGN_P] = _rgb(CUE)[[cams[c]["sign_colour"] for c in params["cam"]]]
+    if decoy:
+        palette[:, list(DECOY_P)] = _rgb(CUE)[[people[i]["decoy"] for i in params["decoy_of"]]]
     palette[:, POLE_P] = [150, 150, 156]
     palette[:, CAR_P] = params["occ_colour"]
     palette[:, WINDOW_P] = params["occ_colour"] * 0.35
@@ -786,7 +841,7 @@ def _draw_set(out: Path, cfg: SynthConfig, progress: bool) -> dict:
     """Draw every image, mask and meta.json (written last) into the folder ``out``."""
     root_seq = np.random.SeedSequence(cfg.seed)
     # spawned children depend only on their index: the control's seventh leaves the rest as they were
-    seq_people, seq_cams, seq_plan, seq_params, seq_pixels, seq_pids, seq_control = root_seq.spawn(7)
+    seq_people, seq_cams, seq_plan, seq_params, seq_pixels, seq_pids, seq_control, seq_decoy = root_seq.spawn(8)
     rng_people = np.random.default_rng(seq_people)
 
     train_people = _draw_identities(rng_people, cfg.train_ids, cfg.family_size, 0)
@@ -800,6 +855,9 @@ def _draw_set(out: Path, cfg: SynthConfig, progress: bool) -> dict:
     rng_control = np.random.default_rng(seq_control)
     if cfg.control:
         _draw_control(rng_control, people, cams)
+    rng_decoy = np.random.default_rng(seq_decoy)
+    if cfg.decoy:
+        _draw_decoy_codes(rng_decoy, people)
 
     # Market-style pids: a random permutation of 1..(train+test) split between the two sets
     pid_pool = np.random.default_rng(seq_pids).permutation(cfg.train_ids + cfg.test_ids) + 1
@@ -819,6 +877,8 @@ def _draw_set(out: Path, cfg: SynthConfig, progress: bool) -> dict:
         params = _image_params(rng_params, shots, people, cams, cfg, split_people)
         if cfg.control:
             params.update(_control_params(rng_control, split, cams, params, cfg.height))
+        if cfg.decoy:
+            params.update(_decoy_params(rng_decoy, split, params["person"], split_people))
         for d in (out / split, out / "masks" / split):
             d.mkdir(parents=True, exist_ok=True)
         names = []
@@ -844,6 +904,9 @@ def _draw_set(out: Path, cfg: SynthConfig, progress: bool) -> dict:
                 if cfg.control:
                     images_meta[f"{split}/{name}"].update(tag=bool(params["tag_shown"][k]),
                                                           sign=bool(params["sign_shown"][k]))
+                if cfg.decoy:
+                    images_meta[f"{split}/{name}"].update(decoy=bool(params["decoy_shown"][k]),
+                                                          decoy_of=int(params["decoy_of"][k]))
             bar.update(sl.stop - sl.start)
     bar.close()
 
@@ -857,7 +920,8 @@ def _draw_set(out: Path, cfg: SynthConfig, progress: bool) -> dict:
         "identities": [{"index": i, "pid": int(pid_of[i]),
                         "split": "train" if i < cfg.train_ids else "test" if i < cfg.train_ids + cfg.test_ids
                         else "distractor", **_identity_names(p),
-                        **({"tag": [CUE[k][0] for k in p["tag"]]} if cfg.control else {})}
+                        **({"tag": [CUE[k][0] for k in p["tag"]]} if cfg.control else {}),
+                        **({"decoy": [CUE[k][0] for k in p["decoy"]]} if cfg.decoy else {})}
                        for i, p in enumerate(people)],
         "images": images_meta,
     }
@@ -906,9 +970,10 @@ def ensure_synthpeople(out: str | Path, config: SynthConfig | None = None, progr
 
 
 def _same_config(recorded: dict | None, cfg: SynthConfig) -> bool:
-    """Whether a meta.json's settings are ``cfg``'s; sets drawn before ``control`` existed
-    recorded no such field and are the default data."""
-    return recorded is not None and {"control": False, "tag_scale": 1.0, **recorded} == dataclasses.asdict(cfg)
+    """Whether a meta.json's settings are ``cfg``'s; sets drawn before ``control`` or ``decoy``
+    existed recorded no such field and are the default data."""
+    return (recorded is not None
+            and {"control": False, "tag_scale": 1.0, "decoy": False, **recorded} == dataclasses.asdict(cfg))
 
 
 def _lock(handle) -> None:

@@ -26,6 +26,8 @@ def _synth(args: argparse.Namespace) -> int:
         overrides["control"] = True
     if args.tag_scale is not None:
         overrides["tag_scale"] = args.tag_scale
+    if args.decoy:
+        overrides["decoy"] = True
     try:
         config = dataclasses.replace(PRESETS[args.preset], **overrides)
         check_memory(config)
@@ -35,7 +37,8 @@ def _synth(args: argparse.Namespace) -> int:
     meta = generate(args.out, config, progress=not args.quiet)
     seconds = time.perf_counter() - start
     total = sum(meta["counts"].values())
-    print(f"SynthPeople ({args.preset}{', positive control' if config.control else ''}, seed {config.seed}): {total} images in {seconds:.1f} s "
+    kind = "".join((", positive control" if config.control else "", ", decoy" if config.decoy else ""))
+    print(f"SynthPeople ({args.preset}{kind}, seed {config.seed}): {total} images in {seconds:.1f} s "
           f"({total / seconds:.0f} images/s) written to {args.out}")
     print(load_dataset("synthpeople", args.out).summary())
     return 0
@@ -150,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "coloured sign (docs/positive_control.md)")
     synth.add_argument("--tag-scale", type=float,
                        help="with --control: the name tag's height and width times this, 0.5-4 (default 1)")
+    synth.add_argument("--decoy", action="store_true",
+                       help="version 3 of the positive control: a badge with the person's code on the background "
+                            "at a random height in half of the images (another test person's at test; "
+                            "docs/positive_control.md)")
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
     synth.set_defaults(run=_synth)
 

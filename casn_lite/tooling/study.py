@@ -19,7 +19,7 @@ import numpy as np
 
 from ..verdict import ALPHA, adjust, adjust_holm, paired_difference
 
-__all__ = ["ARM_NAMES", "COMPARISONS", "PRIMARY", "VERSIONS", "control_setting", "primary_cells",
+__all__ = ["ARM_NAMES", "COMPARISONS", "PRIMARY", "PRIMARY_OF", "VERSIONS", "control_setting", "primary_cells",
            "read_records", "paired", "primary", "adjusted",
            "same_pairs", "compact_table", "primary_lines", "report", "data_sets", "findings", "findings_table",
            "manipulation_check"]
@@ -34,14 +34,18 @@ COMPARISONS = (("IDE+IA", "IDE"), ("IDE+SA(0)", "IDE"), ("IDE+SA", "IDE"), ("CAS
 PRIMARY = (("IDE+IA", "IDE", "mAP"), ("IDE+SA", "IDE+SA(0)", "mAP"))
 # the positive control's versions (docs/positive_control.md): the control's setting, and the
 # setting of the default data run beside it in the same regime; a records file holds one version
-VERSIONS = {"control": "base", "control-v2": "base-v2"}
+VERSIONS = {"control": "base", "control-v2": "base-v2", "control-v3": "base-v2"}
+# each version's primary comparisons, where they are not PRIMARY: version 3 (the decoy) was
+# built for SA's consistency term alone, and pre-registered with that one comparison
+PRIMARY_OF = {"control-v3": (("IDE+SA", "IDE+SA(0)", "mAP"),)}
 
 RETRIEVAL = ("mAP", "rank1")
 ATTENTION = ("class_empty", "class_person_lift", "class_cue_lift", "empty", "person_lift", "cue_lift",
              "positive_distance", "class_tag_lift", "class_sign_lift", "sign_lift",
+             "class_decoy_lift", "decoy_lift", "positive_distance_decoy",
              "negative_distance", "sa_empty", "sa_positive_distance", "head_auc", "head_bce")
-COMPARED = (*RETRIEVAL, *ATTENTION[:10], "head_auc")  # the paired comparisons the report tests (the
-# control's tag and sign only where its data hold them, the head's AUC only between SA arms)
+COMPARED = (*RETRIEVAL, *ATTENTION[:13], "head_auc")  # the paired comparisons the report tests (the
+# control's tag, sign and decoy only where its data hold them, the head's AUC only between SA arms)
 
 
 def paired(records: list[dict], setting: str, variant: str, key: str, control: str = "IDE"):
@@ -65,7 +69,7 @@ def control_setting(records: list[dict]) -> str | None:
 def primary_cells(records: list[dict]) -> list[tuple[str, str, str, str]]:
     """The primary comparisons as (setting, arm, control arm, metric) on the records' control."""
     control = control_setting(records)
-    return [] if control is None else [(control, *comparison) for comparison in PRIMARY]
+    return [] if control is None else [(control, *comparison) for comparison in PRIMARY_OF.get(control, PRIMARY)]
 
 
 def _origin(records: list[dict], setting: str, variant: str) -> str:
@@ -235,9 +239,9 @@ def read_records(path: str | Path, protocol: int) -> list[dict]:
 # (name, expected direction: +1 higher, -1 lower), on either data set where measured
 TERMS = (
     ("IA (identification attention)", "IDE+IA", "IDE",
-     (("class_tag_lift", -1), ("class_person_lift", +1))),
+     (("class_tag_lift", -1), ("class_decoy_lift", -1), ("class_person_lift", +1))),
     ("SA's consistency term", "IDE+SA", "IDE+SA(0)",
-     (("sign_lift", -1), ("positive_distance", -1))),
+     (("sign_lift", -1), ("decoy_lift", -1), ("positive_distance_decoy", -1), ("positive_distance", -1))),
     ("SA's verification loss alone (L_bce)", "IDE+SA(0)", "IDE", (("head_auc", +1),)),
     ("CASN (IA and SA together)", "CASN(IDE)", "IDE", (("class_person_lift", +1), ("positive_distance", -1))),
 )
@@ -315,9 +319,13 @@ def findings_table(rows: list[dict]) -> list[str]:
 def manipulation_check(records: list[dict]) -> list[dict]:
     """Is the failure built into the positive control there at all? IDE on the control
     against IDE on the default data, paired by seed: the start's mean p(true class | image)
-    (the name tag identifies every training person, so a start that reads it is near 1), and
-    IDE's class attention on the tag and on the camera sign as lift (above 1: attended more
-    than an even spread), absolute, over seeds. Rows in ``findings``' format."""
+    (the name tag, or version 3's decoy, identifies a training person, so a start that reads
+    it is surer), its test mAP (a start that relies on a shortcut the test images hide or
+    falsify retrieves worse), and IDE's class attention on the tag, the camera sign and the
+    decoy as lift (above 1: attended more than an even spread), absolute, over seeds; on
+    version 3 also IDE's same-person profile distance on pairs where a view shows the decoy
+    minus where neither does (above 0: the decoy makes attention inconsistent). Rows in
+    ``findings``' format."""
     (control, _), (base, _) = data_sets(records)
     ide = {(r["setting"], r["seed"]): r for r in records if r["variant"] == "IDE"}
     seeds = sorted(sd for (s, sd) in ide if s == control and (base, sd) in ide)
@@ -328,10 +336,22 @@ def manipulation_check(records: list[dict]) -> list[dict]:
         low, high = d.interval() if d.n > 1 else (math.nan, math.nan)
         rows.append({"data": "positive control - default", "term": "the IDE start", "quantity": "start_p_true",
                      "seeds": d.n, "difference": d.mean, "low": low, "high": high, "adjusted_p": d.p,
-                     "verdict": ("reads the tag (one check, p unadjusted)" if d.p < ALPHA and d.mean > 0 else
-                                 "no sign that it reads the tag (one check, p unadjusted)" if d.n > 1
+                     "verdict": ("reads the shortcut (one check, p unadjusted)" if d.p < ALPHA and d.mean > 0 else
+                                 "no sign that it reads the shortcut (one check, p unadjusted)" if d.n > 1
                                  else "not tested")})
-    for key in ("class_tag_lift", "class_sign_lift"):
-        values = [ide[(control, sd)].get(key, math.nan) for sd in sorted(sd for (s, sd) in ide if s == control)]
+        d = paired_difference([ide[(base, sd)]["mAP"] for sd in seeds], [ide[(control, sd)]["mAP"] for sd in seeds])
+        low, high = d.interval() if d.n > 1 else (math.nan, math.nan)
+        rows.append({"data": "positive control - default", "term": "IDE", "quantity": "mAP", "seeds": d.n,
+                     "difference": d.mean, "low": low, "high": high, "adjusted_p": d.p,
+                     "verdict": ("pays for the shortcut in retrieval (one check, p unadjusted)"
+                                 if d.p < ALPHA and d.mean < 0 else
+                                 "no retrieval cost shown (one check, p unadjusted)" if d.n > 1 else "not tested")})
+    own = sorted(sd for (s, sd) in ide if s == control)
+    for key in ("class_tag_lift", "class_sign_lift", "class_decoy_lift"):
+        values = [ide[(control, sd)].get(key, math.nan) for sd in own]
         rows.append(_absolute_row("positive control", "IDE", key, values, "1.0: an even spread"))
+    gaps = [ide[(control, sd)].get("positive_distance_decoy", math.nan)
+            - ide[(control, sd)].get("positive_distance_clear", math.nan) for sd in own]
+    rows.append(_absolute_row("positive control", "IDE", "positive_distance_decoy - clear", gaps,
+                              "above 0: the decoy makes attention inconsistent"))
     return [row for row in rows if row is not None]
