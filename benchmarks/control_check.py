@@ -64,6 +64,24 @@ def measure(kind: str, seed: int, height: int, width: int, device: torch.device,
             **attention.as_dict(), "cached": info["cached"], "seconds": time.perf_counter() - tic}
 
 
+def decoy_conditions(decoy: list[dict], default: list[dict]) -> list[str]:
+    """Version 3's three conditions, each with its numbers, from the starts of the same seeds:
+    (a) IDE's class attention lift on the decoy at least 1.5 on every seed; (b) the
+    same-person profile distance where a view shows the decoy minus where neither does,
+    above 0 on average; (c) the start's test mAP lower on the decoy data on every seed."""
+    lifts = [r["class_decoy_lift"] for r in decoy]
+    gaps = [r["positive_distance_decoy"] - r["positive_distance_clear"] for r in decoy]
+    costs = [b["mAP"] - a["mAP"] for a, b in zip(default, decoy, strict=True)]
+    def holds(ok: bool) -> str:
+        return "holds" if ok else "does not hold"
+
+    return [f"(a) class lift on the decoy {', '.join(f'{v:.2f}' for v in lifts)}: {holds(min(lifts) >= 1.5)}",
+            f"(b) profile distance with the decoy - without {', '.join(f'{v:+.3f}' for v in gaps)} "
+            f"(mean {sum(gaps) / len(gaps):+.3f}): {holds(sum(gaps) > 0)}",
+            f"(c) mAP decoy - default {', '.join(f'{100 * v:+.1f}' for v in costs)} points: "
+            f"{holds(max(costs) < 0)}"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -105,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         shown = " ".join(f"{v:.2f}" for v in b)
         print(f"  {key:<18} {shortcut} {shown}  (default {' '.join(f'{v:.2f}' for v in a)})  "
               f"difference {d.mean:+.2f}" + ("" if d.p != d.p else f", p = {d.p:.3g}"))
+    if args.decoy and seeds:
+        print("version 3's pre-registered conditions (docs/positive_control.md):")
+        for line in decoy_conditions([by[("decoy", sd)] for sd in seeds], [by[("default", sd)] for sd in seeds]):
+            print("  " + line)
     return 0
 
 

@@ -147,3 +147,22 @@ def test_the_decoy_trains_its_own_start(decoy_set, tmp_path):
     prints = {data_fingerprint(decoy), *(data_fingerprint(load_dataset("synthpeople", tmp_path / k))
                                          for k in ("default", "control"))}
     assert len(prints) == 3
+
+
+def test_the_checks_conditions_read_every_seed_and_the_right_sign():
+    """benchmarks/control_check.py --decoy: (a) every seed's lift at least 1.5, (b) the mean
+    gap with minus without the decoy above 0, (c) mAP lower on every seed. Caught: a mean
+    where every seed is asked, the gap's sign flipped, the data sets' roles swapped."""
+    from .support import load_benchmark
+
+    conditions = load_benchmark("control_check").decoy_conditions
+
+    def starts(lifts, gaps, maps):
+        return [{"class_decoy_lift": lift, "positive_distance_decoy": 1.0 + gap, "positive_distance_clear": 1.0,
+                 "mAP": m} for lift, gap, m in zip(lifts, gaps, maps, strict=True)]
+
+    default = [{"mAP": 0.40}, {"mAP": 0.40}, {"mAP": 0.40}]
+    lines = conditions(starts([1.6, 2.0, 1.7], [0.2, -0.05, 0.1], [0.30, 0.35, 0.38]), default)
+    assert [line.endswith(": holds") for line in lines] == [True, True, True]
+    lines = conditions(starts([1.6, 1.4, 3.0], [-0.2, 0.05, 0.1], [0.30, 0.41, 0.20]), default)
+    assert [line.endswith(": holds") for line in lines] == [False, False, False]

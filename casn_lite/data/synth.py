@@ -362,8 +362,8 @@ def _decoy_params(rng: np.random.Generator, split: str, person: np.ndarray,
     elif len(split_people) == 1:  # no other test person to show
         whose = np.full(n, split_people[0])
     else:  # a random test identity other than the one in the image (split_people is a sorted range)
-        pick = rng.integers(0, len(split_people) - 1, n)
-        own = np.searchsorted(split_people, person)  # past the end for distractors: any pick
+        own = np.searchsorted(split_people, person)  # past the end for distractors: any test person
+        pick = rng.integers(0, np.where(own < len(split_people), len(split_people) - 1, len(split_people)))
         whose = split_people[np.where(pick >= own, pick + 1, pick)]
     return {
         "decoy_shown": rng.random(n) < DECOY_SHOWN,
@@ -914,7 +914,8 @@ def _draw_set(out: Path, cfg: SynthConfig, progress: bool) -> dict:
         "generator": "SynthPeople",
         "version": GENERATOR_VERSION,
         "seed": cfg.seed,
-        "config": dataclasses.asdict(cfg),
+        # without ``decoy`` when it is off: the default data's meta.json stays as it was
+        "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "decoy" or cfg.decoy},
         "counts": {s: len(plan[s]) for s in SPLITS},
         "cameras": [{"id": i + 1, **c} for i, c in enumerate(cams)],
         "identities": [{"index": i, "pid": int(pid_of[i]),

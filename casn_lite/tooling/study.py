@@ -147,7 +147,10 @@ def _label(variant: str, control: str) -> str:
 
 def compact_table(records: list[dict]) -> list[str]:
     """The headline table: per setting and comparison, the paired differences that matter most."""
-    keys = ("mAP", "class_person_lift", "class_tag_lift", "sign_lift", "positive_distance", "head_auc")
+    keys = ("mAP", "class_person_lift", "class_tag_lift", "sign_lift", "class_decoy_lift", "decoy_lift",
+            "positive_distance_decoy", "positive_distance", "head_auc")
+    # a shortcut's columns only where some record measured it (version 3 has a decoy, no tag)
+    keys = tuple(k for k in keys if any(r.get(k, math.nan) == r.get(k, math.nan) for r in records))
     q, _ = adjusted(records)
     primaries = primary_cells(records)
     lines = ["| setting (seeds) | arm | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
@@ -203,7 +206,7 @@ def report(records: list[dict], command: str) -> str:
         s = rows[0]
         seeds = sorted({r["seed"] for r in rows})
         lines += [f"## {setting}", "",
-                  f"{s['height']}x{s['width']}, {'positive-control' if s.get('control') else 'default'} data, "
+                  f"{s['height']}x{s['width']}, {'positive-control' if s.get('control') or s.get('decoy') else 'default'} data, "
                   f"IDE start {s['ide_epochs']} epochs then {s['variant_epochs']}, "
                   f"lambda_ia {s['lambda_ia']}, lambda_sa {s['lambda_sa']}, ramp {s['ramp_epochs']} epochs, "
                   f"head warm-up {s['head_warmup']} steps, L_ia gradient: {s['ia_gradient']}; seeds {seeds}; "
@@ -320,8 +323,8 @@ def manipulation_check(records: list[dict]) -> list[dict]:
     """Is the failure built into the positive control there at all? IDE on the control
     against IDE on the default data, paired by seed: the start's mean p(true class | image)
     (the name tag, or version 3's decoy, identifies a training person, so a start that reads
-    it is surer), its test mAP (a start that relies on a shortcut the test images hide or
-    falsify retrieves worse), and IDE's class attention on the tag, the camera sign and the
+    it is surer), IDE's test mAP after its epochs (an IDE that relies on a shortcut the test
+    images hide or falsify retrieves worse), and IDE's class attention on the tag, the camera sign and the
     decoy as lift (above 1: attended more than an even spread), absolute, over seeds; on
     version 3 also IDE's same-person profile distance on pairs where a view shows the decoy
     minus where neither does (above 0: the decoy makes attention inconsistent). Rows in
