@@ -37,6 +37,7 @@ from casn_lite.ablation import StartConfig, ide_start, start_loaders, true_class
 from casn_lite.data import SynthConfig, load_or_generate, test_pair_loader
 from casn_lite.engine import evaluate, evaluate_attention
 from casn_lite.saving import append_record
+from casn_lite.tooling.study import decoy_conditions
 from casn_lite.verdict import paired_difference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,24 +63,6 @@ def measure(kind: str, seed: int, height: int, width: int, device: torch.device,
             "erase_p": erase_p, "tag_scale": tag_scale,
             "p_true": true_class_probability(model, data, height, width, device), "mAP": retrieval["mAP"],
             **attention.as_dict(), "cached": info["cached"], "seconds": time.perf_counter() - tic}
-
-
-def decoy_conditions(decoy: list[dict], default: list[dict]) -> list[str]:
-    """Version 3's three conditions, each with its numbers, from the starts of the same seeds:
-    (a) IDE's class attention lift on the decoy at least 1.5 on every seed; (b) the
-    same-person profile distance where a view shows the decoy minus where neither does,
-    above 0 on average; (c) the start's test mAP lower on the decoy data on every seed."""
-    lifts = [r["class_decoy_lift"] for r in decoy]
-    gaps = [r["positive_distance_decoy"] - r["positive_distance_clear"] for r in decoy]
-    costs = [b["mAP"] - a["mAP"] for a, b in zip(default, decoy, strict=True)]
-    def holds(ok: bool) -> str:
-        return "holds" if ok else "does not hold"
-
-    return [f"(a) class lift on the decoy {', '.join(f'{v:.2f}' for v in lifts)}: {holds(min(lifts) >= 1.5)}",
-            f"(b) profile distance with the decoy - without {', '.join(f'{v:+.3f}' for v in gaps)} "
-            f"(mean {sum(gaps) / len(gaps):+.3f}): {holds(sum(gaps) > 0)}",
-            f"(c) mAP decoy - default {', '.join(f'{100 * v:+.1f}' for v in costs)} points: "
-            f"{holds(max(costs) < 0)}"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ from ..verdict import ALPHA, adjust, adjust_holm, paired_difference
 __all__ = ["ARM_NAMES", "COMPARISONS", "PRIMARY", "PRIMARY_OF", "VERSIONS", "control_setting", "primary_cells",
            "read_records", "paired", "primary", "adjusted",
            "same_pairs", "compact_table", "primary_lines", "report", "data_sets", "findings", "findings_table",
-           "manipulation_check"]
+           "manipulation_check", "decoy_conditions"]
 
 # the arms, in the order a table lists them (benchmarks/attention_study.py says how each trains)
 ARM_NAMES = ("IDE", "IDE+IA", "IDE+SA(0)", "IDE+SA", "CASN(IDE)")
@@ -358,3 +358,21 @@ def manipulation_check(records: list[dict]) -> list[dict]:
     rows.append(_absolute_row("positive control", "IDE", "positive_distance_decoy - clear", gaps,
                               "above 0: the decoy makes attention inconsistent"))
     return [row for row in rows if row is not None]
+
+
+def decoy_conditions(decoy: list[dict], default: list[dict]) -> list[str]:
+    """Version 3's three conditions, each with its numbers, from the starts of the same seeds:
+    (a) IDE's class attention lift on the decoy at least 1.5 on every seed; (b) the
+    same-person profile distance where a view shows the decoy minus where neither does,
+    above 0 on average; (c) the start's test mAP lower on the decoy data on every seed."""
+    lifts = [r["class_decoy_lift"] for r in decoy]
+    gaps = [r["positive_distance_decoy"] - r["positive_distance_clear"] for r in decoy]
+    costs = [b["mAP"] - a["mAP"] for a, b in zip(default, decoy, strict=True)]
+    def holds(ok: bool) -> str:
+        return "holds" if ok else "does not hold"
+
+    return [f"(a) class lift on the decoy {', '.join(f'{v:.2f}' for v in lifts)}: {holds(min(lifts) >= 1.5)}",
+            f"(b) profile distance with the decoy - without {', '.join(f'{v:+.3f}' for v in gaps)} "
+            f"(mean {sum(gaps) / len(gaps):+.3f}): {holds(sum(gaps) > 0)}",
+            f"(c) mAP decoy - default {', '.join(f'{100 * v:+.1f}' for v in costs)} points: "
+            f"{holds(max(costs) < 0)}"]
