@@ -82,13 +82,14 @@ class Setting:
     control: bool = False  # the positive control's data (SynthConfig(control=True))
     tag_scale: float = 1.0  # the control's name-tag size (SynthConfig.tag_scale; version 2: 2)
     decoy: bool = False  # version 3 of the control: the decoy badge (SynthConfig(decoy=True))
+    tag_moves: bool = False  # version 4: the name tag at a random height (SynthConfig(tag_moves=True))
 
 
 # What each variant's run depends on: a setting that differs from an earlier one only in
 # other knobs gives that variant the same run (same start, batches and loss), so its record
 # is reused instead of trained again (marked "reused_from").
 COMMON = ("height", "width", "ide_epochs", "variant_epochs", "lr", "pairs_per_batch", "erase_p", "control", "tag_scale",
-          "decoy")
+          "decoy", "tag_moves")
 DEPENDS_ON = {
     "IDE": COMMON,
     "IDE+IA": (*COMMON, "lambda_ia", "ramp_epochs", "ia_gradient"),
@@ -116,6 +117,8 @@ SETTINGS = {  # one knob at a time around the base, in the order they run
     # version 3: the default data plus a decoy (SA's consistency term's target), in version 2's
     # regime, so that base-v2 is its default data
     "control-v3": replace(BASE, height=128, width=64, erase_p=0.0, decoy=True),
+    # version 4: version 2's control with the tag at a random height on the body (SA's target)
+    "control-v4": replace(BASE, height=128, width=64, erase_p=0.0, control=True, tag_scale=2.0, tag_moves=True),
 }
 DATA = SynthConfig(train_ids=48, test_ids=48, cameras=4, images_per_camera=4, seed=0)
 
@@ -212,10 +215,10 @@ def main(argv: list[str] | None = None) -> int:
         loaded = {}
 
         def data(s: Setting):  # the setting's data set, drawn and read once
-            key = (s.control, s.tag_scale, s.decoy)
+            key = (s.control, s.tag_scale, s.decoy, s.tag_moves)
             if key not in loaded:
                 loaded[key] = load_or_generate(None, replace(DATA, control=s.control, tag_scale=s.tag_scale,
-                                                             decoy=s.decoy))
+                                                             decoy=s.decoy, tag_moves=s.tag_moves))
             return loaded[key]
 
         for name in names:

@@ -28,6 +28,7 @@ from .data.datasets import (
     is_positive_control,
     load_or_generate,
     sample_keys,
+    tag_moves,
 )
 from .data.loaders import Loaders, pair_loader, reid_loaders
 from .data.synth import SynthConfig
@@ -278,6 +279,8 @@ def data_fingerprint(data) -> str:
         tag_scale = control_tag_scale(data.root)
         if tag_scale != 1.0:  # a larger name tag: other images, another start
             parts.append(f"tag x{tag_scale:g}")
+    if data.name == "SynthPeople" and tag_moves(data.root):  # version 4: the tag elsewhere, another start
+        parts.append("tag moves")
     if data.name == "SynthPeople" and has_decoy(data.root):  # version 3's decoy: other images again
         parts.append("decoy")
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]

@@ -73,6 +73,9 @@ class AttentionReport:
     decoy_area: float | None = None
     positive_distance_decoy: float | None = None  # same-person pairs where a view shows the decoy
     positive_distance_clear: float | None = None  # ... where neither does
+    # the same split for the name tag (version 4 moves it; any control measures it)
+    positive_distance_tag: float | None = None  # same-person pairs where a view shows the tag
+    positive_distance_no_tag: float | None = None  # ... where neither does
 
     def as_dict(self) -> dict[str, float]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -135,7 +138,8 @@ def evaluate_attention(model: nn.Module, pair_loader, device: torch.device | Non
       ``sign_lift``, ``class_tag_lift``, ...), and for version 3's decoy (``SynthConfig(decoy=
       True)``) ``decoy_lift``, ``class_decoy_lift`` and ``positive_distance_decoy`` /
       ``positive_distance_clear``, the same-person distance on pairs where a view shows the
-      decoy / where neither does;
+      decoy / where neither does (for the name tag: ``positive_distance_tag`` /
+      ``positive_distance_no_tag``);
     * with the Siamese ``head``: ``sa_positive_distance`` and ``sa_empty``, SA's own
       attention (Grad-CAM of <alpha, f_i>) on the same-person pairs; ``head_bce`` and
       ``head_auc``, how well the head tells same from different on these held-out
@@ -174,7 +178,8 @@ def evaluate_attention(model: nn.Module, pair_loader, device: torch.device | Non
             if key not in batch:
                 continue
             where = regions(batch[key].to(device))
-            add(f"decoy{side + 1}", where["decoy"].flatten(1).any(1))
+            for region in ("decoy", "tag"):  # whether this view shows it
+                add(f"{region}{side + 1}", where[region].flatten(1).any(1))
             for prefix, maps in (("", sim[side]), ("class_", cls[side])):
                 m = upsample(maps.detach().float(), x1.shape[-2:])
                 for region, inside in where.items():
@@ -193,10 +198,12 @@ def evaluate_attention(model: nn.Module, pair_loader, device: torch.device | Non
         logits = col["head_logits"]
         result["head_bce"] = siamese_bce_loss(logits, same).item()
         result["head_auc"] = roc_auc(logits[:, 1] - logits[:, 0], same)  # the margin z_same - z_diff ranks "same"
-    if "decoy1" in col and col["decoy_area"].any():  # version 3: consistency with and without the decoy
-        shown = col["decoy1"].bool() | col["decoy2"].bool()
-        result["positive_distance_decoy"] = _masked_mean(col["distance"], same & valid & shown)
-        result["positive_distance_clear"] = _masked_mean(col["distance"], same & valid & ~shown)
+    for region, with_it, without in (("decoy", "positive_distance_decoy", "positive_distance_clear"),
+                                     ("tag", "positive_distance_tag", "positive_distance_no_tag")):
+        if f"{region}1" in col and col[f"{region}_area"].any():  # consistency with and without it
+            shown = col[f"{region}1"].bool() | col[f"{region}2"].bool()
+            result[with_it] = _masked_mean(col["distance"], same & valid & shown)
+            result[without] = _masked_mean(col["distance"], same & valid & ~shown)
     # the name tag, the camera sign and the decoy only where the masks hold them (the positive control)
     measured = [r for r in ("person", "cue", "tag", "sign", "decoy")
                 if f"{r}_area" in col and (r in ("person", "cue") or col[f"{r}_area"].any())]

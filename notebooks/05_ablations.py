@@ -107,7 +107,13 @@ from casn_lite.attention_metrics import person_lift
 from casn_lite.data import SynthConfig, cross_camera_matches, load_or_generate, test_pair_loader
 from casn_lite.engine import Runtime, TrainConfig, default_device
 from casn_lite.losses import VERIFICATION_ARMS, CASNSettings
-from casn_lite.tooling.study import findings, findings_table, manipulation_check, read_records
+from casn_lite.tooling.study import (
+    findings,
+    findings_table,
+    manipulation_check,
+    read_records,
+    shortcut_conditions,
+)
 from casn_lite.verdict import paired_difference, verdict_lines
 
 variants = variants or arm_names(arch)
@@ -421,6 +427,44 @@ if found:
 
 # %%
 say(found)
+
+# %% [markdown]
+# **Version 3** (the decoy) was built for SA's consistency term, whose failure neither
+# earlier version created: a badge with an identity's code on the background at a random
+# height in half of the images, the person's own code on training images and another test
+# person's on test images (so it misleads there). Its check came first, before any arm: the
+# decoy data's IDE starts beside the default data's, seed by seed, against the three
+# conditions written down before it ran:
+
+# %%
+version3_check = {(r["data"], r["seed"]): r for r in checks
+                  if r["height"] == 128 and r.get("erase_p") == 0.0 and r["data"] in ("decoy", "default")}
+decoy_seeds = sorted(sd for (d, sd) in version3_check if d == "decoy" and ("default", sd) in version3_check)
+if decoy_seeds:
+    print(f"seeds {decoy_seeds}:")
+    for line in shortcut_conditions([version3_check[("decoy", sd)] for sd in decoy_seeds],
+                                 [version3_check[("default", sd)] for sd in decoy_seeds]):
+        print(" ", line)
+else:
+    print("no check of version 3 on record: run benchmarks/control_check.py --decoy (docs/positive_control.md)")
+
+# %% [markdown]
+# The five arms were to run on the decoy data only where all three held. Their one
+# pre-registered primary comparison is IDE+SA - IDE+SA(0) in mAP (SA's consistency term
+# beside verification alone), tested unadjusted; the other rows together by
+# Benjamini-Hochberg. The default data's runs are version 2's (`base-v2`, the same
+# regime), so only the decoy data's rows are shown:
+
+# %%
+version3 = study_records("positive_control_v3")
+arms3 = [r for r in version3 if r["setting"] == "control-v3"]
+print(f"version 3: {len(arms3)} of the 25 pre-registered runs on the decoy data")
+found3 = [r for r in findings(version3) if r["data"] == "positive control"] if arms3 else []
+if found3:
+    print("manipulation check:", "; ".join(in_words(r) for r in manipulation_check(version3)))
+    display(Markdown("\n".join(findings_table(found3))))
+    findings3_fig = viz.plot_findings(found3)
+    say(found3)
 
 # %% [markdown]
 # **Version 1** (the study's first regime: 64 x 32, random erasing, the tag at its first

@@ -222,6 +222,26 @@ def test_version_3_is_version_2s_regime_with_the_decoy_and_one_primary(study):
         r.update(positive_distance_decoy=2.0 + 0.1 * r["seed"], positive_distance_clear=1.5, class_decoy_lift=1.8,
                  start_p_true=0.4, mAP=r["mAP"] - (0.05 + 0.01 * r["seed"] if r["setting"] == "control-v3" else 0))
     check = {row["quantity"]: row for row in analysis.manipulation_check(rows)}
-    assert check["positive_distance_decoy - clear"]["difference"] == pytest.approx(0.7)
+    assert check["positive_distance_decoy - positive_distance_clear"]["difference"] == pytest.approx(0.7)
     assert check["mAP"]["difference"] == pytest.approx(-0.07) and check["mAP"]["verdict"].startswith("pays")
     assert check["class_decoy_lift"]["difference"] == pytest.approx(1.8)
+
+
+def test_version_4_is_version_2s_control_with_the_tag_moving_and_one_primary(study):
+    """Version 4 (docs/positive_control.md): version 2's control setting with the name tag at
+    a random height; base-v2 its default data; SA's consistency term its one primary; its
+    check reads the tag's split of the profile distance. Caught: tag_moves left out of the
+    run identity (version 2's control runs reused), version 2's two primaries."""
+    from dataclasses import replace
+
+    v4 = study.SETTINGS["control-v4"]
+    assert v4 == replace(study.SETTINGS["control-v2"], tag_moves=True) and "tag_moves" in study.COMMON
+    v2_rows = [dict(r, setting="control-v2") for r in records("control-v2")]
+    assert not any(study.same_run(r, v4, r["seed"], r["variant"]) for r in v2_rows)
+    rows = [dict(r, setting="control-v4") for r in records("control-v4")]
+    rows += [dict(r, setting="base-v2") for r in records("base-v2")]
+    assert [cell for cell, _, _ in analysis.primary(rows)] == [("control-v4", "IDE+SA", "IDE+SA(0)", "mAP")]
+    for r in rows:
+        r.update(positive_distance_tag=1.9, positive_distance_no_tag=1.6, start_p_true=0.4)
+    check = {row["quantity"]: row for row in analysis.manipulation_check(rows)}
+    assert check["positive_distance_tag - positive_distance_no_tag"]["difference"] == pytest.approx(0.3)

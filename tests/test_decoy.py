@@ -150,11 +150,11 @@ def test_the_decoy_trains_its_own_start(decoy_set, tmp_path):
 
 
 def test_the_checks_conditions_read_every_seed_and_the_right_sign():
-    """``study.decoy_conditions`` (benchmarks/control_check.py --decoy, notebook 05): (a)
+    """``study.shortcut_conditions`` (benchmarks/control_check.py, notebook 05): (a)
     every seed's lift at least 1.5, (b) the mean gap with minus without the decoy above 0,
     (c) mAP lower on every seed. Caught: a mean where every seed is asked, the gap's sign
     flipped, the data sets' roles swapped."""
-    from casn_lite.tooling.study import decoy_conditions as conditions
+    from casn_lite.tooling.study import shortcut_conditions as conditions
 
     def starts(lifts, gaps, maps):
         return [{"class_decoy_lift": lift, "positive_distance_decoy": 1.0 + gap, "positive_distance_clear": 1.0,

@@ -187,7 +187,8 @@ class ReIDData:
             tag_scale = control_tag_scale(self.root)
             lines.append("  the positive control: a name tag per identity (mask 3) on every training image and a "
                          "quarter of the test images; per camera a vertical shift and scale and a sign (mask 4)"
-                         + (f"; the tag {tag_scale:g} x its usual size" if tag_scale != 1.0 else ""))
+                         + (f"; the tag {tag_scale:g} x its usual size" if tag_scale != 1.0 else "")
+                         + ("; the tag at a random height on the body (version 4)" if tag_moves(self.root) else ""))
         if self.name == "SynthPeople" and has_decoy(self.root):
             lines.append("  version 3 of the positive control: a decoy badge (mask 5) on the background at a random "
                          "height in half of the images, the person's own code in training, another's at test")
@@ -208,6 +209,12 @@ def control_tag_scale(root: Path) -> float:
     """The positive control's name-tag size (``SynthConfig.tag_scale``) of the SynthPeople set
     in ``root``; 1.0 when it was not recorded."""
     return float(_recorded_config(root).get("tag_scale", 1.0))
+
+
+def tag_moves(root: Path) -> bool:
+    """Whether the positive control in ``root`` draws its name tag at a random height
+    (``SynthConfig(tag_moves=True)``, version 4)."""
+    return bool(_recorded_config(root).get("tag_moves", False))
 
 
 def has_decoy(root: Path) -> bool:
@@ -410,6 +417,7 @@ def load_or_generate(data_root: str | Path | None, config=None) -> ReIDData:
     name += "-control" if cfg.control else ""
     name += f"-tag{cfg.tag_scale:g}" if cfg.tag_scale != 1.0 else ""
     name += "-decoy" if cfg.decoy else ""
+    name += "-tagmoves" if cfg.tag_moves else ""
     return load_dataset("synthpeople", ensure_synthpeople(DATA_DIR / name, cfg))
 
 

@@ -141,6 +141,7 @@ _MASK_OF_PART[list(DECOY_P)] = MASK_DECOY
 # the positive control (SynthConfig.control)
 TAG_SHOWN = {"bounding_box_train": 1.0, "query": 0.25, "bounding_box_test": 0.25}  # P(tag visible)
 SIGN_SHOWN = 0.8  # P(the camera sign is in the box), every split
+TAG_MOVES = (-0.2, 0.3)  # version 4 (SynthConfig.tag_moves): the tag's offset from the belt, range
 DECOY_SHOWN = 0.5  # P(the decoy is in the box), every split (version 3, SynthConfig.decoy)
 
 
@@ -166,6 +167,7 @@ class SynthConfig:
     control: bool = False  # the positive control: a name tag and camera signs and geometry built in
     tag_scale: float = 1.0  # the control's name tag: its height and width times this, about its centre
     decoy: bool = False  # version 3 of the control: an identity badge on the background, misleading at test
+    tag_moves: bool = False  # version 4: the control's name tag at a random height on the body in each image
 
     def __post_init__(self) -> None:
         if self.train_ids < 1 or self.test_ids < 1:
@@ -187,6 +189,8 @@ class SynthConfig:
             raise ValueError(f"tag_scale must be between 0.5 and 4, got {self.tag_scale}")
         if self.tag_scale != 1.0 and not self.control:
             raise ValueError("tag_scale sizes the positive control's name tag: set control too")
+        if self.tag_moves and not self.control:
+            raise ValueError("tag_moves moves the positive control's name tag: set control too")
 
 
 PRESETS = {
@@ -672,8 +676,9 @@ def render_batch(params: dict[str, np.ndarray], people: list, cams: list, H: int
         # three stripes about v = 0.4675 (at tag_scale 1: 0.43-0.455, 0.455-0.48, 0.48-0.505)
         grow = tag_scale - 1.0
         half_width, stripe_height = 0.055 * tag_scale, 0.025 * tag_scale
+        dv = col(params["tag_dv"]) if "tag_dv" in params else 0.0  # version 4: away from the belt
         for k, part in enumerate(TAG_P):
-            stripe = _box(u, v, -half_width, half_width, 0.43 - 0.0375 * grow + stripe_height * k,
+            stripe = _box(u, v - dv, -half_width, half_width, 0.43 - 0.0375 * grow + stripe_height * k,
                           0.455 - 0.0125 * grow + stripe_height * k)
             label[stripe & on_body & col(params["tag_shown"])] = part
         # the camera sign: a patch of the camera's colour on the background at the box's edge
@@ -841,7 +846,8 @@ def _draw_set(out: Path, cfg: SynthConfig, progress: bool) -> dict:
     """Draw every image, mask and meta.json (written last) into the folder ``out``."""
     root_seq = np.random.SeedSequence(cfg.seed)
     # spawned children depend only on their index: the control's seventh leaves the rest as they were
-    seq_people, seq_cams, seq_plan, seq_params, seq_pixels, seq_pids, seq_control, seq_decoy = root_seq.spawn(8)
+    (seq_people, seq_cams, seq_plan, seq_params, seq_pixels, seq_pids, seq_control, seq_decoy,
+     seq_tag) = root_seq.spawn(9)
     rng_people = np.random.default_rng(seq_people)
 
     train_people = _draw_identities(rng_people, cfg.train_ids, cfg.family_size, 0)
@@ -856,6 +862,7 @@ def _draw_set(out: Path, cfg: SynthConfig, progress: bool) -> dict:
     if cfg.control:
         _draw_control(rng_control, people, cams)
     rng_decoy = np.random.default_rng(seq_decoy)
+    rng_tag = np.random.default_rng(seq_tag)  # version 4's tag heights, apart from every other draw
     if cfg.decoy:
         _draw_decoy_codes(rng_decoy, people)
 
@@ -877,6 +884,8 @@ def _draw_set(out: Path, cfg: SynthConfig, progress: bool) -> dict:
         params = _image_params(rng_params, shots, people, cams, cfg, split_people)
         if cfg.control:
             params.update(_control_params(rng_control, split, cams, params, cfg.height))
+        if cfg.tag_moves:  # version 4: the tag's offset from the belt, a share of the person's height
+            params["tag_dv"] = rng_tag.uniform(*TAG_MOVES, len(shots)).astype(np.float32)
         if cfg.decoy:
             params.update(_decoy_params(rng_decoy, split, params["person"], split_people))
         for d in (out / split, out / "masks" / split):
@@ -915,7 +924,7 @@ def _draw_set(out: Path, cfg: SynthConfig, progress: bool) -> dict:
         "version": GENERATOR_VERSION,
         "seed": cfg.seed,
         # without ``decoy`` when it is off: the default data's meta.json stays as it was
-        "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "decoy" or cfg.decoy},
+        "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("decoy", "tag_moves") or v},
         "counts": {s: len(plan[s]) for s in SPLITS},
         "cameras": [{"id": i + 1, **c} for i, c in enumerate(cams)],
         "identities": [{"index": i, "pid": int(pid_of[i]),
@@ -973,8 +982,8 @@ def ensure_synthpeople(out: str | Path, config: SynthConfig | None = None, progr
 def _same_config(recorded: dict | None, cfg: SynthConfig) -> bool:
     """Whether a meta.json's settings are ``cfg``'s; sets drawn before ``control`` or ``decoy``
     existed recorded no such field and are the default data."""
-    return (recorded is not None
-            and {"control": False, "tag_scale": 1.0, "decoy": False, **recorded} == dataclasses.asdict(cfg))
+    return (recorded is not None and {"control": False, "tag_scale": 1.0, "decoy": False, "tag_moves": False,
+                                      **recorded} == dataclasses.asdict(cfg))
 
 
 def _lock(handle) -> None:

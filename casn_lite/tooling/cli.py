@@ -28,6 +28,8 @@ def _synth(args: argparse.Namespace) -> int:
         overrides["tag_scale"] = args.tag_scale
     if args.decoy:
         overrides["decoy"] = True
+    if args.tag_moves:
+        overrides["tag_moves"] = True
     try:
         config = dataclasses.replace(PRESETS[args.preset], **overrides)
         check_memory(config)
@@ -153,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "coloured sign (docs/positive_control.md)")
     synth.add_argument("--tag-scale", type=float,
                        help="with --control: the name tag's height and width times this, 0.5-4 (default 1)")
+    synth.add_argument("--tag-moves", action="store_true",
+                       help="with --control (version 4): the name tag at a random height on the body, chest to "
+                            "thighs, in each image (docs/positive_control.md)")
     synth.add_argument("--decoy", action="store_true",
                        help="version 3 of the positive control: a badge with the person's code on the background "
                             "at a random height in half of the images (another test person's at test; "

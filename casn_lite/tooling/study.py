@@ -22,7 +22,7 @@ from ..verdict import ALPHA, adjust, adjust_holm, paired_difference
 __all__ = ["ARM_NAMES", "COMPARISONS", "PRIMARY", "PRIMARY_OF", "VERSIONS", "control_setting", "primary_cells",
            "read_records", "paired", "primary", "adjusted",
            "same_pairs", "compact_table", "primary_lines", "report", "data_sets", "findings", "findings_table",
-           "manipulation_check", "decoy_conditions"]
+           "manipulation_check", "SHORTCUT_KEYS", "shortcut_conditions"]
 
 # the arms, in the order a table lists them (benchmarks/attention_study.py says how each trains)
 ARM_NAMES = ("IDE", "IDE+IA", "IDE+SA(0)", "IDE+SA", "CASN(IDE)")
@@ -34,17 +34,18 @@ COMPARISONS = (("IDE+IA", "IDE"), ("IDE+SA(0)", "IDE"), ("IDE+SA", "IDE"), ("CAS
 PRIMARY = (("IDE+IA", "IDE", "mAP"), ("IDE+SA", "IDE+SA(0)", "mAP"))
 # the positive control's versions (docs/positive_control.md): the control's setting, and the
 # setting of the default data run beside it in the same regime; a records file holds one version
-VERSIONS = {"control": "base", "control-v2": "base-v2", "control-v3": "base-v2"}
-# each version's primary comparisons, where they are not PRIMARY: version 3 (the decoy) was
-# built for SA's consistency term alone, and pre-registered with that one comparison
-PRIMARY_OF = {"control-v3": (("IDE+SA", "IDE+SA(0)", "mAP"),)}
+VERSIONS = {"control": "base", "control-v2": "base-v2", "control-v3": "base-v2", "control-v4": "base-v2"}
+# each version's primary comparisons, where they are not PRIMARY: versions 3 (the decoy) and 4
+# (the tag at a random height) were built for SA's consistency term, and pre-registered with
+# that one comparison
+PRIMARY_OF = {"control-v3": (("IDE+SA", "IDE+SA(0)", "mAP"),), "control-v4": (("IDE+SA", "IDE+SA(0)", "mAP"),)}
 
 RETRIEVAL = ("mAP", "rank1")
 ATTENTION = ("class_empty", "class_person_lift", "class_cue_lift", "empty", "person_lift", "cue_lift",
              "positive_distance", "class_tag_lift", "class_sign_lift", "sign_lift",
-             "class_decoy_lift", "decoy_lift", "positive_distance_decoy",
+             "class_decoy_lift", "decoy_lift", "positive_distance_decoy", "positive_distance_tag",
              "negative_distance", "sa_empty", "sa_positive_distance", "head_auc", "head_bce")
-COMPARED = (*RETRIEVAL, *ATTENTION[:13], "head_auc")  # the paired comparisons the report tests (the
+COMPARED = (*RETRIEVAL, *ATTENTION[:14], "head_auc")  # the paired comparisons the report tests (the
 # control's tag, sign and decoy only where its data hold them, the head's AUC only between SA arms)
 
 
@@ -244,7 +245,8 @@ TERMS = (
     ("IA (identification attention)", "IDE+IA", "IDE",
      (("class_tag_lift", -1), ("class_decoy_lift", -1), ("class_person_lift", +1))),
     ("SA's consistency term", "IDE+SA", "IDE+SA(0)",
-     (("sign_lift", -1), ("decoy_lift", -1), ("positive_distance_decoy", -1), ("positive_distance", -1))),
+     (("sign_lift", -1), ("decoy_lift", -1), ("positive_distance_decoy", -1), ("positive_distance_tag", -1),
+      ("positive_distance", -1))),
     ("SA's verification loss alone (L_bce)", "IDE+SA(0)", "IDE", (("head_auc", +1),)),
     ("CASN (IA and SA together)", "CASN(IDE)", "IDE", (("class_person_lift", +1), ("positive_distance", -1))),
 )
@@ -353,26 +355,36 @@ def manipulation_check(records: list[dict]) -> list[dict]:
     for key in ("class_tag_lift", "class_sign_lift", "class_decoy_lift"):
         values = [ide[(control, sd)].get(key, math.nan) for sd in own]
         rows.append(_absolute_row("positive control", "IDE", key, values, "1.0: an even spread"))
-    gaps = [ide[(control, sd)].get("positive_distance_decoy", math.nan)
-            - ide[(control, sd)].get("positive_distance_clear", math.nan) for sd in own]
-    rows.append(_absolute_row("positive control", "IDE", "positive_distance_decoy - clear", gaps,
-                              "above 0: the decoy makes attention inconsistent"))
+    for shortcut, (_, with_it, without) in SHORTCUT_KEYS.items():
+        if shortcut == "tag" and control != "control-v4":  # the tag moves, so could split attention, in v4 only
+            continue
+        gaps = [ide[(control, sd)].get(with_it, math.nan) - ide[(control, sd)].get(without, math.nan) for sd in own]
+        rows.append(_absolute_row("positive control", "IDE", f"{with_it} - {without}", gaps,
+                                  f"above 0: the {shortcut} makes attention inconsistent"))
     return [row for row in rows if row is not None]
 
 
-def decoy_conditions(decoy: list[dict], default: list[dict]) -> list[str]:
-    """Version 3's three conditions, each with its numbers, from the starts of the same seeds:
-    (a) IDE's class attention lift on the decoy at least 1.5 on every seed; (b) the
-    same-person profile distance where a view shows the decoy minus where neither does,
-    above 0 on average; (c) the start's test mAP lower on the decoy data on every seed."""
-    lifts = [r["class_decoy_lift"] for r in decoy]
-    gaps = [r["positive_distance_decoy"] - r["positive_distance_clear"] for r in decoy]
-    costs = [b["mAP"] - a["mAP"] for a, b in zip(default, decoy, strict=True)]
+# the check of versions 3 and 4 (docs/positive_control.md): per shortcut, IDE's class attention
+# lift on it, and the same-person profile distance on pairs where a view shows it / neither does
+SHORTCUT_KEYS = {"decoy": ("class_decoy_lift", "positive_distance_decoy", "positive_distance_clear"),
+                 "tag": ("class_tag_lift", "positive_distance_tag", "positive_distance_no_tag")}
+
+
+def shortcut_conditions(starts: list[dict], default: list[dict], shortcut: str = "decoy") -> list[str]:
+    """The three conditions of versions 3 (``shortcut`` "decoy") and 4 ("tag"), each with its
+    numbers, from the starts on the control and on the default data of the same seeds: (a)
+    IDE's class attention lift on the shortcut at least 1.5 on every seed; (b) the same-person
+    profile distance where a view shows it minus where neither does, above 0 on average; (c)
+    the start's test mAP lower on the control on every seed."""
+    lift, with_it, without = SHORTCUT_KEYS[shortcut]
+    lifts = [r[lift] for r in starts]
+    gaps = [r[with_it] - r[without] for r in starts]
+    costs = [b["mAP"] - a["mAP"] for a, b in zip(default, starts, strict=True)]
     def holds(ok: bool) -> str:
         return "holds" if ok else "does not hold"
 
-    return [f"(a) class lift on the decoy {', '.join(f'{v:.2f}' for v in lifts)}: {holds(min(lifts) >= 1.5)}",
-            f"(b) profile distance with the decoy - without {', '.join(f'{v:+.3f}' for v in gaps)} "
+    return [f"(a) class lift on the {shortcut} {', '.join(f'{v:.2f}' for v in lifts)}: {holds(min(lifts) >= 1.5)}",
+            f"(b) profile distance with the {shortcut} - without {', '.join(f'{v:+.3f}' for v in gaps)} "
             f"(mean {sum(gaps) / len(gaps):+.3f}): {holds(sum(gaps) > 0)}",
-            f"(c) mAP decoy - default {', '.join(f'{100 * v:+.1f}' for v in costs)} points: "
+            f"(c) mAP control - default {', '.join(f'{100 * v:+.1f}' for v in costs)} points: "
             f"{holds(max(costs) < 0)}"]
