@@ -522,6 +522,8 @@ def synth_cli(out, *extra):
     (["--seed", "-1"], "--seed"),
     (["--height", "100000", "--width", "100000"], "--height"),
     (["--cameras", "12"], "--cameras"),
+    (["--tag-moves"], "--tag-moves moves the positive control's name tag: set --control too"),
+    (["--tag-scale", "2"], "--tag-scale sizes the positive control's name tag: set --control too"),
 ])
 def test_synth_validates_before_touching_the_previous_set(tmp_path, capsys, flags, named):
     out = tmp_path / "set"

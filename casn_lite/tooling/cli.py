@@ -48,9 +48,10 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _as_flags(message: str) -> str:
     """A SynthConfig message in the words of the command line: ``train_ids`` -> ``--train-ids``."""
-    for name in ("train_ids", "test_ids", "images_per_camera", "cameras", "height", "width", "seed"):
+    for name in ("train_ids", "test_ids", "images_per_camera", "cameras", "height", "width", "seed", "tag_scale",
+                 "tag_moves"):
         message = re.sub(rf"\b{name}\b", "--" + name.replace("_", "-"), message)
-    return message
+    return message.replace("set control too", "set --control too")
 
 
 def _info(args: argparse.Namespace) -> int:
