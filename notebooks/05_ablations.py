@@ -353,7 +353,8 @@ if results_dir is not None:
 docs = Path(casn_lite.__file__).resolve().parents[1] / "docs"
 check_records = docs / "positive_control" / "control_check.jsonl"
 checks = [json.loads(line) for line in check_records.read_text().splitlines()] if check_records.is_file() else []
-version2_check = [r for r in checks if r.get("tag_scale") == 2.0 and r.get("erase_p") == 0.0]
+version2_check = [r for r in checks if r.get("tag_scale") == 2.0 and r.get("erase_p") == 0.0
+                  and not r.get("tag_moves", False)]  # version 4's control has the same size and erasing
 by_seed = {(r["data"], r["seed"]): r for r in version2_check}
 check_seeds = sorted(sd for (d, sd) in by_seed if d == "control" and ("default", sd) in by_seed)
 for key, label in (("p_true", "p(true class | training image)"), ("mAP", "test mAP of the start"),
@@ -457,7 +458,7 @@ def shortcut_check(data_name, shortcut, keep):
 
 
 for version, args in ((3, ("decoy", "decoy", lambda r: True)),
-                      (4, ("control", "tag", lambda r: r.get("tag_moves", False)))):
+                      (4, ("control", "tag", lambda r: r.get("tag_moves", False) and r["tag_scale"] == 2.0))):
     print(f"version {version}, the {args[1]}:", end=" ")
     created = shortcut_check(*args)
     print("  so the five arms were run" if created else "  so, as pre-registered, no arm was run")
