@@ -149,7 +149,7 @@ def _label(variant: str, control: str) -> str:
 def compact_table(records: list[dict]) -> list[str]:
     """The headline table: per setting and comparison, the paired differences that matter most."""
     keys = ("mAP", "class_person_lift", "class_tag_lift", "sign_lift", "class_decoy_lift", "decoy_lift",
-            "positive_distance_decoy", "positive_distance", "head_auc")
+            "positive_distance_decoy", "positive_distance_tag", "positive_distance", "head_auc")
     # a shortcut's columns only where some record measured it (version 3 has a decoy, no tag)
     keys = tuple(k for k in keys if any(r.get(k, math.nan) == r.get(k, math.nan) for r in records))
     q, _ = adjusted(records)
