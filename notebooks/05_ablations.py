@@ -481,6 +481,15 @@ if found4:
     say(found4)
 
 # %% [markdown]
+# Read the manipulation check line first: it says, from the arms' own IDE runs over five
+# seeds, whether the tag was taken (its lift), what it cost retrieval (mAP against the
+# default data) and whether same-person attention is less consistent where a view shows
+# the tag (the profile distance with the tag minus without; above 0 would be the
+# inconsistency the consistency term is meant to remove). A term "fixes its failure" only
+# where the failure is there and its row moves as the paper expects, with an adjusted p
+# below 0.05.
+
+# %% [markdown]
 # **Version 1** (the study's first regime: 64 x 32, random erasing, the tag at its first
 # size) trained its arms before checking the failure. Its check, computed from the arms'
 # own records (IDE's start on the control against the default data, and IDE's class
@@ -506,8 +515,10 @@ else:
 # - SynthPeople lets us *measure* attention: consistency across cameras and the share on
 #   the person and on the identity cue, the claims the paper supports with pictures.
 # - Section 6 gives the study's answer, term by term, on the default data and on the
-#   positive control, with its calibrated verdicts; read its rows, not this run's, for
-#   what CASN's terms do here.
+#   positive control's versions, with its calibrated verdicts: which failure each version
+#   built in (its check, run before any arm) and whether the term aimed at it undid it (its
+#   pre-registered primary comparison). Read its rows, not this run's, for what CASN's
+#   terms do here.
 #
 # ## Exercises
 #
