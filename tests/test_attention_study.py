@@ -117,11 +117,11 @@ def test_the_manipulation_check_asks_whether_ide_reads_the_tag():
         r["class_tag_lift"] = 2.0
     check = {row["quantity"]: row for row in analysis.manipulation_check(rows)}
     assert check["start_p_true"]["difference"] == pytest.approx(0.604)
-    assert check["start_p_true"]["verdict"].startswith("reads the shortcut")
+    assert check["start_p_true"]["verdict"].startswith("surer of its training people")
     assert check["class_tag_lift"]["difference"] == pytest.approx(2.0)
     for r in rows:
         r["start_p_true"] = 0.3 + 0.01 * r["seed"] ** 2 * (1 if r["setting"] == "control" else -1)
-    assert analysis.manipulation_check(rows)[0]["verdict"].startswith("no sign")
+    assert analysis.manipulation_check(rows)[0]["verdict"].startswith("no surer")
 
 
 def test_each_version_of_the_control_is_analysed_on_its_own_settings():

@@ -341,8 +341,8 @@ def manipulation_check(records: list[dict]) -> list[dict]:
         low, high = d.interval() if d.n > 1 else (math.nan, math.nan)
         rows.append({"data": "positive control - default", "term": "the IDE start", "quantity": "start_p_true",
                      "seeds": d.n, "difference": d.mean, "low": low, "high": high, "adjusted_p": d.p,
-                     "verdict": ("reads the shortcut (one check, p unadjusted)" if d.p < ALPHA and d.mean > 0 else
-                                 "no sign that it reads the shortcut (one check, p unadjusted)" if d.n > 1
+                     "verdict": ("surer of its training people (one check, p unadjusted)" if d.p < ALPHA and d.mean > 0 else
+                                 "no surer of its training people shown (one check, p unadjusted)" if d.n > 1
                                  else "not tested")})
         d = paired_difference([ide[(base, sd)]["mAP"] for sd in seeds], [ide[(control, sd)]["mAP"] for sd in seeds])
         low, high = d.interval() if d.n > 1 else (math.nan, math.nan)
