@@ -47,3 +47,22 @@ def load_benchmark(name: str):
     sys.modules[spec.name] = module  # dataclasses look their module up while the script runs
     spec.loader.exec_module(module)
     return module
+
+
+def masked_pairs(root, batch_size: int) -> dict:
+    """One batch of cross-camera test pairs (half same person) with their masks, from the
+    SynthPeople set in ``root`` at 64 x 32: what the attention-metric tests measure on."""
+    import torch
+
+    from casn_lite.data import (
+        ImageDataset,
+        PairDataset,
+        PairSampler,
+        build_transforms,
+        load_dataset,
+    )
+
+    data = load_dataset("synthpeople", root)
+    images = ImageDataset(data.query + data.gallery, build_transforms(64, 32), mask_of=data.mask_path)
+    sampler = PairSampler(images.pids, images.camids, batch_size, 0.5, seed=0)
+    return next(iter(torch.utils.data.DataLoader(PairDataset(images), batch_size=batch_size, sampler=sampler)))

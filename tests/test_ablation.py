@@ -23,10 +23,12 @@ from casn_lite.attention import (
     upsample,
 )
 from casn_lite.attention_metrics import evaluate_attention
-from casn_lite.data import ImageDataset, PairDataset, PairSampler, build_transforms, load_dataset
+from casn_lite.data import load_dataset
 from casn_lite.engine import TrainConfig
 from casn_lite.losses import CASNSettings, attention_distance
 from casn_lite.models import build_model
+
+from .support import masked_pairs
 
 
 def test_variants_are_flags_of_one_loss():
@@ -87,11 +89,7 @@ def test_train_from_leaves_the_start_alone_and_resumes(tiny_synth, tmp_path):
 def test_evaluate_attention_on_pairs_with_masks(tiny_synth):
     """Every number of the report recomputed here, on the one batch, from the attention
     functions it is built from: a wrong mask, side, region, pair set or mean changes one."""
-    data = load_dataset("synthpeople", tiny_synth[0])
-    images = ImageDataset(data.query + data.gallery, build_transforms(64, 32), mask_of=data.mask_path)
-    pairs = torch.utils.data.DataLoader(PairDataset(images), batch_size=16,
-                                        sampler=PairSampler(images.pids, images.camids, 16, 0.5, seed=0))
-    b = next(iter(pairs))
+    b = masked_pairs(tiny_synth[0], 16)
     torch.manual_seed(0)
     model = build_model("ide", "resnet18", num_classes=5, embed_dim=16).eval()
     report = evaluate_attention(model, [b], torch.device("cpu"), threshold=0.2, length=32)

@@ -20,12 +20,12 @@ from PIL import Image
 
 from casn_lite.attention import attention_profile, similarity_attention
 from casn_lite.attention_metrics import evaluate_attention, regions
-from casn_lite.data import ImageDataset, PairDataset, PairSampler, build_transforms, load_dataset
+from casn_lite.data import load_dataset
 from casn_lite.data.synth import MASK_DECOY, PERSON_MASK_VALUES, SynthConfig, generate, render_batch
 from casn_lite.losses import attention_distance
 from casn_lite.models import build_model
 
-from .support import TINY
+from .support import TINY, masked_pairs
 
 DECOY = dataclasses.replace(TINY, train_ids=12, test_ids=12, images_per_camera=4, decoy=True)
 
@@ -107,11 +107,7 @@ def test_the_badge_shows_the_code_of_decoy_of_and_changes_nothing_else():
 
 
 def test_attention_on_the_decoy_and_consistency_with_and_without_it(decoy_set):
-    data = load_dataset("synthpeople", decoy_set[0])
-    images = ImageDataset(data.query + data.gallery, build_transforms(64, 32), mask_of=data.mask_path)
-    loader = torch.utils.data.DataLoader(PairDataset(images), batch_size=64,
-                                         sampler=PairSampler(images.pids, images.camids, 64, 0.5, seed=0))
-    b = next(iter(loader))
+    b = masked_pairs(decoy_set[0], 64)
     torch.manual_seed(0)
     model = build_model("ide", "resnet18", num_classes=5, embed_dim=16).eval()
     report = evaluate_attention(model, [b], torch.device("cpu"))

@@ -21,13 +21,13 @@ from PIL import Image
 
 from casn_lite.attention import mass_share, upsample
 from casn_lite.attention_metrics import evaluate_attention, regions
-from casn_lite.data import ImageDataset, PairDataset, PairSampler, build_transforms, load_dataset
+from casn_lite.data import load_dataset
 from casn_lite.data.synth import MASK_SIGN, MASK_TAG, PERSON_MASK_VALUES, generate
 from casn_lite.evaluation import roc_auc
 from casn_lite.losses import SiameseHead, siamese_attention, siamese_bce_loss
 from casn_lite.models import build_model
 
-from .support import TINY
+from .support import TINY, masked_pairs
 
 # the masks of TINY, drawn by the generator before the control existed (commit 25478e4)
 DEFAULT_MASKS_SHA256 = "8ab7086654e3a02f"
@@ -126,11 +126,7 @@ def test_regions_count_the_tag_as_the_person_and_the_sign_as_background():
 
 @pytest.fixture(scope="module")
 def control_pairs(sets):
-    data = load_dataset("synthpeople", sets["control"][0])
-    images = ImageDataset(data.query + data.gallery, build_transforms(64, 32), mask_of=data.mask_path)
-    loader = torch.utils.data.DataLoader(PairDataset(images), batch_size=32,
-                                         sampler=PairSampler(images.pids, images.camids, 32, 0.5, seed=0))
-    return next(iter(loader))
+    return masked_pairs(sets["control"][0], 32)
 
 
 def test_attention_on_the_tag_and_the_sign_is_measured_as_lift(control_pairs, tiny_synth):
@@ -154,11 +150,7 @@ def test_attention_on_the_tag_and_the_sign_is_measured_as_lift(control_pairs, ti
     assert report.person_area == pytest.approx(person.mean().item(), rel=1e-6)
     assert report.person_area < torch.cat([(m >= 1).flatten(1).float().mean(1) for m in masks]).mean().item()
     # the default data has neither: not measured rather than a lift of 0/0
-    data = load_dataset("synthpeople", tiny_synth[0])
-    images = ImageDataset(data.query + data.gallery, build_transforms(64, 32), mask_of=data.mask_path)
-    pairs = torch.utils.data.DataLoader(PairDataset(images), batch_size=16,
-                                        sampler=PairSampler(images.pids, images.camids, 16, 0.5, seed=0))
-    plain = evaluate_attention(model, [next(iter(pairs))], torch.device("cpu"))
+    plain = evaluate_attention(model, [masked_pairs(tiny_synth[0], 16)], torch.device("cpu"))
     assert plain.tag_lift is None and plain.sign_lift is None and plain.person_lift is not None
 
 
