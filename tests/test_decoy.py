@@ -77,14 +77,14 @@ def test_the_badge_shows_the_code_of_decoy_of_and_changes_nothing_else():
     from casn_lite.data.synth import (
         _decoy_params,
         _draw_cameras,
-        _draw_decoy_codes,
+        _draw_codes,
         _draw_identities,
         _image_params,
     )
 
     rng = np.random.default_rng(0)
     people = _draw_identities(rng, 6, 3, 0)
-    _draw_decoy_codes(rng, people)
+    _draw_codes(rng, people, "decoy")
     cams = _draw_cameras(rng, 2)
     cfg = SynthConfig(train_ids=3, test_ids=3, cameras=2, height=64, width=32)
     shots = [(3, 0), (4, 1), (5, 0)]

@@ -313,14 +313,19 @@ def _draw_cameras(rng: np.random.Generator, count: int) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- the positive control
-def _draw_control(rng: np.random.Generator, people: list, cams: list) -> None:
-    """The positive control's shortcuts (in place): a name-tag code per identity (three
-    stripe colours; distinct codes while there are enough), and per camera a vertical shift
-    and scale of the person and the colour of its sign."""
+def _draw_codes(rng: np.random.Generator, people: list, key: str) -> None:
+    """A code of three stripe colours (indices into CUE) per identity, stored as ``key``
+    (in place): distinct codes while there are enough."""
     codes = len(CUE) ** 3
     drawn = rng.choice(codes, size=len(people), replace=len(people) > codes)
     for p, code in zip(people, drawn, strict=True):
-        p["tag"] = [int(code) // len(CUE) ** k % len(CUE) for k in range(3)]
+        p[key] = [int(code) // len(CUE) ** k % len(CUE) for k in range(3)]
+
+
+def _draw_control(rng: np.random.Generator, people: list, cams: list) -> None:
+    """The positive control's shortcuts (in place): a name-tag code per identity, and per
+    camera a vertical shift and scale of the person and the colour of its sign."""
+    _draw_codes(rng, people, "tag")
     sign_colours = rng.permutation(len(CUE))
     for c, cam in enumerate(cams):
         cam["control_shift"] = float(np.round(rng.uniform(-0.1, 0.1), 3))  # of the image height
@@ -345,15 +350,6 @@ def _control_params(rng: np.random.Generator, split: str, cams: list, params: di
         "sign_y": rng.uniform(0.05, 0.85, n).astype(np.float32),  # top of the sign, share of the height
         "sign_side": rng.choice([-1.0, 1.0], n).astype(np.float32),
     }
-
-
-def _draw_decoy_codes(rng: np.random.Generator, people: list) -> None:
-    """Version 3's decoy badge (in place): a code of three stripe colours per identity,
-    distinct while there are enough codes."""
-    codes = len(CUE) ** 3
-    drawn = rng.choice(codes, size=len(people), replace=len(people) > codes)
-    for p, code in zip(people, drawn, strict=True):
-        p["decoy"] = [int(code) // len(CUE) ** k % len(CUE) for k in range(3)]
 
 
 def _decoy_params(rng: np.random.Generator, split: str, person: np.ndarray,
@@ -864,7 +860,7 @@ def _draw_set(out: Path, cfg: SynthConfig, progress: bool) -> dict:
     rng_decoy = np.random.default_rng(seq_decoy)
     rng_tag = np.random.default_rng(seq_tag)  # version 4's tag heights, apart from every other draw
     if cfg.decoy:
-        _draw_decoy_codes(rng_decoy, people)
+        _draw_codes(rng_decoy, people, "decoy")  # version 3's badge
 
     # Market-style pids: a random permutation of 1..(train+test) split between the two sets
     pid_pool = np.random.default_rng(seq_pids).permutation(cfg.train_ids + cfg.test_ids) + 1
@@ -923,8 +919,8 @@ def _draw_set(out: Path, cfg: SynthConfig, progress: bool) -> dict:
         "generator": "SynthPeople",
         "version": GENERATOR_VERSION,
         "seed": cfg.seed,
-        # without ``decoy`` when it is off: the default data's meta.json stays as it was
-        "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("decoy", "tag_moves") or v},
+        # settings added after the control only when set: earlier sets' meta.json stays as it was
+        "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _ADDED_LATER or v != _ADDED_LATER[k]},
         "counts": {s: len(plan[s]) for s in SPLITS},
         "cameras": [{"id": i + 1, **c} for i, c in enumerate(cams)],
         "identities": [{"index": i, "pid": int(pid_of[i]),
@@ -979,11 +975,15 @@ def ensure_synthpeople(out: str | Path, config: SynthConfig | None = None, progr
     return out
 
 
+# settings a meta.json may lack, with the value that means: sets drawn before ``control``
+# existed lack every one; later sets record ``decoy`` and ``tag_moves`` only when they are set
+_ADDED_LATER = {"decoy": False, "tag_moves": False}
+_DEFAULTS_OF_OLDER_SETS = {"control": False, "tag_scale": 1.0, **_ADDED_LATER}
+
+
 def _same_config(recorded: dict | None, cfg: SynthConfig) -> bool:
-    """Whether a meta.json's settings are ``cfg``'s; sets drawn before ``control`` or ``decoy``
-    existed recorded no such field and are the default data."""
-    return (recorded is not None and {"control": False, "tag_scale": 1.0, "decoy": False, "tag_moves": False,
-                                      **recorded} == dataclasses.asdict(cfg))
+    """Whether a meta.json's settings are ``cfg``'s (a missing one has its default value)."""
+    return recorded is not None and {**_DEFAULTS_OF_OLDER_SETS, **recorded} == dataclasses.asdict(cfg)
 
 
 def _lock(handle) -> None:
