@@ -22,14 +22,7 @@ import torch
 from torch import nn
 
 from .attention_metrics import evaluate_attention
-from .data.datasets import (
-    control_tag_scale,
-    has_decoy,
-    is_positive_control,
-    load_or_generate,
-    sample_keys,
-    tag_moves,
-)
+from .data.datasets import control_settings, load_or_generate, sample_keys
 from .data.loaders import Loaders, pair_loader, reid_loaders
 from .data.synth import SynthConfig
 from .engine import JointLoader, Runtime, TrainConfig, evaluate, fit, seed_everything, set_epoch
@@ -274,14 +267,14 @@ def data_fingerprint(data) -> str:
     identities and cameras, not its images: its fingerprint says so (the default data's keeps
     the value it always had)."""
     parts = [data.name, sample_keys(data.train)]
-    if data.name == "SynthPeople" and is_positive_control(data.root):
+    control = control_settings(data.root) if data.name == "SynthPeople" else {}
+    if control.get("control"):
         parts.append("positive control")
-        tag_scale = control_tag_scale(data.root)
-        if tag_scale != 1.0:  # a larger name tag: other images, another start
-            parts.append(f"tag x{tag_scale:g}")
-    if data.name == "SynthPeople" and tag_moves(data.root):  # version 4: the tag elsewhere, another start
+        if control["tag_scale"] != 1.0:  # a larger name tag: other images, another start
+            parts.append(f"tag x{control['tag_scale']:g}")
+    if control.get("tag_moves"):  # version 4: the tag elsewhere, another start
         parts.append("tag moves")
-    if data.name == "SynthPeople" and has_decoy(data.root):  # version 3's decoy: other images again
+    if control.get("decoy"):  # version 3's decoy: other images again
         parts.append("decoy")
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 

@@ -41,6 +41,7 @@ __all__ = [
     "load_dataset",
     "load_or_generate",
     "is_positive_control",
+    "control_settings",
     "check_evaluable",
     "detect_dataset",
     "ImageDataset",
@@ -183,13 +184,14 @@ class ReIDData:
             ids = len({s.pid for s in items})
             cams = len({s.camid for s in items})
             lines.append(f"  {split:<8}{len(items):>8}{ids:>7}{cams:>6}")
-        if self.name == "SynthPeople" and is_positive_control(self.root):
-            tag_scale = control_tag_scale(self.root)
+        control = control_settings(self.root) if self.name == "SynthPeople" else {}
+        if control.get("control"):
+            tag_scale = control["tag_scale"]
             lines.append("  the positive control: a name tag per identity (mask 3) on every training image and a "
                          "quarter of the test images; per camera a vertical shift and scale and a sign (mask 4)"
                          + (f"; the tag {tag_scale:g} x its usual size" if tag_scale != 1.0 else "")
-                         + ("; the tag at a random height on the body (version 4)" if tag_moves(self.root) else ""))
-        if self.name == "SynthPeople" and has_decoy(self.root):
+                         + ("; the tag at a random height on the body (version 4)" if control["tag_moves"] else ""))
+        if control.get("decoy"):
             lines.append("  version 3 of the positive control: a decoy badge (mask 5) on the background at a random "
                          "height in half of the images, the person's own code in training, another's at test")
         return "\n".join(lines)
@@ -205,26 +207,18 @@ def _recorded_config(root: Path) -> dict:
     return config if isinstance(config, dict) else {}
 
 
-def control_tag_scale(root: Path) -> float:
-    """The positive control's name-tag size (``SynthConfig.tag_scale``) of the SynthPeople set
-    in ``root``; 1.0 when it was not recorded."""
-    return float(_recorded_config(root).get("tag_scale", 1.0))
-
-
-def tag_moves(root: Path) -> bool:
-    """Whether the positive control in ``root`` draws its name tag at a random height
-    (``SynthConfig(tag_moves=True)``, version 4)."""
-    return bool(_recorded_config(root).get("tag_moves", False))
-
-
-def has_decoy(root: Path) -> bool:
-    """Whether the SynthPeople set in ``root`` was drawn with ``SynthConfig(decoy=True)``."""
-    return bool(_recorded_config(root).get("decoy", False))
+def control_settings(root: Path) -> dict:
+    """The positive control's settings of the SynthPeople set in ``root``, read once from its
+    meta.json: ``control``, ``tag_scale``, ``tag_moves`` and ``decoy`` (``SynthConfig``'s),
+    each with its default where it was not recorded (older sets, another dataset)."""
+    config = _recorded_config(root)
+    return {"control": bool(config.get("control", False)), "tag_scale": float(config.get("tag_scale", 1.0)),
+            "tag_moves": bool(config.get("tag_moves", False)), "decoy": bool(config.get("decoy", False))}
 
 
 def is_positive_control(root: Path) -> bool:
     """Whether the SynthPeople set in ``root`` was drawn with ``SynthConfig(control=True)``."""
-    return bool(_recorded_config(root).get("control", False))
+    return control_settings(root)["control"]
 
 
 def load_dataset(name: str, root: str | Path) -> ReIDData:
