@@ -40,7 +40,7 @@ from casn_lite.ablation import StartConfig, ide_start, start_loaders, true_class
 from casn_lite.data import SynthConfig, load_or_generate, test_pair_loader
 from casn_lite.engine import evaluate, evaluate_attention
 from casn_lite.saving import append_record
-from casn_lite.tooling.study import shortcut_conditions
+from casn_lite.tooling.study import SHORTCUT_KEYS, shortcut_conditions
 from casn_lite.verdict import paired_difference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     records = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out.is_file() else []
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    shortcut = "decoy" if args.decoy else "control"
+    shortcut = "decoy" if args.decoy else "control"  # the data set checked against the default data
+    lift = SHORTCUT_KEYS["decoy" if args.decoy else "tag"][0]  # IDE's class attention on its shortcut
 
     def this_setting(r: dict) -> bool:  # records written before v2 had erasing 0.5 and a tag of size 1
         return (r["height"] == args.height and r.get("erase_p", 0.5) == args.erase_p
@@ -97,8 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             records.append(record)
             append_record(args.out, record)
             print(f"{args.height}x{args.width} seed {seed} {name:<8} p(true) {record['p_true']:.2f}  "
-                  f"mAP {100 * record['mAP']:.1f}  {shortcut} lift "
-                  f"{record.get('class_decoy_lift' if args.decoy else 'class_tag_lift', float('nan')):.2f}  "
+                  f"mAP {100 * record['mAP']:.1f}  {shortcut} lift {record.get(lift, float('nan')):.2f}  "
                   f"({record['seconds']:.0f} s)", flush=True)
     by = {(r["data"], r["seed"]): r for r in records if this_setting(r)}
     seeds = sorted(sd for (d, sd) in by if d == shortcut and ("default", sd) in by)

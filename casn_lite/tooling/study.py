@@ -38,7 +38,8 @@ VERSIONS = {"control": "base", "control-v2": "base-v2", "control-v3": "base-v2",
 # each version's primary comparisons, where they are not PRIMARY: versions 3 (the decoy) and 4
 # (the tag at a random height) were built for SA's consistency term, and pre-registered with
 # that one comparison
-PRIMARY_OF = {"control-v3": (("IDE+SA", "IDE+SA(0)", "mAP"),), "control-v4": (("IDE+SA", "IDE+SA(0)", "mAP"),)}
+CONSISTENCY_ONLY = (("IDE+SA", "IDE+SA(0)", "mAP"),)
+PRIMARY_OF = {"control-v3": CONSISTENCY_ONLY, "control-v4": CONSISTENCY_ONLY}
 
 RETRIEVAL = ("mAP", "rank1")
 ATTENTION = ("class_empty", "class_person_lift", "class_cue_lift", "empty", "person_lift", "cue_lift",
@@ -335,29 +336,22 @@ def manipulation_check(records: list[dict]) -> list[dict]:
     ide = {(r["setting"], r["seed"]): r for r in records if r["variant"] == "IDE"}
     seeds = sorted(sd for (s, sd) in ide if s == control and (base, sd) in ide)
     rows = []
-    if seeds:
-        d = paired_difference([ide[(base, sd)]["start_p_true"] for sd in seeds],
-                              [ide[(control, sd)]["start_p_true"] for sd in seeds])
+    # (term, quantity, the sign of a difference that shows the failure, what it then shows, else)
+    paired_checks = (
+        ("the IDE start", "start_p_true", +1, "surer of its training people", "no surer of its training people shown"),
+        ("IDE", "mAP", -1, "pays for the shortcut in retrieval", "no retrieval cost shown"))
+    for term, key, sign, shown, not_shown in paired_checks if seeds else ():
+        d = paired_difference([ide[(base, sd)][key] for sd in seeds], [ide[(control, sd)][key] for sd in seeds])
         low, high = d.interval() if d.n > 1 else (math.nan, math.nan)
-        rows.append({"data": "positive control - default", "term": "the IDE start", "quantity": "start_p_true",
-                     "seeds": d.n, "difference": d.mean, "low": low, "high": high, "adjusted_p": d.p,
-                     "verdict": ("surer of its training people (one check, p unadjusted)" if d.p < ALPHA and d.mean > 0 else
-                                 "no surer of its training people shown (one check, p unadjusted)" if d.n > 1
-                                 else "not tested")})
-        d = paired_difference([ide[(base, sd)]["mAP"] for sd in seeds], [ide[(control, sd)]["mAP"] for sd in seeds])
-        low, high = d.interval() if d.n > 1 else (math.nan, math.nan)
-        rows.append({"data": "positive control - default", "term": "IDE", "quantity": "mAP", "seeds": d.n,
-                     "difference": d.mean, "low": low, "high": high, "adjusted_p": d.p,
-                     "verdict": ("pays for the shortcut in retrieval (one check, p unadjusted)"
-                                 if d.p < ALPHA and d.mean < 0 else
-                                 "no retrieval cost shown (one check, p unadjusted)" if d.n > 1 else "not tested")})
+        verdict = (f"{shown} (one check, p unadjusted)" if d.p < ALPHA and d.mean * sign > 0 else
+                   f"{not_shown} (one check, p unadjusted)" if d.n > 1 else "not tested")
+        rows.append({"data": "positive control - default", "term": term, "quantity": key, "seeds": d.n,
+                     "difference": d.mean, "low": low, "high": high, "adjusted_p": d.p, "verdict": verdict})
     own = sorted(sd for (s, sd) in ide if s == control)
     for key in ("class_tag_lift", "class_sign_lift", "class_decoy_lift"):
         values = [ide[(control, sd)].get(key, math.nan) for sd in own]
         rows.append(_absolute_row("positive control", "IDE", key, values, "1.0: an even spread"))
-    for shortcut, (_, with_it, without) in SHORTCUT_KEYS.items():
-        if shortcut == "tag" and control != "control-v4":  # the tag moves, so could split attention, in v4 only
-            continue
+    for shortcut, (_, with_it, without) in SHORTCUT_KEYS.items():  # where the records split the distance
         gaps = [ide[(control, sd)].get(with_it, math.nan) - ide[(control, sd)].get(without, math.nan) for sd in own]
         rows.append(_absolute_row("positive control", "IDE", f"{with_it} - {without}", gaps,
                                   f"above 0: the {shortcut} makes attention inconsistent"))
