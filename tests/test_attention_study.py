@@ -104,6 +104,11 @@ def test_findings_say_whether_each_term_moved_its_quantity_and_which_way():
                for f in analysis.findings(flat) if f["quantity"] == "mAP")
     text = "\n".join(analysis.findings_table(analysis.findings(rows)))
     assert "(primary, Holm)" in text and "| positive control | IA (identification attention) | mAP | 5 |" in text
+    shown = [r for r in analysis.findings(rows) if r["term"] != "IA (identification attention)"]
+    assert "(primary, Holm)" in "\n".join(analysis.findings_table(shown)), "adjusted over two, whichever rows are shown"
+    version4 = [dict(r, setting={"control": "control-v4", "base": "base-v2"}[r["setting"]]) for r in rows]
+    text = "\n".join(analysis.findings_table(analysis.findings(version4)))  # one primary: IDE+SA - IDE+SA(0)
+    assert "(the one primary, unadjusted)" in text and "Holm" not in text
 
 
 def test_the_manipulation_check_asks_whether_ide_reads_the_tag():

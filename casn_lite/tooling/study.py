@@ -304,20 +304,22 @@ def findings(records: list[dict]) -> list[dict]:
                     verdict = "no effect shown"
                 rows.append({"data": data_name, "term": term, "quantity": key, "seeds": d.n,
                              "difference": d.mean, "low": low, "high": high, "adjusted_p": p_adj,
-                             "primary": is_primary, "verdict": verdict})
+                             "primary": is_primary, "primaries": len(holm), "verdict": verdict})
     return [row for row in rows if row is not None]
 
 
 def findings_table(rows: list[dict]) -> list[str]:
-    """``findings`` as a markdown table: mAP in points, the rest as measured."""
+    """``findings`` as a markdown table: mAP in points, the rest as measured. A primary
+    comparison's p is Holm's over the primaries; a lone primary's is its own (Holm over one)."""
     lines = ["| data | term | quantity | seeds | difference [95 % t interval], or value [range] | adjusted p | verdict |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
+        tag = " (primary, Holm)" if r.get("primaries", 1) > 1 else " (the one primary, unadjusted)"
         scale = 100 if r["quantity"] in RETRIEVAL else 1
         sign = "" if r["verdict"].startswith("absolute") else "+"  # a value, or a signed difference
         span = "" if r["low"] != r["low"] else f" [{scale * r['low']:{sign}.2f}, {scale * r['high']:{sign}.2f}]"
         value = f"{scale * r['difference']:{sign}.2f}"
-        p = "" if r["adjusted_p"] != r["adjusted_p"] else f"{r['adjusted_p']:.3g}" + (" (primary, Holm)" if r.get("primary") else "")
+        p = "" if r["adjusted_p"] != r["adjusted_p"] else f"{r['adjusted_p']:.3g}" + (tag if r.get("primary") else "")
         lines.append(f"| {r['data']} | {r['term']} | {r['quantity']} | {r['seeds']} | {value}{span} | {p} | {r['verdict']} |")
     return lines
 
