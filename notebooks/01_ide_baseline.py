@@ -91,7 +91,9 @@ print("device:", device)
 #
 # Training batches hold $P$ identities $\times$ $K$ images each (`IdentitySampler`), with
 # flips, pad-and-crop and, with `erase_p > 0`, random erasing (the `cpu` profile turns it
-# off: it spreads attention, notebook 02). Query and gallery images are only resized.
+# off: on SynthPeople it spread the attention off the person and cost mAP in the project's
+# attention study, `docs/attention_study.md`, one seed per setting). Query and gallery
+# images are only resized.
 
 # %%
 # NBVAL_CHECK_OUTPUT

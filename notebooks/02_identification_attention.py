@@ -79,7 +79,10 @@ from torch.utils.data import default_collate
 from casn_lite import viz
 from casn_lite.ablation import StartConfig, arms_over_seeds, ide_start, start_loaders
 from casn_lite.attention import erase_attended, grad_cam, mass_share, soft_mask, upsample
-from casn_lite.attention_metrics import regions  # the person, the cue: SynthPeople's mask values
+from casn_lite.attention_metrics import (  # regions: the person, the cue (mask values)
+    attention_lift,
+    regions,
+)
 from casn_lite.data import (
     ImageDataset,
     SynthConfig,
@@ -188,13 +191,14 @@ viz.jpeg(viz.show_attention(images, {"IDE Grad-CAM": attention}, labels=people))
 # SynthPeople's masks turn the pictures into numbers, over one image of every training
 # person: the share of the attention mass on the person (versus the background) and on
 # the small identity cue (emblem, bag, stripes). A map can also be empty: when no channel
-# adds positively to the class score, the ReLU leaves nothing (an evenly dark picture above).
+# adds positively to the class score, the ReLU leaves nothing (it would show above as an
+# evenly dark picture).
 #
 # A share means little alone: a map spread evenly over the image puts on the person the
 # share of the image the person covers. So the share is compared with that area, and their
 # ratio is the attention's **lift** on a region: the share of the attention mass on the
 # region divided by the region's share of the image (1.0: an even spread; above 1, the map
-# prefers the region). Notebooks 04 and 05 report attention as lift.
+# prefers the region). This notebook and 03-05 report attention as lift.
 
 
 # %%
@@ -205,23 +209,27 @@ def class_attention(m, probe):
 
 
 def attention_shares(maps, probe):
-    """Mean share of attention mass on the person and on the identity cue, and the share of
-    empty maps (left out of the two means)."""
+    """Mean share of attention mass on the person and on the identity cue, each also as lift
+    (the share over the region's share of the image), and the share of empty maps (left out
+    of the rest)."""
     empty = (maps.flatten(1).amax(1) == 0).float().mean().item()
     if not has_masks:
-        return {"on_person": float("nan"), "on_cue": float("nan"), "empty": empty}
+        return {k: float("nan") for k in ("on_person", "person_lift", "on_cue", "cue_lift")} | {"empty": empty}
     full = upsample(maps, (height, width))
-    mask = probe["mask"]
-    return {"on_person": mass_share(full, regions(mask)["person"]).nanmean().item(),
-            "on_cue": mass_share(full, regions(mask)["cue"]).nanmean().item(), "empty": empty}
+    shares = {}
+    for region, where in (("person", regions(probe["mask"])["person"]), ("cue", regions(probe["mask"])["cue"])):
+        share = mass_share(full, where)  # per image; NaN for an empty map
+        shares[f"on_{region}"] = share.nanmean().item()
+        shares[f"{region}_lift"] = attention_lift(share, where.flatten(1).float().mean(1))
+    return shares | {"empty": empty}
 
 
 shares_ide = attention_shares(class_attention(model, probe_all), probe_all)
 if has_masks:
     person_area = regions(probe_all["mask"])["person"].float().mean().item()
     print(f"IDE attention: {100 * shares_ide['on_person']:.0f} % on the person "
-          f"(who covers {100 * person_area:.0f} % of the image), "
-          f"{100 * shares_ide['on_cue']:.0f} % on the identity cue; "
+          f"(who covers {100 * person_area:.0f} % of the image): lift {shares_ide['person_lift']:.2f}; "
+          f"{100 * shares_ide['on_cue']:.0f} % on the identity cue: lift {shares_ide['cue_lift']:.2f}; "
           f"{100 * shares_ide['empty']:.0f} % of the maps are empty")
 
 # %% [markdown]
@@ -257,9 +265,12 @@ if has_masks:  # where the erased region lies: on the person, or on the backgrou
     erased_on_person = mass_share(mask, regions(probe["mask"])["person"])  # the share of T(M)'s weight on the person
     person_share = regions(probe["mask"])["person"].float().flatten(1).mean(1)  # the person's share of the picture
     for k in range(4):
-        where = "mostly the person" if erased_on_person[k] > 0.5 else "mostly background"
-        print(f"{people[k]}: {100 * erased_on_person[k]:.0f} % of the erased weight is on the person "
-              f"(who covers {100 * person_share[k]:.0f} % of the picture): {where}")
+        lift = erased_on_person[k] / person_share[k]
+        where = ("mostly on the person" if erased_on_person[k] > 0.5 else
+                 "more on the person than an even spread would put there, but mostly on the background"
+                 if lift > 1 else "mostly on the background, no more on the person than an even spread")
+        print(f"{people[k]}: {100 * erased_on_person[k]:.0f} % of the erased weight is on the person, "
+              f"who covers {100 * person_share[k]:.0f} % of the picture (lift {lift:.2f}): {where}")
 
 # %% [markdown]
 # ## 5 · The attention mining loss
@@ -321,8 +332,8 @@ print(f"one IA step: {1000 * seconds[False]:.0f} ms (first order) vs {1000 * sec
 # $$L = L_{ide} + \lambda_{1} L_{ia}.$$
 #
 # Same data order, same seed: the only difference is the IA term. One run cannot tell an
-# effect from noise (two trainings that differ only in their seed differ by several mAP
-# points), so the pair of runs is repeated from the starts of `more_seeds` too (each seed
+# effect from noise (two trainings that differ only in their seed differ by a few mAP
+# points and more rank-1 points: section 8's table), so the pair of runs is repeated from the starts of `more_seeds` too (each seed
 # its own start, trained once and shared with notebooks 03-05, as are the runs: 03-05 load
 # them from `runs/cache/`): one paired difference per seed. (The masked images go
 # through the network as an ordinary training forward, as in the paper
@@ -347,10 +358,9 @@ fig = viz.plot_history(runs[("IDE+IA", seed)]["history"], losses=("loss", "ide",
 # ## 8 · Before and after
 #
 # The same six people under each model's Grad-CAM (seed `seed`); then the numbers, per seed
-# and their mean: attention on the person and on the cue over one image of every training
-# person (SynthPeople; the share on the person over the person's area, printed under the
-# table, is its lift), empty maps, the area the soft mask erases, and retrieval on the
-# *test* identities.
+# and their mean: attention on the person and on the cue as lift, over one image of every
+# training person (SynthPeople), empty maps, the area the soft mask erases, and retrieval on
+# the *test* identities.
 
 # %%
 maps, rows = {}, []
@@ -362,16 +372,17 @@ for (name, s), run in runs.items():
     rows.append({"variant": name, "seed": s, **attention_shares(every, probe_all), "erased_area": erased,
                  "rank1": run["result"]["rank1"], "mAP": run["result"]["mAP"]})
 display(viz.jpeg(viz.show_attention(images, {f"{k} Grad-CAM": v for k, v in maps.items()}, labels=people)))
-keys = ("on_person", "on_cue", "empty", "erased_area", "rank1", "mAP")
-print(f"{'variant':<8} {'seed':>5} {'on person':>10} {'on cue':>8} {'empty':>7} {'erased':>8} {'rank-1':>8} {'mAP':>7}")
+lifts, percents = ("person_lift", "cue_lift"), ("empty", "erased_area", "rank1", "mAP")
+print(f"{'variant':<8} {'seed':>5} {'person lift':>12} {'cue lift':>9} {'empty':>7} {'erased':>8} {'rank-1':>8} "
+      f"{'mAP':>7}")
 for name in ("IDE", "IDE+IA"):
     mine = [r for r in rows if r["variant"] == name]
-    for r in [*mine, {"seed": "mean", **{k: np.nanmean([m[k] for m in mine]) for k in keys}}]:
-        print(f"{name:<8} {r['seed']:>5} " + " ".join(f"{100 * r[k]:>{w}.{d}f}%" for k, w, d in
-                                                      zip(keys, (9, 7, 6, 7, 7, 6), (0, 0, 0, 0, 1, 1), strict=True)))
+    for r in [*mine, {"seed": "mean", **{k: np.nanmean([m[k] for m in mine]) for k in (*lifts, *percents)}}]:
+        print(f"{name:<8} {r['seed']:>5} {r['person_lift']:>12.2f} {r['cue_lift']:>9.2f} "
+              + " ".join(f"{100 * r[k]:>{w}.{d}f}%" for k, w, d in
+                         zip(percents, (6, 7, 7, 6), (0, 0, 1, 1), strict=True)))
 if has_masks:
-    print(f"(the person covers {100 * person_area:.0f} % of the image: attention on the person above that share "
-          "means the map prefers the person)")
+    print(f"(lift 1.0: an even spread; the person covers {100 * person_area:.0f} % of the image)")
 
 # %% [markdown]
 # What the numbers support, computed from them: each difference IDE+IA - IDE is paired by
@@ -384,10 +395,11 @@ def per_seed(name, key):
 
 
 comparisons = [dict(metric=label, control_name="IDE", variant_name="IDE+IA", control=per_seed("IDE", key),
-                    variant=per_seed("IDE+IA", key), higher_is_better=higher, scale=100, unit=" points")
-               for key, label, higher in (("on_person", "attention on the person", True),
-                                          ("erased_area", "erased area", None), ("mAP", "mAP", True),
-                                          ("rank1", "rank-1", True))]
+                    variant=per_seed("IDE+IA", key), higher_is_better=higher, scale=scale, unit=unit)
+               for key, label, higher, scale, unit in (
+                   ("person_lift", "attention on the person (lift)", True, 1, ""),
+                   ("erased_area", "erased area", None, 100, " points"), ("mAP", "mAP", True, 100, " points"),
+                   ("rank1", "rank-1", True, 100, " points"))]
 for line in verdict_lines(comparisons):
     print(line)
 
@@ -497,8 +509,10 @@ print(f"L_ia of the six people: {mine.item():.3f} (their mean p(true id) on I: {
 
 # %% tags=["metrics"]
 metrics = {f"{name}_{k}": float(np.nanmean(per_seed(name, k)))  # means over the seeds
-           for name in ("IDE", "IDE+IA") for k in ("rank1", "mAP", "on_person", "on_cue", "empty", "erased_area")}
+           for name in ("IDE", "IDE+IA")
+           for k in ("rank1", "mAP", "on_person", "on_cue", "person_lift", "cue_lift", "empty", "erased_area")}
 metrics.update({"seeds": len(seeds), "ide_shares_on_person": shares_ide["on_person"],
+                "ide_person_lift": shares_ide["person_lift"],
                 "grad_cosine_first_vs_second": cosine,
                 "train_seconds": float(sum(h["seconds"] for r in runs.values() for h in r["history"]) + info["seconds"]),
                 "device": str(device), "dataset": data.name,

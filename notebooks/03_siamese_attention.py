@@ -186,8 +186,8 @@ print(f"untrained: L_bce = {siamese_bce_loss(z, same).item():.3f}")
 # 04 and 05), so that every difference is paired over seeds.
 #
 # Two choices the paper does not make, both parameters: the head first learns alone for
-# `head_warmup` steps on the start's features (fresh, it cannot tell same from different,
-# its $L_{bce}$ at or above $\ln 2$, and its $\alpha$ would be an arbitrary half of the
+# `head_warmup` steps on the start's features (fresh, it cannot tell same from different:
+# its $L_{bce}$ is near or above chance, $\ln 2 = 0.693$, as section 2 printed, and its $\alpha$ would be an arbitrary half of the
 # dimensions while $L_{sa}$ already trains the network; the line after training prints
 # $L_{bce}$ before and after the warm-up), and $\lambda_2$ grows from 0 over `ramp_epochs`. The IDE start is kept in
 # `runs/cache/`, shared with notebooks 02, 04 and 05.
@@ -200,7 +200,7 @@ arms = ["IDE", "IDE+SA(0)", "IDE+SA"]
 more = TrainConfig(epochs=sa_epochs, optimizer=optimizer, lr=finetune_lr or lr, schedule="cosine",
                    warmup_epochs=0.5, runtime=machine)
 settings = CASNSettings.from_parameters(globals())  # lambda_sa, indicator, profile_*, ... from the parameters cell
-eval_pairs = test_pair_loader(data, height, width, num_pairs=64, seed=seed + 1)  # every model: the same pairs
+eval_pairs = test_pair_loader(data, height, width, num_pairs=64, seed=seed)  # every model, and 02, 04, 05: the same pairs
 records, runs = arms_over_seeds(data, start_config, seeds, arms, more, settings, device, machine, eval_pairs,
                                 pairs_per_batch=pairs_per_batch, positive_fraction=positive_fraction,
                                 head_warmup=head_warmup, num_workers=num_workers)  # copies of each seed's start
@@ -248,18 +248,24 @@ print(f"the two readings agree on {100 * agreement:.0f} % of the dimensions")
 # %%
 order = sorted(range(len(p_same)), key=lambda i: -int(p_same[i]))[:3] + [i for i in range(len(p_same)) if not p_same[i]][:3]
 viz.jpeg(viz.show_pairs(p1[order], p2[order], p_same[order].tolist(), sa.attention1[order], sa.attention2[order]))
-if "mask1" in probe:  # where each map lies: the share of its attention mass on the person
+if "mask1" in probe:  # where each map lies: the share of its attention mass on the person, and its lift
     def on_person(maps, masks):
-        return mass_share(upsample(maps.detach().cpu(), (height, width)), regions(masks)["person"])
+        person = regions(masks)["person"]
+        share = mass_share(upsample(maps.detach().cpu(), (height, width)), person)
+        return share, share / person.flatten(1).float().mean(1)
 
-    share1, share2 = on_person(sa.attention1, probe["mask1"]), on_person(sa.attention2, probe["mask2"])
+    (share1, lift1), (share2, lift2) = on_person(sa.attention1, probe["mask1"]), on_person(sa.attention2, probe["mask2"])
     person_area = 100 * regions(torch.cat([probe["mask1"], probe["mask2"]]))["person"].float().mean()
-    print(f"the person covers about {person_area:.0f} % of a picture; the share of each map's mass on the person:")
+    print(f"the person covers about {person_area:.0f} % of a picture; each map's share of its mass on the person "
+          "(lift: that share over the person's area in that picture; 1.0 is an even spread):")
     for i in order:
-        shares = [("empty" if torch.isnan(x) else f"{100 * x:.0f} %") for x in (share1[i], share2[i])]
-        lies = ("both mostly on the background" if max(share1[i], share2[i]) < 0.5 else
-                "both mostly on the person" if min(share1[i], share2[i]) >= 0.5 else "")
-        print(f"  {'same person' if p_same[i] else 'two people '}: {shares[0]:>6} and {shares[1]:>6}"
+        shares = [("empty" if torch.isnan(x) else f"{100 * x:.0f} % (lift {y:.2f})")
+                  for x, y in ((share1[i], lift1[i]), (share2[i], lift2[i]))]
+        both = torch.stack([lift1[i], lift2[i]])
+        lies = ("" if both.isnan().any() else  # an empty map lies nowhere
+                "both no more on the person than an even spread: on the background" if (both <= 1).all() else
+                "both prefer the person" if (both > 1).all() else "")
+        print(f"  {'same person' if p_same[i] else 'two people '}: {shares[0]:>17} and {shares[1]:>17}"
               + (f"  ({lies})" if lies else ""))
 
 # %% [markdown]
@@ -274,8 +280,8 @@ if "mask1" in probe:  # where each map lies: the share of its attention mass on 
 # 3. **resize** that span to `profile_length` values: $M^*_m$.
 #
 # Shown: the positive pair whose first map the crop trims most (so that the crop is
-# visible; on many maps every row is above the threshold and nothing is cut), and a
-# negative pair.
+# visible; on some maps every row is above the threshold and nothing is cut: the line
+# below counts them), and a negative pair.
 
 # %%
 has_attention = sa.valid.cpu()  # pairs whose two maps are not empty (an empty map has no profile)
@@ -286,7 +292,8 @@ positives = [i for i in range(len(p_same)) if p_same[i] and has_attention[i]]
 positive = min(positives, key=lambda i: kept_share[i].item()) if positives else order[0]
 negative = next((i for i in order if not p_same[i] and has_attention[i]), order[-1])
 print(f"the crop keeps {100 * kept_share[has_attention].mean():.0f} % of the height on average over the "
-      f"first maps of the pairs with attention; in the positive pair shown, {100 * kept_share[positive]:.0f} %")
+      f"first maps of the pairs with attention ({100 * (kept_share[has_attention] == 1).float().mean():.0f} % of "
+      f"them keep every row); in the positive pair shown, {100 * kept_share[positive]:.0f} %")
 for i, kind in ((positive, "a positive pair"), (negative, "a negative pair")):
     display(viz.jpeg(viz.show_profile_steps(p1[i], p2[i], sa.attention1[i], sa.attention2[i], profile_threshold,
                                             profile_length, title=kind), quality=85))
@@ -426,8 +433,9 @@ for line in verdict_lines(comparisons):
 #    span the map's attention covers, which need not be the person's.
 # 2. Set `indicator = "difference"`. Section 4 prints how often the two readings of
 #    $\alpha$ agree: expect about half the dimensions. Why would they differ at all?
-# 3. Set `profile_threshold = 0` and then `0.6`. You should see the kept span grow to the
-#    whole box, then shrink to the peak. What does the crop protect the loss against?
+# 3. Set `profile_threshold = 0` and then `0.6`. You should see the kept span grow to
+#    every row with any attention (the whole box, unless some rows have none), then shrink
+#    to the peak. What does the crop protect the loss against?
 # 4. Turn on the negative hinge (`negative_margin = 1.0`). What should happen to the
 #    "different" column of the last table?
 # 5. Why does the consistency term use only positive pairs?

@@ -192,8 +192,8 @@ for name, parts in seconds.items():
 # `more_seeds`. A run another notebook has trained with the same settings (02's IDE, for
 # one) is loaded from `runs/cache/` instead of trained again; the lines under the cell say
 # which. Before SA starts, the Siamese head learns alone
-# for `head_warmup` steps on the start's features (a fresh head says "same" at chance, and
-# its indicator $\alpha$ would pick an arbitrary half of the dimensions), and the lambdas
+# for `head_warmup` steps on the start's features (a fresh head cannot tell same from
+# different, its $L_{bce}$ near or above chance, and its indicator $\alpha$ would pick an arbitrary half of the dimensions), and the lambdas
 # grow from 0 over `ramp_epochs`.
 
 # %%
@@ -235,7 +235,9 @@ if warmup:
 # %% [markdown]
 # ## 3 · The loss terms over training
 #
-# What to look for: $L_{ide}$ should keep falling as identities are learnt. $L_{ia}$, the
+# The figure and the lines under it are seed `seed`'s run. What to look for: whether
+# $L_{ide}$ keeps falling as identities are learnt (in two epochs at a tenth of the
+# start's learning rate it need not: the start has converged). $L_{ia}$, the
 # true class's probability on the masked image, is how much identity the erased image still
 # gives away: low means the attention covered what identifies the person. $L_{bce}$ against
 # chance, $\ln 2 \approx 0.69$: below it, the head tells same from different while SA trains
@@ -253,7 +255,8 @@ for key, label in (("ide", "L_ide"), ("ia", "L_ia"), ("bce", "L_bce"), ("consist
     moved = "fell" if last < first else "rose" if last > first else "stayed"
     print(f"{label}: {first:.3f} in the first epoch, {last:.3f} in the last ({moved})")
 bce = history[-1]["bce"]
-print(f"L_bce in the last epoch is {math.log(2) - bce:+.3f} from chance (ln 2 = 0.693):",
+print(f"L_bce in the last epoch is {abs(math.log(2) - bce):.3f} {'below' if bce < math.log(2) else 'above'} "
+      "chance (ln 2 = 0.693):",
       "the head tells same from different while SA trains" if bce < math.log(2) - 0.05 else
       "the head barely tells same from different while SA trains")
 
