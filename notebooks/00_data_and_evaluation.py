@@ -29,7 +29,8 @@
 # 4. why *where you look* matters: colour-histogram baselines.
 #
 # **Time:** about 20 s on a 2-core laptop at these defaults (no training here), and about
-# 10 s at the `cpu` profile (8 s in the committed run); on one GPU at the `gpu` profile: not
+# 10 s at the `cpu` profile (8 s on a 2-core Xeon with AVX-512; 16 s in the committed run,
+# on a 2-core AMD EPYC with AVX2 only, about 3 times slower than the Xeon); on one GPU at the `gpu` profile: not
 # measured yet (no GPU has run it).
 
 # %% tags=["parameters"]

@@ -24,7 +24,8 @@
 # 3. how to read the curves, the CMC and the ranked results, and where the model fails.
 #
 # **Time:** about 60 s on a 2-core laptop at these defaults (10 epochs at 64 x 32), about
-# 2.5 min at the `cpu` profile (12 epochs at 128 x 64; 142 s in the committed run); on one
+# 2.5 min at the `cpu` profile on a 2-core Xeon with AVX-512 (12 epochs at 128 x 64; 7.9
+# min in the committed run, on a 2-core AMD EPYC with AVX2 only, about 3 times slower than the Xeon); on one
 # GPU at the `gpu` profile: not measured yet (no GPU has run it).
 
 # %% tags=["parameters"]

@@ -29,8 +29,9 @@
 #
 # **Time:** about 160 s on a 2-core laptop at these defaults, of which
 # about 80 s train the three seeds' IDE starts (later runs, and notebooks 03-05, load them
-# and this notebook's runs from `runs/cache/`); about 15 min at the `cpu` profile, whose
-# three 30-epoch starts take about 12 of them (910 s in the committed run); on one GPU at
+# and this notebook's runs from `runs/cache/`); about 15 min at the `cpu` profile on a
+# 2-core Xeon with AVX-512, whose three 30-epoch starts take about 12 of them (50 min in
+# the committed run, on a 2-core AMD EPYC with AVX2 only, about 3 times slower than the Xeon, the starts 12-13 min each); on one GPU at
 # the `gpu` profile: not measured yet (no GPU has run it).
 
 # %% tags=["parameters"]
@@ -332,8 +333,8 @@ print(f"one IA step: {1000 * seconds[False]:.0f} ms (first order) vs {1000 * sec
 # $$L = L_{ide} + \lambda_{1} L_{ia}.$$
 #
 # Same data order, same seed: the only difference is the IA term. One run cannot tell an
-# effect from noise (two trainings that differ only in their seed differ by a few mAP
-# points and more rank-1 points: section 8's table), so the pair of runs is repeated from the starts of `more_seeds` too (each seed
+# effect from noise (two trainings that differ only in their seed can differ by several
+# mAP and rank-1 points: section 8's table), so the pair of runs is repeated from the starts of `more_seeds` too (each seed
 # its own start, trained once and shared with notebooks 03-05, as are the runs: 03-05 load
 # them from `runs/cache/`): one paired difference per seed. (The masked images go
 # through the network as an ordinary training forward, as in the paper

@@ -28,8 +28,9 @@
 #
 # **Time:** about 95 s on a 2-core laptop at these defaults, with the
 # three IDE starts and notebook 02's IDE runs loaded from `runs/cache/` (about 80 s more
-# when the starts must be trained); about 4 min at the `cpu` profile (252 s in the
-# committed run: three CASN fine-tunings, the rest loaded); on one GPU at the `gpu`
+# when the starts must be trained); about 4 min at the `cpu` profile on a 2-core Xeon with
+# AVX-512 (three CASN fine-tunings, the rest loaded; 13 min in the committed run, on
+# a 2-core AMD EPYC with AVX2 only, about 3 times slower than the Xeon); on one GPU at the `gpu`
 # profile: not measured yet (no GPU has run it).
 
 # %% tags=["parameters"]

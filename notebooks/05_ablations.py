@@ -33,9 +33,10 @@
 # **Time:** about 30 s on a 2-core laptop at these defaults after notebooks 02-04 (27 s
 # measured), which trained the three seeds' starts and every run it compares
 # (`runs/cache/`); run first, it trains them itself (three starts of about 25 s, fifteen
-# fine-tunings of two epochs: not timed). At the `cpu` profile 83 s in the committed run,
-# every run loaded (alone: three 4-minute starts and fifteen fine-tunings, about 25 min, as
-# 02-04 took together);
+# fine-tunings of two epochs: not timed). At the `cpu` profile about 80 s on a 2-core Xeon
+# with AVX-512 and about 4 min in the committed run (on a 2-core AMD EPYC with AVX2 only, about 3 times slower than the Xeon), every run loaded;
+# alone it would train what 02-04 train together (about 25 min on the Xeon, 78 min in the
+# committed run);
 # on one GPU at the `gpu` profile: not measured yet (no GPU has run it).
 
 # %% tags=["parameters"]
@@ -245,7 +246,7 @@ for name in variants:
               + (": below chance, it calls two different people 'same' more readily than one person "
                  "seen twice, and SA's indicator then marks the wrong dimensions" if np.mean(auc) < 0.5 else ""))
 lift = summary[variants[0]]["class_person_lift"][0]
-print(f"{variants[0]}'s class attention puts {lift:.2f}x the mass on the person that an even spread would "
+print(f"{variants[0]}'s class attention puts {lift:.3f}x the mass on the person that an even spread would "
       f"(seeds {seeds}: " + ", ".join(f"{v:.2f}" for v in per_seed(variants[0], "class_person_lift")) + "):",
       "it looks at the person (this project's criterion for a regime where attention means something: 1.5x)"
       if lift >= 1.5 else "it prefers the person, but below the 1.5x this project asks of a regime where attention "
@@ -260,7 +261,7 @@ if study_ide and (height, width, erase_p, ide_epochs) == (128, 64, 0.0, 30):  # 
     print(f"the attention study's IDE in this regime ({len(study_ide)} seeds, 128 test pairs, "
           f"{study_runs[0]['variant_epochs']} epochs after the start): "
           f"{np.mean(list(study_ide.values())):.2f}x ({min(study_ide.values()):.2f} to {max(study_ide.values()):.2f} "
-          f"over its seeds)" + (f"; {np.mean(shared):.2f}x over this notebook's seeds" if shared else "")
+          f"over its seeds)" + (f"; {np.mean(shared):.2f}x in its runs of this notebook's seeds" if shared else "")
           + (": the 1.5x criterion sits inside the seed-to-seed spread"
              if min(study_ide.values()) < 1.5 <= max(study_ide.values()) else
              ": every seed meets the 1.5x criterion" if min(study_ide.values()) >= 1.5 else ": no seed reaches 1.5x"))
