@@ -80,10 +80,7 @@ from torch.utils.data import default_collate
 from casn_lite import viz
 from casn_lite.ablation import StartConfig, arms_over_seeds, ide_start, start_loaders
 from casn_lite.attention import erase_attended, grad_cam, mass_share, soft_mask, upsample
-from casn_lite.attention_metrics import (  # regions: the person, the cue (mask values)
-    attention_lift,
-    regions,
-)
+from casn_lite.attention_metrics import attention_lift, regions  # regions: the person, the cue
 from casn_lite.data import (
     ImageDataset,
     SynthConfig,

@@ -24,7 +24,7 @@ def gpu_run(tmp_path: Path, *args: str, **settings: str) -> subprocess.Completed
            "OUT": str(tmp_path / "out"), "WHEELS": str(tmp_path / "no-wheels"), "CASN_LITE_DATA": str(tmp_path / "data"),
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **settings}
     return subprocess.run(["bash", str(SCRIPT), *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
+                          timeout=1800)  # 10 min on an AVX2 CPU was not enough
 
 
 def steps(out: Path) -> dict[str, str]:

@@ -355,7 +355,9 @@ def test_ia_steps_through_the_mask_enlarge_the_erased_part_of_the_person(trained
         optimizer.step()
     loss1, after = step()
     assert loss1 < loss0
-    assert after > before + 0.05, (before.item(), after.item())
+    # the share grows by about 0.02 (an AVX2 CPU) to above 0.05 (an AVX-512 one): the trained
+    # fixture differs between CPUs; a flipped or detached mask gradient leaves it flat or shrinking
+    assert after > before + 0.01, (before.item(), after.item())
 
 
 def test_ia_attention_gradient_leaves_the_classifier_alone(trained):
