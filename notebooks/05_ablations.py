@@ -34,7 +34,8 @@
 # measured), which trained the three seeds' starts and every run it compares
 # (`runs/cache/`); run first, it trains them itself (three starts of about 25 s, fifteen
 # fine-tunings of two epochs: not timed). At the `cpu` profile about 80 s on a 2-core Xeon
-# with AVX-512 and about 4 min in the committed run (on a 2-core AMD EPYC with AVX2 only, about 3 times slower than the Xeon), every run loaded;
+# with AVX-512 and about 4 min in the committed run (on a 2-core AMD EPYC with AVX2 only,
+# about 3 times slower than the Xeon), every run loaded;
 # alone it would train what 02-04 train together (about 25 min on the Xeon, 78 min in the
 # committed run);
 # on one GPU at the `gpu` profile: not measured yet (no GPU has run it).
@@ -251,10 +252,18 @@ print(f"{variants[0]}'s class attention puts {lift:.3f}x the mass on the person 
       "it looks at the person (this project's criterion for a regime where attention means something: 1.5x)"
       if lift >= 1.5 else "it prefers the person, but below the 1.5x this project asks of a regime where attention "
       "means something" if lift >= 1.1 else "no real preference for the person at this size and length")
-# the same regime with more seeds: the study's IDE arm on the default data (docs/positive_control_v2/)
-study_file = Path(casn_lite.__file__).resolve().parents[1] / "docs" / "positive_control_v2" / "records.jsonl"
-study_runs = ([r for r in read_records(study_file, protocol=3) if r["setting"] == "base-v2" and r["variant"] == "IDE"]
-              if study_file.is_file() else [])
+# the same regime with more seeds: the study's IDE arm on the default data (section 6 reads the rest)
+docs = Path(casn_lite.__file__).resolve().parents[1] / "docs"
+
+
+def study_records(folder):
+    """A version's committed records (docs/FOLDER/records.jsonl), or none."""
+    path = docs / folder / "records.jsonl"
+    return read_records(path, protocol=3) if path.is_file() else []
+
+
+version2 = study_records("positive_control_v2")
+study_runs = [r for r in version2 if r["setting"] == "base-v2" and r["variant"] == "IDE"]
 study_ide = {r["seed"]: r["class_person_lift"] for r in study_runs}
 if study_ide and (height, width, erase_p, ide_epochs) == (128, 64, 0.0, 30):  # the study's regime
     shared = [study_ide[s] for s in seeds if s in study_ide]
@@ -366,7 +375,6 @@ if results_dir is not None:
 # same start, seed by seed:
 
 # %%
-docs = Path(casn_lite.__file__).resolve().parents[1] / "docs"
 check_records = docs / "positive_control" / "control_check.jsonl"
 checks = [json.loads(line) for line in check_records.read_text().splitlines()] if check_records.is_file() else []
 version2_check = [r for r in checks if r.get("tag_scale") == 2.0 and r.get("erase_p") == 0.0
@@ -395,12 +403,6 @@ for key, label in (("p_true", "p(true class | training image)"), ("mAP", "test m
 # Benjamini-Hochberg.
 
 # %%
-def study_records(folder):
-    """A version's committed records (docs/FOLDER/records.jsonl), or none."""
-    path = docs / folder / "records.jsonl"
-    return read_records(path, protocol=3) if path.is_file() else []
-
-
 def in_words(row):
     """A row of ``findings`` or ``manipulation_check`` as a phrase: its verdict, or its value where it has none."""
     if row["verdict"].startswith("absolute"):
@@ -417,7 +419,6 @@ def say(rows):
             print(f"{data_name}, {term}: " + "; ".join(in_words(r) for r in rows_term))
 
 
-version2 = study_records("positive_control_v2")
 planned = 5 * 5 * 2  # five arms, five seeds, the control and the default data (pre-registered)
 print(f"version 2: {len(version2)} of the {planned} pre-registered runs"
       + ("" if len(version2) >= planned else " (incomplete: these rows are provisional)"))
